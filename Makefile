@@ -1,0 +1,48 @@
+# ukrun — every target sets up what it needs on a fresh Debian machine (as root).
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+# System packages the tests, the demo and the benchmarks use (never needed by ukrun itself).
+SYSPKGS := iproute2 iputils-ping strace qemu-system-x86 busybox-static cpio man-db groff-base
+PYPKGS  := cffi setuptools wheel pytest hypothesis argparse-manpage
+PYTEST_ARGS ?=
+
+.PHONY: all build test demo bench man clean sysdeps venv
+
+all: build
+
+# apt-get runs only when a package is missing, so repeated runs stay fast.
+sysdeps:
+	@missing=$$(for p in $(SYSPKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "ukrun: installing system packages:" $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q $(PYPKGS)
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Editable install: the extension is built in place, the `ukrun` script lands in .venv/bin.
+build: venv
+	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+
+test: sysdeps build
+	$(VPY) -m pytest $(PYTEST_ARGS) tests
+
+demo: sysdeps build
+	$(VPY) tests/demo.py
+
+bench: sysdeps build
+	$(VPY) benchmarks/run.py
+
+man: build
+	$(VPY) -m ukrun._manpage > man/ukrun.1
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info ukrun/_core.* ukrun/*.so .pytest_cache .hypothesis
+	find . -name __pycache__ -prune -exec rm -rf {} +

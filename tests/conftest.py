@@ -1,0 +1,48 @@
+import os
+import shutil
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from nsutil import DockerHost, Netns, unique  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: runs a real guest end to end")
+
+
+@pytest.fixture
+def netns():
+    """An empty network namespace (lo up), removed afterwards."""
+    ns = Netns(unique("ukt"))
+    try:
+        yield ns
+    finally:
+        ns.delete()
+
+
+@pytest.fixture
+def docker_host():
+    """A Docker-host namespace with docker0; call ``.container()`` for docker-like containers."""
+    host = DockerHost(unique("ukh"))
+    try:
+        yield host
+    finally:
+        host.delete()
+
+
+@pytest.fixture
+def container(docker_host):
+    """One docker-like container: eth0 172.30.0.2/16 via 172.30.0.1, MAC 02:42:ac:1e:00:02."""
+    return docker_host.container()
+
+
+@pytest.fixture(scope="session")
+def ukrun_exe():
+    exe = os.path.join(os.path.dirname(sys.executable), "ukrun")
+    if not os.path.exists(exe):
+        exe = shutil.which("ukrun")
+    assert exe, "the ukrun console script is not installed (make build)"
+    return exe

@@ -1,0 +1,5 @@
+import sys
+
+from ukrun.cli import main
+
+sys.exit(main())
