@@ -29,7 +29,7 @@ venv: $(VENV)/.installed
 
 # Editable install: the extension is built in place, the `ukrun` script lands in .venv/bin.
 build: venv
-	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+	flock $(VENV)/.lock $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
 
 test: sysdeps build
 	$(VPY) -m pytest $(PYTEST_ARGS) tests
