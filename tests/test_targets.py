@@ -1,0 +1,113 @@
+"""Each target's command line, against issue 3 and the old runner's (DESIGN.md)."""
+import ipaddress
+
+import pytest
+
+from ukrun.targets import TAP_FD, TARGETS, Launch, mirage_ip_args
+
+IP = ("--ipv4=172.30.0.2/16", "--ipv4-gateway=172.30.0.1")
+MAC = "02:42:ac:1e:00:02"
+
+CASES = {
+    # The old runner's unix line, word for word.
+    "unix": (
+        dict(unikernel="/unikernel/mir-stackv4", args=("-l", "*:debug")),
+        ["/unikernel/mir-stackv4", "--interface=tap0", "-l", "*:debug", *IP],
+    ),
+    "unix ignores mac": (
+        dict(unikernel="./k", mac=MAC),
+        ["./k", "--interface=tap0", *IP],
+    ),
+    "hvt by name": (
+        dict(unikernel="k.hvt", tender="/usr/bin/solo5-hvt", mac=MAC, args=("--hello",)),
+        ["/usr/bin/solo5-hvt", "--net:service=tap0", "--net-mac:service=" + MAC,
+         "--", "k.hvt", "--hello", *IP],
+    ),
+    "hvt everything": (
+        dict(unikernel="k.hvt", tender="solo5-hvt", mac=MAC, mem=64, net_name="service0",
+             tap="tapX", tender_args=("--block:storage=disk.img",), tap_fd=TAP_FD),
+        ["solo5-hvt", "--mem=64", "--net:service0=@3", "--net-mac:service0=" + MAC,
+         "--block:storage=disk.img", "--", "k.hvt", *IP],
+    ),
+    "spt": (
+        dict(unikernel="k.spt", tender="solo5-spt", mac=MAC),
+        ["solo5-spt", "--net:service=tap0", "--net-mac:service=" + MAC, "--", "k.spt", *IP],
+    ),
+    # The old runner's ukvm line.
+    "ukvm": (
+        dict(unikernel="/unikernel/k.ukvm", tender="/unikernel/ukvm", tap_fd=TAP_FD,
+             args=("a",)),
+        ["/unikernel/ukvm", "--net=@3", "--", "/unikernel/k.ukvm", "a", *IP],
+    ),
+    # The old runner's qemu line, -no-acpi replaced by -machine acpi=off.
+    "qemu": (
+        dict(unikernel="k.virtio", tender="/usr/bin/qemu-system-x86_64", mac=MAC,
+             args=("--x", "y")),
+        ["/usr/bin/qemu-system-x86_64", "-nodefaults", "-machine", "acpi=off", "-display",
+         "none", "-serial", "stdio", "-m", "512", "-cpu", "Westmere",
+         "-device", "virtio-net-pci,netdev=n0,mac=" + MAC,
+         "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
+         "-kernel", "k.virtio", "-append", "--x y " + " ".join(IP)],
+    ),
+    "kvm": (
+        dict(unikernel="k", tender="qemu", mac=MAC),
+        ["qemu", "-nodefaults", "-machine", "acpi=off", "-display", "none", "-serial",
+         "stdio", "-m", "512", "-enable-kvm", "-cpu", "host",
+         "-device", "virtio-net-pci,netdev=n0,mac=" + MAC,
+         "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
+         "-kernel", "k", "-append", " ".join(IP)],
+    ),
+    "kvm with fd, cpu, mem, initrd": (
+        dict(unikernel="bzImage", tender="qemu", mac=MAC, tap_fd=TAP_FD, cpu="max", mem=256,
+             tender_args=("-initrd", "initrd.cpio"), ip_args=()),
+        ["qemu", "-nodefaults", "-machine", "acpi=off", "-display", "none", "-serial",
+         "stdio", "-m", "256", "-enable-kvm", "-cpu", "max",
+         "-device", "virtio-net-pci,netdev=n0,mac=" + MAC, "-netdev", "tap,id=n0,fd=3",
+         "-kernel", "bzImage", "-append", "", "-initrd", "initrd.cpio"],
+    ),
+    "qemu escapes commas in the tap name": (
+        dict(unikernel="k", tender="qemu", tap="a,b", ip_args=()),
+        ["qemu", "-nodefaults", "-machine", "acpi=off", "-display", "none", "-serial",
+         "stdio", "-m", "512", "-cpu", "Westmere", "-device", "virtio-net-pci,netdev=n0",
+         "-netdev", "tap,id=n0,ifname=a,,b,script=no,downscript=no",
+         "-kernel", "k", "-append", ""],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_command_line(case):
+    fields, expected = CASES[case]
+    target = case.split()[0]
+    fields.setdefault("ip_args", IP)
+    assert TARGETS[target].build(Launch(**fields)) == expected
+
+
+def test_user_args_pass_untouched():
+    odd = ("--", "-v", "--ipv4=1.2.3.4/8", "", "a b")
+    argv = TARGETS["unix"].build(Launch(unikernel="k", args=odd, ip_args=IP))
+    assert argv == ["k", "--interface=tap0", *odd, *IP]
+
+
+def test_ukvm_refuses_a_tap_by_name():
+    with pytest.raises(ValueError):
+        TARGETS["ukvm"].build(Launch(unikernel="k", tender="ukvm"))
+
+
+def test_mirage_ip_args():
+    iface = ipaddress.IPv4Interface("10.0.0.5/24")
+    assert mirage_ip_args(iface, ipaddress.IPv4Address("10.0.0.1")) == (
+        "--ipv4=10.0.0.5/24", "--ipv4-gateway=10.0.0.1")
+    assert mirage_ip_args(iface, None) == ("--ipv4=10.0.0.5/24",)
+    assert mirage_ip_args("169.254.1.7/32", "169.254.1.1") == (
+        "--ipv4=169.254.1.7/32", "--ipv4-gateway=169.254.1.1")
+
+
+def test_table_says_what_each_target_needs():
+    assert {n for n, t in TARGETS.items() if t.needs_kvm} == {"hvt", "ukvm", "kvm"}
+    assert {n for n, t in TARGETS.items() if not t.sets_mac} == {"unix", "ukvm"}
+    assert TARGETS["ukvm"].tap_fd == "always" and TARGETS["unix"].tap_fd == "never"
+    assert TARGETS["hvt"].default_tender == "solo5-hvt"
+    assert TARGETS["spt"].default_tender == "solo5-spt"
+    assert TARGETS["ukvm"].default_tender == "/unikernel/ukvm"
+    assert TARGETS["unix"].default_tender is None

@@ -1,0 +1,143 @@
+"""The command line each target runs: pure functions of a ``Launch``, one row per target.
+
+Nothing here looks at the system; the runner resolves paths and decides the MAC, the tap fd
+and the IP arguments first, then asks ``TARGETS[name].build(launch)`` for the argv.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+# The fd number the tap is handed over as (--tap-fd, ukvm): the runner dup2()s the tap to it
+# right before execve, so the command line is known before anything is changed.
+TAP_FD = 3
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything a target's command line is made of, already resolved and validated."""
+
+    unikernel: str
+    args: Tuple[str, ...] = ()
+    ip_args: Tuple[str, ...] = ()
+    tap: str = "tap0"
+    tap_fd: Optional[int] = None  # hand the tap over as this inherited fd instead of by name
+    mac: Optional[str] = None  # the guest's MAC; None leaves it to the guest
+    tender: Optional[str] = None  # solo5-hvt, solo5-spt, ukvm or qemu-system-x86_64
+    tender_args: Tuple[str, ...] = ()
+    net_name: str = "service"
+    mem: Optional[int] = None  # MB
+    cpu: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the runner and the CLI need to know about one target."""
+
+    name: str
+    build: Callable[[Launch], list]
+    default_tender: Optional[str]  # None: the unikernel itself is executed (unix)
+    needs_kvm: bool
+    sets_mac: bool  # False: --mac is ignored (the guest picks its own)
+    tap_fd: str  # "never", "optional" (--tap-fd) or "always"
+    options: Tuple[str, ...]  # the target-specific CLI options it accepts
+
+
+def mirage_ip_args(ipv4, gateway4=None) -> Tuple[str, ...]:
+    """MirageOS 4's network arguments; the gateway is left out when there is none."""
+    ipv4 = ipaddress.IPv4Interface(ipv4)
+    args = ("--ipv4=%s" % ipv4.with_prefixlen,)
+    if gateway4 is not None:
+        args += ("--ipv4-gateway=%s" % ipaddress.IPv4Address(gateway4),)
+    return args
+
+
+IP_ARGS = {
+    "mirage": mirage_ip_args,
+    "none": lambda ipv4, gateway4=None: (),
+}
+
+
+def build_unix(launch: Launch) -> list:
+    # Exactly the old runner's: UNIKERNEL --interface=TAP ARGS... --ipv4=... --ipv4-gateway=...
+    return [launch.unikernel, "--interface=%s" % launch.tap, *launch.args, *launch.ip_args]
+
+
+def _solo5_tender_head(launch: Launch) -> list:
+    return [launch.tender] + (["--mem=%d" % launch.mem] if launch.mem is not None else [])
+
+
+def build_solo5(launch: Launch) -> list:
+    """solo5-hvt / solo5-spt: the tap attached by name unless an fd was asked for."""
+    net = launch.net_name
+    # Attaching by name is the default: --net:NAME=@FD has been broken since Solo5 0.10.
+    attach = "@%d" % launch.tap_fd if launch.tap_fd is not None else launch.tap
+    argv = _solo5_tender_head(launch) + ["--net:%s=%s" % (net, attach)]
+    if launch.mac is not None:
+        argv.append("--net-mac:%s=%s" % (net, launch.mac))
+    return argv + [*launch.tender_args, "--", launch.unikernel, *launch.args, *launch.ip_args]
+
+
+def build_ukvm(launch: Launch) -> list:
+    """The old runner's Solo5 ukvm form: the tap is always an inherited fd."""
+    if launch.tap_fd is None:
+        raise ValueError("ukvm needs the tap as an fd")
+    argv = _solo5_tender_head(launch) + ["--net=@%d" % launch.tap_fd, *launch.tender_args]
+    return argv + ["--", launch.unikernel, *launch.args, *launch.ip_args]
+
+
+def _qemu_escape(value: str) -> str:
+    # QEMU's option lists (-netdev a=b,c=d) read ",," as a literal comma.
+    return value.replace(",", ",,")
+
+
+def _qemu_netdev(launch: Launch) -> str:
+    if launch.tap_fd is not None:
+        # fd= cannot be combined with ifname=/script=/downscript=.
+        return "tap,id=n0,fd=%d" % launch.tap_fd
+    return "tap,id=n0,ifname=%s,script=no,downscript=no" % _qemu_escape(launch.tap)
+
+
+def _build_qemu(launch: Launch, kvm: bool) -> list:
+    # The old runner passed -no-acpi; it is deprecated since QEMU 8.0 and gone in 9.0.
+    # -machine acpi=off does the same and already works in QEMU 7.2.
+    argv = [launch.tender, "-nodefaults", "-machine", "acpi=off", "-display", "none",
+            "-serial", "stdio", "-m", str(launch.mem if launch.mem is not None else 512)]
+    if kvm:
+        argv.append("-enable-kvm")
+    argv += ["-cpu", launch.cpu or ("host" if kvm else "Westmere")]
+    device = "virtio-net-pci,netdev=n0"
+    if launch.mac is not None:
+        device += ",mac=%s" % launch.mac
+    argv += ["-device", device, "-netdev", _qemu_netdev(launch)]
+    argv += ["-kernel", launch.unikernel, "-append", " ".join(launch.args + launch.ip_args)]
+    # Extra tender arguments (-initrd FILE, ...) go last: QEMU does not care about order.
+    return argv + list(launch.tender_args)
+
+
+def build_qemu(launch: Launch) -> list:
+    return _build_qemu(launch, kvm=False)
+
+
+def build_kvm(launch: Launch) -> list:
+    return _build_qemu(launch, kvm=True)
+
+
+_SOLO5_OPTIONS = ("tender", "net_name", "mem", "tap_fd", "tender_args")
+_QEMU_OPTIONS = ("qemu", "mem", "cpu", "tender_args", "tap_fd")
+
+TARGETS = {
+    "unix": Target("unix", build_unix, None, needs_kvm=False, sets_mac=False, tap_fd="never",
+                   options=()),
+    "hvt": Target("hvt", build_solo5, "solo5-hvt", needs_kvm=True, sets_mac=True,
+                  tap_fd="optional", options=_SOLO5_OPTIONS),
+    "spt": Target("spt", build_solo5, "solo5-spt", needs_kvm=False, sets_mac=True,
+                  tap_fd="optional", options=_SOLO5_OPTIONS),
+    "ukvm": Target("ukvm", build_ukvm, "/unikernel/ukvm", needs_kvm=True, sets_mac=False,
+                   tap_fd="always", options=("tender", "mem", "tender_args")),
+    "qemu": Target("qemu", build_qemu, "qemu-system-x86_64", needs_kvm=False, sets_mac=True,
+                   tap_fd="optional", options=_QEMU_OPTIONS),
+    "kvm": Target("kvm", build_kvm, "qemu-system-x86_64", needs_kvm=True, sets_mac=True,
+                  tap_fd="optional", options=_QEMU_OPTIONS),
+}
