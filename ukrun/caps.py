@@ -1,0 +1,236 @@
+"""Capabilities: names, the sets the kernel reports, and the drop before execve.
+
+The drop follows util-linux's setpriv and fails closed: a step that fails, or a result
+that is not what was asked, raises PrivilegeError; the caller must then not exec.
+Capability state is per thread: drop from the thread that will call os.execve.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+from ukrun._ffi import check, ffi, lib
+from ukrun.errors import PrivilegeError
+
+# number -> "CAP_NET_ADMIN", from the CAP_* constants csrc/sys.cdef takes from the headers.
+NAMES = {getattr(lib, n): n for n in dir(lib) if n.startswith("CAP_")}
+_NUMBERS = {name: number for number, name in NAMES.items()}
+
+# Where the kernel reports a thread's sets; /proc/self would be the main thread's.
+STATUS = "/proc/thread-self/status"
+_STATUS_FIELDS = {"CapEff": "effective", "CapPrm": "permitted", "CapInh": "inheritable",
+                  "CapBnd": "bounding", "CapAmb": "ambient"}
+
+
+def cap_number(name: str) -> int:
+    """"net_admin", "CAP_NET_ADMIN", "Net_Admin" -> 12; ValueError for anything else."""
+    if not isinstance(name, str):
+        raise TypeError("capability name must be a str, not %s" % type(name).__name__)
+    key = name.strip().upper()
+    if not key.startswith("CAP_"):
+        key = "CAP_" + key
+    try:
+        return _NUMBERS[key]
+    except KeyError:
+        raise ValueError("unknown capability %r" % name) from None
+
+
+def cap_name(number: int) -> str:
+    """12 -> "CAP_NET_ADMIN"; ValueError for a number the headers do not name."""
+    try:
+        return NAMES[number]
+    except (KeyError, TypeError):
+        raise ValueError("unknown capability number %r" % (number,)) from None
+
+
+def describe(caps: Iterable[int]) -> str:
+    """"CAP_KILL,CAP_NET_ADMIN" for messages; "none" when empty; unnamed ones as numbers."""
+    return ",".join(NAMES.get(c, str(c)) for c in sorted(caps)) or "none"
+
+
+def last_cap() -> int:
+    """The highest capability the running kernel knows (CAP_LAST_CAP is untrustworthy)."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+def to_mask(caps: Iterable[int]) -> int:
+    mask = 0
+    for cap in caps:
+        if not 0 <= cap < 64:
+            raise ValueError("capability number %d out of range" % cap)
+        mask |= 1 << cap
+    return mask
+
+
+def from_mask(mask: int) -> frozenset:
+    return frozenset(bit for bit in range(mask.bit_length()) if mask >> bit & 1)
+
+
+@dataclass(frozen=True)
+class CapState:
+    effective: frozenset
+    permitted: frozenset
+    inheritable: frozenset
+    bounding: frozenset
+    ambient: frozenset
+    no_new_privs: bool
+
+
+def parse_status(text: str) -> CapState:
+    """The capability sets and no_new_privs from /proc/<pid>/status text."""
+    found = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        try:
+            if key in _STATUS_FIELDS:
+                found[_STATUS_FIELDS[key]] = from_mask(int(value.strip(), 16))
+            elif key == "NoNewPrivs":
+                found["no_new_privs"] = int(value.strip()) != 0
+        except ValueError:
+            raise ValueError("bad %s line in status: %r" % (key, line)) from None
+    missing = set(_STATUS_FIELDS.values()) | {"no_new_privs"}
+    missing -= set(found)
+    if missing:
+        raise ValueError("status lacks %s" % ", ".join(sorted(missing)))
+    return CapState(**found)
+
+
+def current() -> CapState:
+    """The calling thread's capability state, as the kernel reports it."""
+    with open(STATUS) as f:
+        return parse_status(f.read())
+
+
+def capget() -> tuple:
+    """(effective, permitted, inheritable) of the calling thread, via capget(2)."""
+    sets = ffi.new("uint64_t[3]")
+    check(lib.ukrun_capget(sets + 0, sets + 1, sets + 2), "capget")
+    return tuple(from_mask(mask) for mask in sets)
+
+
+def capset(effective: Iterable[int], permitted: Iterable[int], inheritable: Iterable[int]) -> None:
+    """capset(2) on the calling thread; OSError (EPERM) for what the kernel refuses."""
+    check(lib.ukrun_capset(to_mask(effective), to_mask(permitted), to_mask(inheritable)),
+          "capset")
+
+
+def bounding_has(cap: int) -> bool:
+    return bool(check(lib.ukrun_capbset_read(cap), "PR_CAPBSET_READ %s" % describe([cap])))
+
+
+def drop_bounding(cap: int) -> None:
+    """Remove ``cap`` from the bounding set (needs CAP_SETPCAP); no execve regains it."""
+    check(lib.ukrun_capbset_drop(cap), "PR_CAPBSET_DROP %s" % describe([cap]))
+
+
+def no_new_privs() -> bool:
+    return bool(check(lib.ukrun_get_no_new_privs(), "PR_GET_NO_NEW_PRIVS"))
+
+
+def set_no_new_privs() -> None:
+    """No execve after this grants privileges (setuid bits, file caps, root's full sets)."""
+    check(lib.ukrun_set_no_new_privs(), "PR_SET_NO_NEW_PRIVS")
+
+
+def keepcaps() -> bool:
+    return bool(check(lib.ukrun_get_keepcaps(), "PR_GET_KEEPCAPS"))
+
+
+def set_keepcaps(keep: bool = True) -> None:
+    """Keep the permitted set across a setuid from root to another user (not across execve)."""
+    check(lib.ukrun_set_keepcaps(int(bool(keep))), "PR_SET_KEEPCAPS")
+
+
+def ambient_is_set(cap: int) -> bool:
+    return bool(check(lib.ukrun_ambient_is_set(cap), "PR_CAP_AMBIENT_IS_SET %s" % describe([cap])))
+
+
+def clear_ambient() -> None:
+    check(lib.ukrun_ambient_clear_all(), "PR_CAP_AMBIENT_CLEAR_ALL")
+
+
+def lower_ambient(cap: int) -> None:
+    check(lib.ukrun_ambient_lower(cap), "PR_CAP_AMBIENT_LOWER %s" % describe([cap]))
+
+
+def raise_ambient(wanted: Iterable[int]) -> None:
+    """Make ``wanted`` ambient, so a non-root user keeps them across execve.
+
+    The kernel wants each one permitted and inheritable: they are added to the
+    inheritable set first. OSError (EPERM) when one is not permitted.
+    """
+    wanted = frozenset(wanted)
+    effective, permitted, inheritable = capget()
+    if not wanted <= inheritable:
+        capset(effective, permitted, inheritable | wanted)
+    for cap in sorted(wanted):
+        check(lib.ukrun_ambient_raise(cap), "PR_CAP_AMBIENT_RAISE %s" % describe([cap]))
+
+
+def _refuse(message: str, hint: str | None = None) -> PrivilegeError:
+    return PrivilegeError("dropping capabilities: " + message, hint)
+
+
+def _step(what: str, call, *args) -> None:
+    try:
+        call(*args)
+    except OSError as e:
+        raise _refuse("%s: %s" % (what, os.strerror(e.errno)),
+                      "nothing was started; a seccomp or LSM profile may forbid the change") from e
+
+
+def drop_to(kept: Iterable[int], ambient: bool = False) -> CapState:
+    """Leave the calling thread with exactly ``kept`` and no_new_privs; verify; return the state.
+
+    Order: no_new_privs -> bounding set (when CAP_SETPCAP is effective) -> capset
+    (effective = permitted = inheritable = kept) -> clear ambient (-> raise ``kept`` as
+    ambient when ``ambient``, for a non-root user's execve) -> check the thread's status.
+    As root, execve then hands the program exactly ``kept``: without CAP_SETPCAP the
+    bounding set stays, and no_new_privs is what cuts the new permitted set to ``kept``.
+    A kept capability the thread cannot keep is refused before anything changes; after
+    a failed capset the thread still holds what it had (CAP_NET_ADMIN to undo with).
+    """
+    kept = frozenset(kept)
+    top = last_cap()
+    bad = sorted(c for c in kept if not isinstance(c, int) or not 0 <= c <= top)
+    if bad:
+        raise ValueError("no such capability on this kernel: %s" % ", ".join(map(str, bad)))
+    before = current()
+    missing = kept - before.permitted
+    if missing:
+        raise _refuse("cannot keep %s: not in the permitted set" % describe(missing),
+                      "grant it to the container with docker run --cap-add, or do not keep it")
+    # capset lets the inheritable set grow only within the bounding set.
+    missing = kept - before.bounding - before.inheritable
+    if missing:
+        raise _refuse("cannot keep %s: not in the bounding set" % describe(missing),
+                      "grant it to the container with docker run --cap-add, or do not keep it")
+    with_setpcap = lib.CAP_SETPCAP in before.effective
+
+    _step("PR_SET_NO_NEW_PRIVS", set_no_new_privs)
+    if with_setpcap:
+        for cap in range(top + 1):
+            if cap not in kept:
+                _step("PR_CAPBSET_DROP %s" % describe([cap]), drop_bounding, cap)
+    _step("capset", capset, kept, kept, kept)
+    _step("PR_CAP_AMBIENT_CLEAR_ALL", clear_ambient)
+    if ambient:
+        _step("PR_CAP_AMBIENT_RAISE", raise_ambient, kept)
+
+    after = current()
+    want_bounding = kept if with_setpcap else before.bounding
+    want_ambient = kept if ambient else frozenset()
+    wrong = [name for name, got, want in (
+        ("effective", after.effective, kept), ("permitted", after.permitted, kept),
+        ("inheritable", after.inheritable, kept), ("bounding", after.bounding, want_bounding),
+        ("ambient", after.ambient, want_ambient), ("no_new_privs", after.no_new_privs, True),
+    ) if got != want]
+    if wrong:
+        raise _refuse("%s not as intended after the drop (%s)" % (", ".join(wrong), STATUS),
+                      "refusing to run the program with privileges left")
+    return after
+
