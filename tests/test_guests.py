@@ -1,15 +1,13 @@
 """The test guests themselves, without ukrun: a tap in a test namespace, the guest on one side,
 the namespace's kernel on the other. If these fail, the end-to-end tests would prove nothing."""
-import json
 import os
 import shutil
 import socket
-import subprocess
 import time
 
 import pytest
 
-from guests import (LineReader, install_dummy_unikernel, install_uguest, ping, ping_once, stop,
+from guests import (LineReader, install_dummy_unikernel, install_uguest, ping, stop,
                     udp_echo, http_get, vm_guest)
 from nsutil import in_netns
 
