@@ -1,0 +1,118 @@
+"""Carry out wiring steps (ukrun.wiring.Step) against the kernel, one rtnl socket at a time.
+
+Every operation takes interface *names* and looks the index up when it runs: a plan is made
+before the links it names exist.
+"""
+from __future__ import annotations
+
+import errno
+import socket
+
+from ukrun.tap import Tap, disable_offloads, open_tap
+
+
+class Kernel:
+    """The operations a Step may name; holds the taps this run opened."""
+
+    def __init__(self, rtnl):
+        self.rtnl = rtnl
+        self.taps = {}  # name -> Tap
+
+    def do(self, step) -> None:
+        getattr(self, "op_" + step.op)(**step.args)
+
+    def index(self, name: str) -> int:
+        return self.rtnl.link(name).index
+
+    # --- taps ---
+    def op_create_tap(self, name: str) -> None:
+        # exclusive: a tap that appeared since the plan was made is not ours to take over.
+        self.taps[name] = open_tap(name, persist=True, exclusive=True)
+
+    def op_delete_tap(self, name: str) -> None:
+        tap = self.taps.pop(name, None) or open_tap(name)
+        with tap:
+            tap.set_persist(False)  # a tap that is not persistent goes with its last fd
+
+    def op_hold_tap(self, name: str) -> None:
+        if name not in self.taps:
+            self.taps[name] = open_tap(name)
+
+    def op_close_tap(self, name: str) -> None:
+        tap = self.taps.pop(name, None)
+        if tap is not None:
+            tap.close()
+
+    def close_taps(self, keep=()) -> None:
+        """Close every tap fd but those in ``keep``: a guest attaching by name needs it free."""
+        for name in list(self.taps):
+            if name not in keep:
+                self.taps.pop(name).close()
+
+    def held_tap(self, name: str) -> Tap:
+        return self.taps[name]
+
+    def op_disable_offloads(self, name: str) -> None:
+        disable_offloads(name)
+
+    # --- links ---
+    def op_set_alias(self, name: str, alias: str) -> None:
+        self.rtnl.set_alias(self.index(name), alias)
+
+    def op_set_mtu(self, name: str, mtu: int) -> None:
+        self.rtnl.set_mtu(self.index(name), mtu)
+
+    def op_set_up(self, name: str) -> None:
+        self.rtnl.set_up(self.index(name), True)
+
+    def op_set_down(self, name: str) -> None:
+        self.rtnl.set_up(self.index(name), False)
+
+    def op_set_mac(self, name: str, mac: str) -> None:
+        self.rtnl.set_mac(self.index(name), mac)
+
+    def op_create_bridge(self, name: str) -> None:
+        self.rtnl.create_bridge(name)
+
+    def op_delete_link(self, name: str) -> None:
+        self.rtnl.delete_link(self.index(name))
+
+    def op_enslave(self, name: str, master: str) -> None:
+        self.rtnl.set_master(self.index(name), self.index(master))
+
+    def op_release(self, name: str) -> None:
+        self.rtnl.set_master(self.index(name), None)
+
+    # --- tc ---
+    def op_add_ingress(self, name: str) -> None:
+        self.rtnl.add_ingress_qdisc(self.index(name))
+
+    def op_delete_ingress(self, name: str) -> None:
+        self.rtnl.delete_ingress_qdisc(self.index(name))
+
+    def op_add_redirect(self, source: str, target: str) -> None:
+        self.rtnl.add_redirect(self.index(source), self.index(target))
+
+    # --- addresses ---
+    def op_delete_address(self, address) -> None:
+        try:
+            self.rtnl.delete_address(address)
+        except OSError as e:
+            if e.errno != errno.EADDRNOTAVAIL:  # already gone (with its primary)
+                raise
+
+    def op_restore_addresses(self, interface: str, addresses, routes) -> None:
+        present = {a.interface for a in self.rtnl.addresses(self.index(interface))}
+        for address in addresses:
+            if address.interface not in present:
+                self.rtnl.add_address(address)
+        have = {_route_key(r) for r in self.rtnl.routes(family=socket.AF_UNSPEC)}
+        # Routes through a gateway need the routes that reach it first: connected ones lead.
+        for route in sorted(routes, key=lambda r: r.gateway is not None):
+            if _route_key(route) not in have:
+                self.rtnl.add_route(route)
+
+
+def _route_key(route):
+    return (route.family, route.dst, route.gateway, route.oif, route.table, route.type,
+            route.priority)

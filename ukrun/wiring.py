@@ -1,0 +1,305 @@
+"""Wiring the container's interface to the guest's tap, as plans: lists of steps, each with its undo.
+
+Two wirings (DESIGN.md):
+- ``tc``: an ingress qdisc on the interface and on the tap, each with a u32 match-all filter
+  whose mirred action redirects every frame to the other; the interface keeps its MAC.
+- ``bridge``: the old runner's topology: bridge br0 with the interface and the tap enslaved.
+
+``plan_steps`` is pure: it compares what is wanted with a ``View`` of the kernel and returns
+only the steps still missing, so a second run in the same namespace (a container restart)
+reuses what the first built. ``Kernel`` (in ukrun.steps) carries the steps out.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Optional, Tuple
+
+WIRINGS = ("tc", "bridge")
+RECORD_PREFIX = "ukrun:"
+ALIAS_MAX = 255  # IFALIASZ - 1: the kernel refuses a longer IFLA_IFALIAS
+RT_SCOPE_UNIVERSE = 0  # an address's scope as rtnetlink reports it: global
+
+
+@dataclass(frozen=True)
+class Step:
+    """One change: ``op`` names a ``Kernel`` method, ``args`` its keywords; ``undo`` reverts it."""
+
+    op: str
+    args: Dict[str, object]
+    text: str
+    undo: Tuple["Step", ...] = ()
+
+    def to_json(self) -> dict:
+        return {"do": self.text, "op": self.op, "args": jsonable(self.args),
+                "undo": [u.text for u in self.undo]}
+
+
+def jsonable(value):
+    """Addresses, routes and links as JSON-able values (str for ip objects, dicts for records)."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+# --- MAC addresses -------------------------------------------------------------------------
+
+def parse_mac(text: str) -> str:
+    """``text`` as a unicast MAC in lower case; ValueError when it is not one."""
+    parts = text.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
+        raise ValueError("%r is not a MAC address (XX:XX:XX:XX:XX:XX)" % text)
+    try:
+        octets = bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raise ValueError("%r is not a MAC address (XX:XX:XX:XX:XX:XX)" % text) from None
+    if octets[0] & 1:
+        raise ValueError("%s is a multicast MAC address; a guest needs a unicast one" % text)
+    if octets == bytes(6):
+        raise ValueError("00:00:00:00:00:00 is not a usable MAC address")
+    return text.lower()
+
+
+def random_mac(raw: Optional[bytes] = None) -> str:
+    """A fresh locally administered unicast MAC (bit 1 of the first octet set, bit 0 clear)."""
+    raw = bytearray(os.urandom(6) if raw is None else raw[:6])
+    raw[0] = (raw[0] & 0xFC) | 0x02
+    return ":".join("%02x" % b for b in raw)
+
+
+# --- what an earlier run moved, kept on the tap's IFLA_IFALIAS -------------------------------
+
+@dataclass(frozen=True)
+class Record:
+    """What a run handed to the guest, so a later run in the same namespace can hand it again."""
+
+    interface: str
+    wiring: str
+    bridge: Optional[str]
+    ipv4: ipaddress.IPv4Interface
+    gateway4: Optional[ipaddress.IPv4Address]
+    gateway4_onlink: bool
+    guest_mac: Optional[str]
+    interface_mac: str  # the interface's own MAC before the run (bridge wiring may change it)
+
+    def to_alias(self) -> str:
+        data = {"v": 1, "i": self.interface, "w": self.wiring, "b": self.bridge,
+                "4": self.ipv4.with_prefixlen,
+                "g": str(self.gateway4) if self.gateway4 else None,
+                "o": int(self.gateway4_onlink), "m": self.guest_mac, "e": self.interface_mac}
+        alias = RECORD_PREFIX + json.dumps(data, separators=(",", ":"))
+        if len(alias.encode()) > ALIAS_MAX:  # cannot happen with valid names; keep it honest
+            raise ValueError("record %r is longer than %d bytes" % (alias, ALIAS_MAX))
+        return alias
+
+    @classmethod
+    def from_alias(cls, alias: Optional[str]) -> Optional["Record"]:
+        """The record in ``alias``, or None when it is not one of ours (or not readable)."""
+        if not alias or not alias.startswith(RECORD_PREFIX):
+            return None
+        try:
+            data = json.loads(alias[len(RECORD_PREFIX):])
+            if data.get("v") != 1 or data["w"] not in WIRINGS:
+                return None
+            return cls(interface=data["i"], wiring=data["w"], bridge=data.get("b"),
+                       ipv4=ipaddress.IPv4Interface(data["4"]),
+                       gateway4=ipaddress.IPv4Address(data["g"]) if data.get("g") else None,
+                       gateway4_onlink=bool(data.get("o")), guest_mac=data.get("m"),
+                       interface_mac=data["e"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+
+# --- the plan ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Wanted:
+    """The wiring the runner decided on."""
+
+    wiring: str  # "tc" | "bridge"
+    interface: str
+    tap: str
+    bridge: str
+    mtu: int
+    record: Record
+    interface_mac: Optional[str] = None  # a new MAC for the interface; None keeps it
+    hold_tap: bool = False  # keep the tap open to hand it over as an fd
+
+
+@dataclass(frozen=True)
+class View:
+    """What the kernel holds now (read by the runner; nothing here asks the kernel)."""
+
+    links: Dict[str, object]  # name -> rtnl.Link
+    addresses: Tuple[object, ...] = ()  # rtnl.Address of the interface
+    routes: Tuple[object, ...] = ()  # main-table rtnl.Route through the interface
+    ingress: FrozenSet[str] = frozenset()  # links with an ingress qdisc
+    redirects: FrozenSet[Tuple[str, str]] = frozenset()  # (from, to) mirred redirects
+    previous: Optional[Record] = None  # what an earlier run recorded on the tap
+    names: Dict[int, str] = field(default_factory=dict)  # index -> name
+
+    def master_of(self, name: str) -> Optional[str]:
+        link = self.links.get(name)
+        return self.names.get(link.master) if link is not None and link.master else None
+
+
+def _step(op, text, undo=(), **args) -> Step:
+    return Step(op, args, text, tuple(undo))
+
+
+def tap_steps(want: Wanted, view: View) -> list:
+    tap, old = want.tap, view.links.get(want.tap)
+    steps = []
+    if old is None:
+        steps.append(_step("create_tap", "create persistent tap %s" % tap,
+                           [_step("delete_tap", "delete tap %s" % tap, name=tap)], name=tap))
+    alias = want.record.to_alias()
+    if old is None or old.alias != alias:
+        undo = [_step("set_alias", "clear the record on %s" % tap, name=tap,
+                      alias=old.alias if old is not None and old.alias else "")]
+        steps.append(_step("set_alias", "record what %s hands over on %s" % (want.interface, tap),
+                           undo, name=tap, alias=alias))
+    if old is None or old.mtu != want.mtu:
+        undo = [_step("set_mtu", "set %s MTU back to %d" % (tap, old.mtu), name=tap,
+                      mtu=old.mtu)] if old is not None else []
+        steps.append(_step("set_mtu", "set %s MTU to %d (%s's)" % (tap, want.mtu, want.interface),
+                           undo, name=tap, mtu=want.mtu))
+    # Solo5 >= 0.11 turns these off itself but needs CAP_NET_ADMIN, gone by the time it runs.
+    steps.append(_step("disable_offloads", "turn off GRO/GSO/TSO on %s" % tap, name=tap))
+    if want.hold_tap:
+        steps.append(_step("hold_tap", "keep %s open to hand it over as an fd" % tap,
+                           [_step("close_tap", "close %s" % tap, name=tap)], name=tap))
+    return steps
+
+
+def _up_step(name: str, view: View) -> list:
+    old = view.links.get(name)
+    if old is not None and old.up:
+        return []
+    undo = [_step("set_down", "set %s down" % name, name=name)] if old is not None else []
+    return [_step("set_up", "set %s up" % name, undo, name=name)]
+
+
+def _redirect_steps(source: str, target: str, view: View) -> list:
+    steps = []
+    if source not in view.ingress:
+        steps.append(_step("add_ingress", "add an ingress qdisc to %s" % source,
+                           [_step("delete_ingress", "delete %s's ingress qdisc" % source,
+                                  name=source)], name=source))
+    if (source, target) not in view.redirects:
+        # No undo of its own: the filter goes with the ingress qdisc it hangs on.
+        steps.append(_step("add_redirect", "redirect every frame arriving on %s to %s"
+                           % (source, target), source=source, target=target))
+    return steps
+
+
+def _enslave_step(name: str, bridge: str, view: View) -> list:
+    if view.master_of(name) == bridge:
+        return []
+    return [_step("enslave", "enslave %s to %s" % (name, bridge),
+                  [_step("release", "release %s from %s" % (name, bridge), name=name)],
+                  name=name, master=bridge)]
+
+
+def _mac_step(name: str, view: View, mac: Optional[str]) -> list:
+    old = view.links[name].mac
+    if mac is None or old == mac:
+        return []
+    return [_step("set_mac", "set %s's MAC to %s" % (name, mac),
+                  [_step("set_mac", "set %s's MAC back to %s" % (name, old), name=name, mac=old)],
+                  name=name, mac=mac)]
+
+
+def flush_steps(want: Wanted, view: View) -> list:
+    """Take the interface's IPv4 and global IPv6 addresses away: the guest answers for them now.
+
+    One step per address, so a failure half-way undoes exactly what went. IPv4 secondaries go
+    before their primary (deleting a primary first takes its secondaries along); IPv6 in dump
+    order (newest first), so the undo re-adds the oldest first and the kernel's order returns.
+    The kernel drops the routes that went with the addresses: the undo of the first deletion,
+    which runs last, puts them back.
+    """
+    v4 = [a for a in view.addresses if a.interface.version == 4]
+    v6 = [a for a in view.addresses if a.interface.version == 6 and a.scope == RT_SCOPE_UNIVERSE]
+    steps = []
+    for address in v6 + v4[::-1]:
+        routes = tuple(view.routes) if not steps else ()
+        back = "give %s back %s%s" % (want.interface, address.interface,
+                                      " and its routes" if routes else "")
+        undo = _step("restore_addresses", back, interface=want.interface, addresses=(address,),
+                     routes=routes)
+        steps.append(_step("delete_address", "remove %s from %s" % (address.interface,
+                                                                    want.interface),
+                           [undo], address=address))
+    return steps
+
+
+def teardown_steps(want: Wanted, view: View) -> list:
+    """Undo what an earlier run built when this run wants another wiring (or another bridge)."""
+    prev = view.previous
+    if prev is None or (prev.wiring == want.wiring
+                        and (want.wiring == "tc" or prev.bridge == want.bridge)):
+        return []
+    steps = []
+    if prev.wiring == "tc":
+        for source, target in ((want.interface, want.tap), (want.tap, want.interface)):
+            if source in view.ingress:
+                undo = [_step("add_ingress", "add an ingress qdisc to %s" % source, name=source),
+                        _step("add_redirect", "redirect %s to %s" % (source, target),
+                              source=source, target=target)]
+                steps.append(_step("delete_ingress", "delete %s's ingress qdisc (left by an "
+                                   "earlier run)" % source, undo, name=source))
+        return steps
+    bridge = prev.bridge
+    for name in (want.interface, want.tap):
+        if view.master_of(name) == bridge:
+            steps.append(_step("release", "release %s from %s (left by an earlier run)"
+                               % (name, bridge),
+                               [_step("enslave", "enslave %s to %s" % (name, bridge),
+                                      name=name, master=bridge)], name=name))
+    if bridge in view.links:
+        steps.append(_step("delete_link", "delete bridge %s (left by an earlier run)" % bridge,
+                           [_step("create_bridge", "create bridge %s" % bridge, name=bridge),
+                            _step("set_up", "set %s up" % bridge, name=bridge)], name=bridge))
+    if want.interface_mac is None:
+        steps += _mac_step(want.interface, view, prev.interface_mac)
+    return steps
+
+
+def tc_steps(want: Wanted, view: View) -> list:
+    return (tap_steps(want, view) + _up_step(want.tap, view)
+            + _redirect_steps(want.interface, want.tap, view)
+            + _redirect_steps(want.tap, want.interface, view)
+            + flush_steps(want, view))
+
+
+def bridge_steps(want: Wanted, view: View) -> list:
+    """The old runner's order: bridge, tap, enslave both, flush the address, tap up, bridge up."""
+    steps = []
+    if want.bridge not in view.links:
+        steps.append(_step("create_bridge", "create bridge %s" % want.bridge,
+                           [_step("delete_link", "delete bridge %s" % want.bridge,
+                                  name=want.bridge)], name=want.bridge))
+    steps += tap_steps(want, view)
+    # Before enslaving: a bridge keeps frames for a port's own MAC for itself.
+    steps += _mac_step(want.interface, view, want.interface_mac)
+    steps += _enslave_step(want.interface, want.bridge, view)
+    steps += _enslave_step(want.tap, want.bridge, view)
+    steps += flush_steps(want, view)
+    return steps + _up_step(want.tap, view) + _up_step(want.bridge, view)
+
+
+def plan_steps(want: Wanted, view: View) -> list:
+    """The steps that turn ``view`` into ``want``, in order; empty when it is there already."""
+    if want.wiring not in WIRINGS:
+        raise ValueError("unknown wiring %r (choose from %s)" % (want.wiring, ", ".join(WIRINGS)))
+    build = tc_steps if want.wiring == "tc" else bridge_steps
+    return teardown_steps(want, view) + build(want, view)
