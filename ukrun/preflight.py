@@ -1,0 +1,140 @@
+"""Every check that needs no change: a run that fails here has touched nothing.
+
+Each check raises the ukrun.errors type whose exit status tells the user what kind of
+thing is wrong (2 options, 127 not found, 126 not executable, 77 privilege or device).
+"""
+from __future__ import annotations
+
+import os
+import stat
+
+from ukrun.errors import NotExecutableError, NotFoundError, PrivilegeError, UsageError
+
+KVM_DEVICE = "/dev/kvm"
+NET_ADMIN = "CAP_NET_ADMIN"
+
+
+def check_ifname(option: str, name: str) -> str:
+    from ukrun.tap import validate_ifname
+
+    try:
+        return validate_ifname(name)
+    except (ValueError, TypeError) as e:
+        raise UsageError("%s: %s" % (option, e)) from None
+
+
+def check_mem(mem):
+    if mem is None:
+        return None
+    if isinstance(mem, bool) or not isinstance(mem, int) or mem <= 0:
+        raise UsageError("--mem: %r is not a positive number of MB" % (mem,))
+    return mem
+
+
+def check_net_name(name: str) -> str:
+    # Solo5 reads --net:NAME=TAP: NAME cannot hold '=' or ':' and must not be empty.
+    if not name or any(c in name for c in "=:,") or any(c.isspace() for c in name):
+        raise UsageError("--net-name: %r is not a device name" % (name,),
+                         "see the unikernel's manifest: solo5-elftool query-manifest")
+    return name
+
+
+def kept_capabilities(names) -> frozenset:
+    """Capability numbers from names ("NET_BIND_SERVICE", "cap_kill"; "none" alone: none)."""
+    from ukrun.caps import cap_number
+
+    names = list(names)
+    if [n.lower() for n in names if isinstance(n, str)] == ["none"]:
+        return frozenset()
+    try:
+        return frozenset(cap_number(n) for n in names)
+    except (ValueError, TypeError) as e:
+        raise UsageError("--keep-cap: %s" % e, "names as in capabilities(7), "
+                         "with or without CAP_, or none") from None
+
+
+def _describe(what: str, path: str) -> str:
+    return "%s %s" % (what, path)
+
+
+def find_program(name: str, what: str) -> str:
+    """The path ``name`` runs as: itself when it holds a '/', else the first match on PATH.
+
+    NotFoundError (127) when nothing matches; NotExecutableError (126) when only files
+    that cannot be executed do.
+    """
+    if "/" in name:
+        return check_executable(name, what)
+    found = None
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", name)
+        if os.path.isfile(path):
+            if os.access(path, os.X_OK):
+                return path
+            found = found or path
+    if found:
+        raise NotExecutableError("%s is not executable" % _describe(what, found),
+                                 "chmod +x it, or pass the right path")
+    raise NotFoundError("%s not found on PATH" % _describe(what, name),
+                        "install it, or pass its path")
+
+
+def check_executable(path: str, what: str) -> str:
+    check_readable(path, what)
+    if not os.access(path, os.X_OK):
+        raise NotExecutableError("%s is not executable" % _describe(what, path),
+                                 "chmod +x it")
+    return path
+
+
+def check_readable(path: str, what: str) -> str:
+    """The file a tender or QEMU loads: it must exist and be a readable file."""
+    if not os.path.exists(path):
+        raise NotFoundError("%s not found" % _describe(what, path))
+    if os.path.isdir(path):
+        raise NotExecutableError("%s is a directory" % _describe(what, path))
+    if not os.access(path, os.R_OK):
+        raise NotExecutableError("%s cannot be read" % _describe(what, path))
+    return path
+
+
+def check_device(path: str, hint: str) -> None:
+    """``path`` is a character device this process can open read-write."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise PrivilegeError("%s not found" % path, hint) from None
+    except OSError as e:
+        raise PrivilegeError("cannot use %s: %s" % (path, e.strerror), hint) from None
+    if not stat.S_ISCHR(mode):
+        raise PrivilegeError("%s is not a character device" % path, hint)
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+    except OSError as e:
+        raise PrivilegeError("cannot open %s: %s" % (path, e.strerror), hint) from None
+
+
+def check_tun() -> None:
+    from ukrun.tap import TUN_DEVICE
+
+    check_device(TUN_DEVICE, "docker run --device /dev/net/tun")
+
+
+def check_kvm(target: str) -> None:
+    check_device(KVM_DEVICE, "the %s target needs KVM: docker run --device /dev/kvm" % target)
+
+
+def check_capabilities(kept: frozenset) -> None:
+    """CAP_NET_ADMIN to wire the network, and every capability to keep after the drop."""
+    from ukrun import caps
+
+    state = caps.current()
+    if caps.cap_number(NET_ADMIN) not in state.effective:
+        raise PrivilegeError("%s is required to wire the network" % NET_ADMIN,
+                             "docker run --cap-add=NET_ADMIN")
+    # capset can only keep what is permitted, and inheritable only what is still bounded.
+    missing = kept - (state.permitted & state.bounding)
+    if missing:
+        raise PrivilegeError("cannot keep %s: this process does not hold it"
+                             % caps.describe(missing),
+                             "grant it to the container, or pass --keep-cap none")
