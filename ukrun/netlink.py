@@ -1,0 +1,474 @@
+"""Netlink codec: encode and decode netlink messages and route-netlink payloads, no I/O.
+
+``parse(data)`` turns the bytes of one or more netlink messages (what one recv returns)
+into ``Message`` objects; ``encode(message)`` does the reverse. ``parse`` trusts no length
+it reads: every length is checked against the bytes that remain, every loop advances, and
+the only exception it raises is ``NetlinkParseError`` (a ValueError), whatever the input.
+
+Attributes are kept as raw bytes (``Attr``) and decoded on request (``Attrs.u32``,
+``Attr.nested`` ...), because whether an attribute is nested depends on its type and
+message kind, not on anything the bytes say (the kernel often leaves NLA_F_NESTED unset).
+Readers raise NetlinkParseError too when the bytes do not fit the type asked for.
+
+Numbers and layouts come from the system headers through csrc/netlink.cdef.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from ukrun._ffi import lib
+
+
+class NetlinkParseError(ValueError):
+    """The bytes are not a well-formed netlink message (or attribute of the type asked for)."""
+
+
+# The kernel's alignment macros (include/uapi/linux/netlink.h, rtnetlink.h).
+def NLMSG_ALIGN(length: int) -> int:
+    return (length + lib.NLMSG_ALIGNTO - 1) & ~(lib.NLMSG_ALIGNTO - 1)
+
+
+def RTA_ALIGN(length: int) -> int:
+    return (length + lib.RTA_ALIGNTO - 1) & ~(lib.RTA_ALIGNTO - 1)
+
+
+def NLA_ALIGN(length: int) -> int:
+    return (length + lib.NLA_ALIGNTO - 1) & ~(lib.NLA_ALIGNTO - 1)
+
+
+class Layout:
+    """A kernel struct as a ``struct.Struct`` (native byte order, standard sizes) plus
+    its C field names, so that tests can compare sizes and offsets with ``ffi``'s."""
+
+    def __init__(self, cname: str, fields: list):
+        self.cname = cname
+        self.fields = fields
+        self.struct = struct.Struct("=" + "".join(code for _, code in fields))
+        self.size = self.struct.size
+
+    def offsetof(self, name: str) -> int:
+        codes = []
+        for field_name, code in self.fields:
+            if field_name == name:
+                return struct.calcsize("=" + "".join(codes))
+            codes.append(code)
+        raise KeyError(name)
+
+
+# Unnamed fields ("") are the compiler's padding; "x" codes are named C padding fields.
+NLMSGHDR = Layout("struct nlmsghdr", [("nlmsg_len", "I"), ("nlmsg_type", "H"),
+                                      ("nlmsg_flags", "H"), ("nlmsg_seq", "I"), ("nlmsg_pid", "I")])
+NLMSGERR = Layout("struct nlmsgerr", [("error", "i"), ("msg", "IHHII")])
+RTATTR = Layout("struct rtattr", [("rta_len", "H"), ("rta_type", "H")])
+IFINFOMSG = Layout("struct ifinfomsg", [("ifi_family", "B"), ("__ifi_pad", "x"), ("ifi_type", "H"),
+                                        ("ifi_index", "i"), ("ifi_flags", "I"), ("ifi_change", "I")])
+IFADDRMSG = Layout("struct ifaddrmsg", [("ifa_family", "B"), ("ifa_prefixlen", "B"),
+                                        ("ifa_flags", "B"), ("ifa_scope", "B"), ("ifa_index", "I")])
+RTMSG = Layout("struct rtmsg", [("rtm_family", "B"), ("rtm_dst_len", "B"), ("rtm_src_len", "B"),
+                                ("rtm_tos", "B"), ("rtm_table", "B"), ("rtm_protocol", "B"),
+                                ("rtm_scope", "B"), ("rtm_type", "B"), ("rtm_flags", "I")])
+TCMSG = Layout("struct tcmsg", [("tcm_family", "B"), ("tcm__pad1", "x"), ("tcm__pad2", "xx"),
+                                ("tcm_ifindex", "i"), ("tcm_handle", "I"), ("tcm_parent", "I"),
+                                ("tcm_info", "I")])
+# __be32/__be16 fields stay raw bytes: they are in network order, unlike the rest.
+TC_U32_KEY = Layout("struct tc_u32_key", [("mask", "4s"), ("val", "4s"), ("off", "i"),
+                                          ("offmask", "i")])
+TC_U32_SEL = Layout("struct tc_u32_sel", [("flags", "B"), ("offshift", "B"), ("nkeys", "B"),
+                                          ("", "x"), ("offmask", "2s"), ("off", "H"),
+                                          ("offoff", "h"), ("hoff", "h"), ("hmask", "4s")])
+TC_MIRRED = Layout("struct tc_mirred", [("index", "I"), ("capab", "I"), ("action", "i"),
+                                        ("refcnt", "i"), ("bindcnt", "i"), ("eaction", "i"),
+                                        ("ifindex", "I")])
+
+_SCALARS = {"u8": struct.Struct("=B"), "u16": struct.Struct("=H"), "u32": struct.Struct("=I"),
+            "s32": struct.Struct("=i"), "u64": struct.Struct("=Q")}
+_S32 = _SCALARS["s32"]
+# NLA_TYPE_MASK is ~(flag bits), a negative int in C: keep the 16 bits rta_type has.
+_TYPE_MASK = lib.NLA_TYPE_MASK & 0xFFFF
+_FLAG_BITS = lib.NLA_F_NESTED | lib.NLA_F_NET_BYTEORDER
+
+
+# --- attributes ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Attr:
+    """One attribute: its type (NLA_F_* bits masked off), its payload, and those bits."""
+
+    type: int
+    data: bytes = b""
+    flags: int = 0  # NLA_F_NESTED / NLA_F_NET_BYTEORDER as found or to be sent
+
+    def scalar(self, kind: str) -> int:
+        """The payload as "u8", "u16", "u32", "s32" or "u64"; its size must be exact."""
+        codec = _SCALARS[kind]
+        if len(self.data) != codec.size:
+            raise NetlinkParseError("attribute %d: %d bytes, not a %s" % (self.type, len(self.data), kind))
+        return codec.unpack(self.data)[0]
+
+    def string(self) -> str:
+        """The payload up to its first NUL (the kernel sends NUL-terminated strings)."""
+        try:
+            return self.data.split(b"\0", 1)[0].decode()
+        except UnicodeDecodeError as e:
+            raise NetlinkParseError("attribute %d: not UTF-8 text: %s" % (self.type, e)) from None
+
+    def nested(self) -> "Attrs":
+        return parse_attrs(self.data)
+
+
+class Attrs(tuple):
+    """The attributes of a message or of a nested attribute, in order, with typed look-ups.
+
+    A look-up finds the last attribute of a type, as the kernel's nla_parse does, or
+    returns ``default`` when there is none.
+    """
+
+    def get(self, type_: int) -> Optional[Attr]:
+        for attr in reversed(self):
+            if attr.type == type_:
+                return attr
+        return None
+
+    def all(self, type_: int) -> list:
+        return [attr for attr in self if attr.type == type_]
+
+    def data(self, type_: int, default=None):
+        attr = self.get(type_)
+        return default if attr is None else attr.data
+
+    def scalar(self, type_: int, kind: str, default=None):
+        attr = self.get(type_)
+        return default if attr is None else attr.scalar(kind)
+
+    def u8(self, type_: int, default=None):
+        return self.scalar(type_, "u8", default)
+
+    def u16(self, type_: int, default=None):
+        return self.scalar(type_, "u16", default)
+
+    def u32(self, type_: int, default=None):
+        return self.scalar(type_, "u32", default)
+
+    def s32(self, type_: int, default=None):
+        return self.scalar(type_, "s32", default)
+
+    def u64(self, type_: int, default=None):
+        return self.scalar(type_, "u64", default)
+
+    def string(self, type_: int, default=None):
+        attr = self.get(type_)
+        return default if attr is None else attr.string()
+
+    def nested(self, type_: int) -> "Attrs":
+        """The attributes nested in ``type_``; empty when it is absent."""
+        attr = self.get(type_)
+        return Attrs() if attr is None else attr.nested()
+
+    def pack(self) -> bytes:
+        return b"".join(pack_attr(attr) for attr in self)
+
+
+def pack_attr(attr: Attr) -> bytes:
+    if not 0 <= attr.type <= _TYPE_MASK:
+        raise ValueError("attribute type %r out of range" % (attr.type,))
+    if attr.flags & ~_FLAG_BITS:
+        raise ValueError("attribute flags %#x are not NLA_F_* bits" % attr.flags)
+    length = RTATTR.size + len(attr.data)
+    if length > 0xFFFF:
+        raise ValueError("attribute %d: %d bytes do not fit rta_len" % (attr.type, len(attr.data)))
+    padding = b"\0" * (RTA_ALIGN(length) - length)
+    return RTATTR.struct.pack(length, attr.type | attr.flags) + bytes(attr.data) + padding
+
+
+def parse_attrs(data) -> Attrs:
+    """Decode a run of attributes; each rta_len must be >= 4 and within what remains."""
+    view = memoryview(data)
+    end = len(view)
+    attrs = []
+    offset = 0
+    while offset < end:
+        remaining = end - offset
+        if remaining < RTATTR.size:
+            raise NetlinkParseError("%d stray bytes after the attributes" % remaining)
+        length, raw_type = RTATTR.struct.unpack_from(view, offset)
+        # Don't allow a misleading length: too short to hold its header, or past the end.
+        if length < RTATTR.size or length > remaining:
+            raise NetlinkParseError("attribute length %d with %d bytes left" % (length, remaining))
+        attrs.append(Attr(raw_type & _TYPE_MASK, bytes(view[offset + RTATTR.size:offset + length]),
+                          raw_type & _FLAG_BITS))
+        offset += min(RTA_ALIGN(length), remaining)  # >= 4: always advances
+    return Attrs(attrs)
+
+
+# Builders for the attribute kinds the kernel uses.
+def attr_u8(type_: int, value: int) -> Attr:
+    return Attr(type_, _SCALARS["u8"].pack(value))
+
+
+def attr_u16(type_: int, value: int) -> Attr:
+    return Attr(type_, _SCALARS["u16"].pack(value))
+
+
+def attr_u32(type_: int, value: int) -> Attr:
+    return Attr(type_, _SCALARS["u32"].pack(value))
+
+
+def attr_s32(type_: int, value: int) -> Attr:
+    return Attr(type_, _SCALARS["s32"].pack(value))
+
+
+def attr_u64(type_: int, value: int) -> Attr:
+    return Attr(type_, _SCALARS["u64"].pack(value))
+
+
+def attr_string(type_: int, value: str) -> Attr:
+    """A NUL-terminated string (NLA_STRING / NLA_NUL_STRING both accept it)."""
+    encoded = value.encode()
+    if b"\0" in encoded:
+        raise ValueError("attribute %d: string %r holds a NUL" % (type_, value))
+    return Attr(type_, encoded + b"\0")
+
+
+def attr_nested(type_: int, attrs, nested_flag: bool = False) -> Attr:
+    """An attribute holding ``attrs``; ``nested_flag`` sets NLA_F_NESTED, as tc does."""
+    return Attr(type_, Attrs(attrs).pack(), lib.NLA_F_NESTED if nested_flag else 0)
+
+
+# --- message bodies --------------------------------------------------------------------
+
+class _WithAttrs:
+    """Lets callers pass attributes as any iterable; stored as Attrs so bodies compare equal."""
+
+    def __post_init__(self):
+        if not isinstance(self.attrs, Attrs):
+            object.__setattr__(self, "attrs", Attrs(self.attrs))
+
+
+def _fixed(layout: Layout, view: memoryview) -> tuple:
+    if len(view) < layout.size:
+        raise NetlinkParseError("%d bytes are too few for %s (%d)" % (len(view), layout.cname, layout.size))
+    return layout.struct.unpack_from(view, 0)
+
+
+def _attrs_after(layout: Layout, view: memoryview) -> Attrs:
+    return parse_attrs(view[min(NLMSG_ALIGN(layout.size), len(view)):])
+
+
+@dataclass(frozen=True)
+class IfInfoMsg(_WithAttrs):
+    """RTM_*LINK: struct ifinfomsg and IFLA_* attributes."""
+
+    family: int = 0
+    type: int = 0
+    index: int = 0
+    flags: int = 0
+    change: int = 0
+    attrs: Attrs = Attrs()
+
+    @classmethod
+    def unpack(cls, view: memoryview, msg_flags: int) -> "IfInfoMsg":
+        return cls(*_fixed(IFINFOMSG, view), _attrs_after(IFINFOMSG, view))
+
+    def pack(self) -> bytes:
+        return IFINFOMSG.struct.pack(self.family, self.type, self.index, self.flags,
+                                     self.change) + self.attrs.pack()
+
+
+@dataclass(frozen=True)
+class IfAddrMsg(_WithAttrs):
+    """RTM_*ADDR: struct ifaddrmsg and IFA_* attributes."""
+
+    family: int = 0
+    prefixlen: int = 0
+    flags: int = 0
+    scope: int = 0
+    index: int = 0
+    attrs: Attrs = Attrs()
+
+    @classmethod
+    def unpack(cls, view: memoryview, msg_flags: int) -> "IfAddrMsg":
+        return cls(*_fixed(IFADDRMSG, view), _attrs_after(IFADDRMSG, view))
+
+    def pack(self) -> bytes:
+        return IFADDRMSG.struct.pack(self.family, self.prefixlen, self.flags, self.scope,
+                                     self.index) + self.attrs.pack()
+
+
+@dataclass(frozen=True)
+class RtMsg(_WithAttrs):
+    """RTM_*ROUTE: struct rtmsg and RTA_* attributes."""
+
+    family: int = 0
+    dst_len: int = 0
+    src_len: int = 0
+    tos: int = 0
+    table: int = 0
+    protocol: int = 0
+    scope: int = 0
+    type: int = 0
+    flags: int = 0
+    attrs: Attrs = Attrs()
+
+    @classmethod
+    def unpack(cls, view: memoryview, msg_flags: int) -> "RtMsg":
+        return cls(*_fixed(RTMSG, view), _attrs_after(RTMSG, view))
+
+    def pack(self) -> bytes:
+        return RTMSG.struct.pack(self.family, self.dst_len, self.src_len, self.tos, self.table,
+                                 self.protocol, self.scope, self.type, self.flags) + self.attrs.pack()
+
+
+@dataclass(frozen=True)
+class TcMsg(_WithAttrs):
+    """RTM_*QDISC, RTM_*TCLASS, RTM_*TFILTER: struct tcmsg and TCA_* attributes."""
+
+    family: int = 0
+    index: int = 0
+    handle: int = 0
+    parent: int = 0
+    info: int = 0
+    attrs: Attrs = Attrs()
+
+    @classmethod
+    def unpack(cls, view: memoryview, msg_flags: int) -> "TcMsg":
+        return cls(*_fixed(TCMSG, view), _attrs_after(TCMSG, view))
+
+    def pack(self) -> bytes:
+        return TCMSG.struct.pack(self.family, self.index, self.handle, self.parent,
+                                 self.info) + self.attrs.pack()
+
+
+@dataclass(frozen=True)
+class Header:
+    """A struct nlmsghdr as found inside an NLMSG_ERROR (the request it answers)."""
+
+    len: int = NLMSGHDR.size
+    type: int = 0
+    flags: int = 0
+    seq: int = 0
+    pid: int = 0
+
+
+def _ack_tlvs(view: memoryview, start: int, msg_flags: int) -> Attrs:
+    # Extended-ack attributes follow only when the kernel says so.
+    if not msg_flags & lib.NLM_F_ACK_TLVS:
+        return Attrs()
+    return parse_attrs(view[min(start, len(view)):])
+
+
+@dataclass(frozen=True)
+class NlMsgErr(_WithAttrs):
+    """NLMSG_ERROR: error 0 is an ack, else -errno; with the request's header, its payload
+    (unless NLM_F_CAPPED) and extended-ack attributes (when NLM_F_ACK_TLVS)."""
+
+    error: int = 0
+    request: Header = Header()
+    request_payload: bytes = b""
+    attrs: Attrs = Attrs()
+
+    @property
+    def errno(self) -> int:
+        return -self.error
+
+    @property
+    def ext_ack(self) -> Optional[str]:
+        """The kernel's NLMSGERR_ATTR_MSG text, when it sent one."""
+        return self.attrs.string(lib.NLMSGERR_ATTR_MSG)
+
+    @classmethod
+    def unpack(cls, view: memoryview, msg_flags: int) -> "NlMsgErr":
+        error, *request = _fixed(NLMSGERR, view)
+        request = Header(*request)
+        payload = b""
+        if not msg_flags & lib.NLM_F_CAPPED:
+            size = request.len - NLMSGHDR.size
+            if size < 0 or NLMSGERR.size + size > len(view):
+                raise NetlinkParseError("NLMSG_ERROR echoes a request of length %d in %d bytes"
+                                        % (request.len, len(view)))
+            payload = bytes(view[NLMSGERR.size:NLMSGERR.size + size])
+        attrs = _ack_tlvs(view, NLMSG_ALIGN(NLMSGERR.size + len(payload)), msg_flags)
+        return cls(error, request, payload, attrs)
+
+    def pack(self) -> bytes:
+        r = self.request
+        head = NLMSGERR.struct.pack(self.error, r.len, r.type, r.flags, r.seq, r.pid) + self.request_payload
+        return head + b"\0" * (NLMSG_ALIGN(len(head)) - len(head)) + self.attrs.pack()
+
+
+@dataclass(frozen=True)
+class Done(_WithAttrs):
+    """NLMSG_DONE: the end of a dump; a negative status is the dump's -errno."""
+
+    status: int = 0
+    attrs: Attrs = Attrs()
+
+    @classmethod
+    def unpack(cls, view: memoryview, msg_flags: int) -> "Done":
+        if len(view) < _S32.size:
+            return cls()  # old kernels and some families end dumps with an empty DONE
+        return cls(_S32.unpack_from(view, 0)[0], _ack_tlvs(view, _S32.size, msg_flags))
+
+    def pack(self) -> bytes:
+        return _S32.pack(self.status) + self.attrs.pack()
+
+
+Body = Union[IfInfoMsg, IfAddrMsg, RtMsg, TcMsg, NlMsgErr, Done, bytes]
+
+_BODIES = {lib.NLMSG_ERROR: NlMsgErr, lib.NLMSG_DONE: Done}
+for _kind, _names in ((IfInfoMsg, "NEWLINK DELLINK GETLINK SETLINK"),
+                      (IfAddrMsg, "NEWADDR DELADDR GETADDR"),
+                      (RtMsg, "NEWROUTE DELROUTE GETROUTE"),
+                      (TcMsg, "NEWQDISC DELQDISC GETQDISC NEWTCLASS DELTCLASS GETTCLASS "
+                              "NEWTFILTER DELTFILTER GETTFILTER")):
+    for _name in _names.split():
+        _BODIES[getattr(lib, "RTM_" + _name)] = _kind
+
+
+# --- messages --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Message:
+    """One netlink message; ``body`` is decoded by type, raw bytes for unknown types."""
+
+    type: int
+    flags: int = 0
+    seq: int = 0
+    pid: int = 0
+    body: Body = b""
+
+
+def encode(message: Message) -> bytes:
+    body = message.body
+    payload = bytes(body) if isinstance(body, (bytes, bytearray)) else body.pack()
+    length = NLMSGHDR.size + len(payload)
+    if length > 0xFFFFFFFF:
+        raise ValueError("message of %d bytes does not fit nlmsg_len" % length)
+    header = NLMSGHDR.struct.pack(length, message.type, message.flags, message.seq, message.pid)
+    return header + payload + b"\0" * (NLMSG_ALIGN(length) - length)
+
+
+def parse(data) -> list:
+    """Decode every message in ``data``; raises only NetlinkParseError."""
+    view = memoryview(data).cast("B")
+    end = len(view)
+    messages = []
+    offset = 0
+    while offset < end:
+        remaining = end - offset
+        if remaining < NLMSGHDR.size:
+            raise NetlinkParseError("%d stray bytes after the messages" % remaining)
+        length, type_, flags, seq, pid = NLMSGHDR.struct.unpack_from(view, offset)
+        # Don't allow a misleading length: shorter than its own header, or past the end.
+        if length < NLMSGHDR.size or length > remaining:
+            raise NetlinkParseError("message length %d with %d bytes left" % (length, remaining))
+        payload = view[offset + NLMSGHDR.size:offset + length]
+        kind = _BODIES.get(type_)
+        try:
+            body = bytes(payload) if kind is None else kind.unpack(payload, flags)
+        except NetlinkParseError as e:
+            raise NetlinkParseError("message type %d at offset %d: %s" % (type_, offset, e)) from None
+        messages.append(Message(type_, flags, seq, pid, body))
+        offset += min(NLMSG_ALIGN(length), remaining)  # >= 16: always advances
+    return messages

@@ -1,0 +1,289 @@
+"""A route-netlink socket: the link, address, route and tc operations ukrun needs.
+
+One AF_NETLINK/NETLINK_ROUTE socket per ``Rtnl`` (close-on-exec, in the network namespace
+of the thread that made it). Every change is a request with NLM_F_ACK whose NLMSG_ERROR
+answer is read before returning, so a failure surfaces where it happened, as a
+``NetlinkError`` naming the operation: ``creating bridge br0: [Errno 17] File exists``.
+Dumps are read until NLMSG_DONE. Replies carrying another sequence number are leftovers of
+an exchange cut short (by an exception) and are skipped.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from typing import Callable, Optional, Union
+
+from ukrun._ffi import lib
+from ukrun.netlink import (Attr, IfAddrMsg, IfInfoMsg, Message, RtMsg, TcMsg, attr_nested,
+                           attr_string, attr_u32, encode, parse)
+from ukrun.rtnl_objects import (INGRESS_HANDLE, Address, Filter, Link, Qdisc, Route,
+                                address_from_message, address_request, filter_from_message,
+                                ingress_qdisc_request, link_from_message, parse_mac,
+                                qdisc_from_message, redirect_request, route_from_message,
+                                route_request)
+
+__all__ = ["NetlinkError", "Rtnl", "Link", "Address", "Route", "Qdisc", "Filter"]
+
+_CREATE = lib.NLM_F_CREATE | lib.NLM_F_EXCL
+_DUMP_ATTEMPTS = 5  # a dump the kernel marks NLM_F_DUMP_INTR (changed meanwhile) is retried
+
+
+class NetlinkError(OSError):
+    """The kernel refused a request: errno, its extended-ack text (or None), and the
+    operation, e.g. "adding address 172.30.0.2/16 to eth0"."""
+
+    def __init__(self, errno_: int, op: str, ext_ack: Optional[str] = None):
+        super().__init__(errno_, os.strerror(errno_))
+        self.op = op
+        self.ext_ack = ext_ack
+
+    def __str__(self):
+        text = "%s: [Errno %d] %s" % (self.op, self.errno, self.strerror)
+        return "%s (%s)" % (text, self.ext_ack) if self.ext_ack else text
+
+
+Op = Union[str, Callable[[], str]]  # a callable is only called to word an error
+
+
+def _check_ifname(name) -> str:
+    if not isinstance(name, str) or not 0 < len(name.encode()) < lib.IFNAMSIZ or "\0" in name:
+        raise ValueError("%r is not an interface name (1 to %d bytes)" % (name, lib.IFNAMSIZ - 1))
+    return name
+
+
+class Rtnl:
+    def __init__(self):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                             socket.NETLINK_ROUTE)
+        try:
+            # Ask for the kernel's error text, and for errors without an echo of our request.
+            for option in (lib.NETLINK_EXT_ACK, lib.NETLINK_CAP_ACK):
+                try:
+                    sock.setsockopt(lib.SOL_NETLINK, option, 1)
+                except OSError as e:
+                    if e.errno != errno.ENOPROTOOPT:  # an old kernel: plain errors still work
+                        raise
+            sock.bind((0, 0))
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._seq = 0
+        self._peek = bytearray(1)
+
+    def close(self):
+        self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- the exchange ------------------------------------------------------------------
+
+    def _recv(self) -> bytes:
+        # A dump part can be larger than any buffer we would guess: peek at its real size.
+        size = self._sock.recv_into(self._peek, 0, socket.MSG_PEEK | socket.MSG_TRUNC)
+        return self._sock.recv(max(size, 1))
+
+    def _exchange(self, type_: int, flags: int, body, op: Op) -> list:
+        """Send one request and return the messages answering it, up to the ack or DONE."""
+        self._seq = self._seq % 0xFFFFFFFF + 1
+        seq = self._seq
+        self._sock.send(encode(Message(type_, lib.NLM_F_REQUEST | flags, seq, 0, body)))
+        replies = []
+        while True:
+            for message in parse(self._recv()):
+                if message.seq != seq:
+                    continue
+                if message.type == lib.NLMSG_ERROR:
+                    if message.body.error == 0:
+                        return replies
+                    self._fail(message.body.errno, op, message.body.ext_ack)
+                if message.type == lib.NLMSG_DONE:
+                    if message.body.status < 0:  # the dump failed part-way
+                        self._fail(-message.body.status, op,
+                                   message.body.attrs.string(lib.NLMSGERR_ATTR_MSG))
+                    return replies
+                if message.type not in (lib.NLMSG_NOOP, lib.NLMSG_OVERRUN):
+                    replies.append(message)
+
+    @staticmethod
+    def _fail(errno_: int, op: Op, ext_ack: Optional[str]):
+        raise NetlinkError(errno_, op if isinstance(op, str) else op(), ext_ack)
+
+    def _request(self, type_: int, body, op: Op, flags: int = 0) -> list:
+        return self._exchange(type_, lib.NLM_F_ACK | flags, body, op)
+
+    def _dump(self, type_: int, body, op: str) -> list:
+        for _ in range(_DUMP_ATTEMPTS):
+            replies = self._exchange(type_, lib.NLM_F_DUMP, body, op)
+            if not any(m.flags & lib.NLM_F_DUMP_INTR for m in replies):
+                return replies
+        raise NetlinkError(errno.EINTR, op + " (the kernel's tables kept changing)")
+
+    def _name(self, index: int) -> Callable[[], str]:
+        """The link's name, looked up only when an error message needs it."""
+        def lookup():
+            try:
+                return self.link(index).name
+            except NetlinkError:
+                return "ifindex %d" % index
+        return lookup
+
+    # --- links ---------------------------------------------------------------------------
+
+    def links(self) -> list:
+        body = IfInfoMsg(attrs=[attr_u32(lib.IFLA_EXT_MASK, lib.RTEXT_FILTER_SKIP_STATS)])
+        return [link_from_message(m.body) for m in self._dump(lib.RTM_GETLINK, body, "listing links")
+                if m.type == lib.RTM_NEWLINK]
+
+    def link(self, name_or_index: Union[str, int]) -> Link:
+        """The link of that name or index; NetlinkError ENODEV when there is none."""
+        attrs = [attr_u32(lib.IFLA_EXT_MASK, lib.RTEXT_FILTER_SKIP_STATS)]
+        if isinstance(name_or_index, int):
+            body = IfInfoMsg(index=name_or_index, attrs=attrs)
+        else:
+            body = IfInfoMsg(attrs=attrs + [attr_string(lib.IFLA_IFNAME, _check_ifname(name_or_index))])
+        op = "looking up link %s" % name_or_index
+        for message in self._request(lib.RTM_GETLINK, body, op):
+            if message.type == lib.RTM_NEWLINK:
+                return link_from_message(message.body)
+        raise NetlinkError(errno.ENODEV, op)
+
+    def find_link(self, name: str) -> Optional[Link]:
+        try:
+            return self.link(name)
+        except NetlinkError as e:
+            if e.errno == errno.ENODEV:
+                return None
+            raise
+
+    def create_bridge(self, name: str) -> Link:
+        kind = attr_nested(lib.IFLA_LINKINFO, [attr_string(lib.IFLA_INFO_KIND, "bridge")])
+        body = IfInfoMsg(attrs=[attr_string(lib.IFLA_IFNAME, _check_ifname(name)), kind])
+        self._request(lib.RTM_NEWLINK, body, "creating bridge %s" % name, _CREATE)
+        return self.link(name)
+
+    def delete_link(self, index: int):
+        name = self._name(index)
+        self._request(lib.RTM_DELLINK, IfInfoMsg(index=index), lambda: "deleting link %s" % name())
+
+    def _set_link(self, index: int, attrs: list, op: Callable[[str], str], flags=0, change=0):
+        name = self._name(index)
+        body = IfInfoMsg(index=index, flags=flags, change=change, attrs=attrs)
+        self._request(lib.RTM_NEWLINK, body, lambda: op(name()))
+
+    def set_master(self, index: int, master_index: Optional[int]):
+        """Enslave the link to ``master_index`` (a bridge); None or 0 releases it."""
+        if master_index:
+            master = self._name(master_index)
+            op = lambda name: "enslaving %s to %s" % (name, master())  # noqa: E731
+        else:
+            op = lambda name: "releasing %s from its master" % name  # noqa: E731
+        self._set_link(index, [attr_u32(lib.IFLA_MASTER, master_index or 0)], op)
+
+    def set_up(self, index: int, up: bool = True):
+        state = "up" if up else "down"
+        self._set_link(index, [], lambda name: "setting %s %s" % (name, state),
+                       flags=lib.IFF_UP if up else 0, change=lib.IFF_UP)
+
+    def set_mac(self, index: int, mac: str):
+        self._set_link(index, [Attr(lib.IFLA_ADDRESS, parse_mac(mac))],
+                       lambda name: "setting the MAC address of %s to %s" % (name, mac))
+
+    def set_mtu(self, index: int, mtu: int):
+        self._set_link(index, [attr_u32(lib.IFLA_MTU, mtu)],
+                       lambda name: "setting the MTU of %s to %d" % (name, mtu))
+
+    def set_alias(self, index: int, alias: str):
+        """Set IFLA_IFALIAS; "" clears it."""
+        if "\0" in alias:
+            raise ValueError("an alias cannot hold a NUL: %r" % alias)
+        # No NUL terminator: the kernel keeps exactly the bytes sent, and 0 bytes clear it.
+        self._set_link(index, [Attr(lib.IFLA_IFALIAS, alias.encode())],
+                       lambda name: "setting the alias of %s to %r" % (name, alias))
+
+    # --- addresses and routes ------------------------------------------------------------
+
+    def addresses(self, index: Optional[int] = None, family: Optional[int] = None) -> list:
+        body = IfAddrMsg(family=family or socket.AF_UNSPEC)
+        found = (address_from_message(m.body) for m in self._dump(lib.RTM_GETADDR, body, "listing addresses")
+                 if m.type == lib.RTM_NEWADDR)
+        return [a for a in found if a is not None and index in (None, a.index)
+                and family in (None, socket.AF_UNSPEC, a.family)]
+
+    def add_address(self, addr: Address):
+        name = self._name(addr.index)
+        self._request(lib.RTM_NEWADDR, address_request(addr),
+                      lambda: "adding address %s to %s" % (addr.interface, name()), _CREATE)
+
+    def delete_address(self, addr: Address):
+        name = self._name(addr.index)
+        self._request(lib.RTM_DELADDR, address_request(addr),
+                      lambda: "deleting address %s from %s" % (addr.interface, name()))
+
+    def routes(self, family: int = socket.AF_INET, table: Optional[int] = lib.RT_TABLE_MAIN) -> list:
+        """The routes of a family (AF_UNSPEC: IPv4 and IPv6) in ``table`` (None: every table),
+        without cached clones."""
+        families = (socket.AF_INET, socket.AF_INET6) if family == socket.AF_UNSPEC else (family,)
+        routes = []
+        for fam in families:
+            for m in self._dump(lib.RTM_GETROUTE, RtMsg(family=fam), "listing routes"):
+                if m.type != lib.RTM_NEWROUTE or m.body.flags & lib.RTM_F_CLONED:
+                    continue
+                route = route_from_message(m.body)
+                if route is not None and table in (None, route.table):
+                    routes.append(route)
+        return routes
+
+    def _route_op(self, verb: str, route: Route) -> Callable[[], str]:
+        def op():
+            text = "%s route %s" % (verb, "default" if route.is_default else route.dst)
+            if route.gateway is not None:
+                text += " via %s" % route.gateway
+            if route.oif is not None:
+                text += " dev %s" % self._name(route.oif)()
+            return text
+        return op
+
+    def add_route(self, route: Route):
+        self._request(lib.RTM_NEWROUTE, route_request(route), self._route_op("adding", route), _CREATE)
+
+    def delete_route(self, route: Route):
+        self._request(lib.RTM_DELROUTE, route_request(route), self._route_op("deleting", route))
+
+    # --- traffic control -----------------------------------------------------------------
+
+    def add_ingress_qdisc(self, index: int):
+        name = self._name(index)
+        self._request(lib.RTM_NEWQDISC, ingress_qdisc_request(index),
+                      lambda: "adding an ingress qdisc to %s" % name(), _CREATE)
+
+    def delete_ingress_qdisc(self, index: int):
+        """Delete the ingress qdisc and with it every filter under it."""
+        name = self._name(index)
+        self._request(lib.RTM_DELQDISC, ingress_qdisc_request(index),
+                      lambda: "deleting the ingress qdisc of %s" % name())
+
+    def qdiscs(self, index: Optional[int] = None) -> list:
+        found = (qdisc_from_message(m.body) for m in self._dump(lib.RTM_GETQDISC, TcMsg(), "listing qdiscs")
+                 if m.type == lib.RTM_NEWQDISC)
+        return [q for q in found if index in (None, q.index)]
+
+    def add_redirect(self, from_index: int, to_index: int):
+        """Send every packet arriving on ``from_index`` out of ``to_index``: a u32 filter
+        matching everything on from's ingress qdisc (which must exist), with a mirred
+        egress redirect action."""
+        source, target = self._name(from_index), self._name(to_index)
+        self._request(lib.RTM_NEWTFILTER, redirect_request(from_index, to_index),
+                      lambda: "redirecting ingress of %s to %s" % (source(), target()), _CREATE)
+
+    def filters(self, index: int) -> list:
+        """The filter rules on the link's ingress qdisc (none when it has no such qdisc)."""
+        body = TcMsg(index=index, parent=INGRESS_HANDLE)
+        found = (filter_from_message(m.body) for m in self._dump(lib.RTM_GETTFILTER, body, "listing filters")
+                 if m.type == lib.RTM_NEWTFILTER)
+        return [f for f in found if f is not None]

@@ -1,0 +1,262 @@
+"""What route netlink reports and accepts, as plain objects: links, addresses, routes,
+qdiscs and filters; and the message bodies that ask the kernel for them.
+
+Pure like the codec (no sockets): ``*_from_message`` builds an object from a parsed body
+and raises only NetlinkParseError on bytes that do not fit; ``*_request`` builds the body
+of a request. ``ukrun.rtnl`` re-exports the objects and sends the requests.
+"""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from ipaddress import (IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface,
+                       IPv6Network, ip_address)
+from typing import Optional, Union
+
+from ukrun._ffi import lib
+from ukrun.netlink import (TC_MIRRED, TC_U32_KEY, TC_U32_SEL, Attr, IfAddrMsg, IfInfoMsg,
+                           NetlinkParseError, RtMsg, TcMsg, attr_nested, attr_string, attr_u32)
+
+IPAddress = Union[IPv4Address, IPv6Address]
+_INTERFACE = {socket.AF_INET: IPv4Interface, socket.AF_INET6: IPv6Interface}
+_NETWORK = {socket.AF_INET: IPv4Network, socket.AF_INET6: IPv6Network}
+_ADDRESS = {socket.AF_INET: IPv4Address, socket.AF_INET6: IPv6Address}
+_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+# The ingress qdisc's handle, ffff:0 (TC_H_MAKE(TC_H_INGRESS, 0) in tc's terms).
+INGRESS_HANDLE = lib.TC_H_INGRESS & lib.TC_H_MAJ_MASK
+
+
+def format_mac(data: bytes) -> str:
+    return ":".join("%02x" % b for b in data)
+
+
+def parse_mac(text: str) -> bytes:
+    """"aa:bb:cc:dd:ee:ff" (either case) to 6 bytes; ValueError for anything else."""
+    parts = text.split(":") if isinstance(text, str) else []
+    if len(parts) != 6 or not all(len(p) == 2 and p.strip("0123456789abcdefABCDEF") == "" for p in parts):
+        raise ValueError("%r is not a MAC address like aa:bb:cc:dd:ee:ff" % (text,))
+    return bytes(int(p, 16) for p in parts)
+
+
+def _ip(data: Optional[bytes], family: int, what: str) -> Optional[IPAddress]:
+    if data is None:
+        return None
+    try:
+        return _ADDRESS[family](bytes(data))
+    except ValueError:
+        raise NetlinkParseError("%s: %d bytes are no address of family %d" % (what, len(data), family)) from None
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    mac: Optional[str]
+    mtu: int
+    flags: int
+    master: Optional[int]
+    kind: Optional[str]
+    alias: Optional[str]
+
+    @property
+    def up(self) -> bool:
+        return bool(self.flags & lib.IFF_UP)
+
+
+def link_from_message(body: IfInfoMsg) -> Link:
+    attrs = body.attrs
+    name = attrs.string(lib.IFLA_IFNAME)
+    if name is None:
+        raise NetlinkParseError("link %d comes without IFLA_IFNAME" % body.index)
+    mac = attrs.data(lib.IFLA_ADDRESS)
+    return Link(index=body.index, name=name, mac=format_mac(mac) if mac else None,
+                mtu=attrs.u32(lib.IFLA_MTU, 0), flags=body.flags,
+                master=attrs.u32(lib.IFLA_MASTER) or None,
+                kind=attrs.nested(lib.IFLA_LINKINFO).string(lib.IFLA_INFO_KIND),
+                alias=attrs.string(lib.IFLA_IFALIAS) or None)
+
+
+@dataclass(frozen=True)
+class Address:
+    index: int
+    interface: Union[IPv4Interface, IPv6Interface]
+    scope: int = 0
+    flags: int = 0  # IFA_F_*
+    broadcast: Optional[IPv4Address] = None
+    label: Optional[str] = None
+    peer: Optional[IPAddress] = None  # the other end of a point-to-point address
+
+    @property
+    def family(self) -> int:
+        return _FAMILY[self.interface.version]
+
+
+def address_from_message(body: IfAddrMsg) -> Optional[Address]:
+    """The address in an RTM_NEWADDR body; None for families other than IPv4/IPv6."""
+    if body.family not in _INTERFACE:
+        return None
+    attrs = body.attrs
+    # IFA_LOCAL is this host's address; IFA_ADDRESS is the same, or the peer's on a
+    # point-to-point link (IPv6 sends IFA_LOCAL only in that case).
+    local = _ip(attrs.data(lib.IFA_LOCAL), body.family, "IFA_LOCAL")
+    address = _ip(attrs.data(lib.IFA_ADDRESS), body.family, "IFA_ADDRESS")
+    if local is None and address is None:
+        raise NetlinkParseError("address on link %d has neither IFA_LOCAL nor IFA_ADDRESS" % body.index)
+    try:
+        interface = _INTERFACE[body.family]((address if local is None else local, body.prefixlen))
+    except ValueError as e:
+        raise NetlinkParseError("address on link %d: %s" % (body.index, e)) from None
+    return Address(index=body.index, interface=interface, scope=body.scope,
+                   flags=attrs.u32(lib.IFA_FLAGS, body.flags),
+                   broadcast=_ip(attrs.data(lib.IFA_BROADCAST), body.family, "IFA_BROADCAST"),
+                   label=attrs.string(lib.IFA_LABEL),
+                   peer=address if local is not None and address != local else None)
+
+
+def address_request(addr: Address) -> IfAddrMsg:
+    """The body of RTM_NEWADDR/RTM_DELADDR, as `ip addr add|del` sends it."""
+    ip = addr.interface.ip
+    attrs = [Attr(lib.IFA_LOCAL, ip.packed), Attr(lib.IFA_ADDRESS, (addr.peer or ip).packed)]
+    if addr.broadcast is not None:
+        attrs.append(Attr(lib.IFA_BROADCAST, addr.broadcast.packed))
+    if addr.label:
+        attrs.append(attr_string(lib.IFA_LABEL, addr.label))
+    # ifa_flags holds the low 8 bits; IFA_FLAGS the whole set (IFA_F_NOPREFIXROUTE & co).
+    attrs.append(attr_u32(lib.IFA_FLAGS, addr.flags))
+    return IfAddrMsg(addr.family, addr.interface.network.prefixlen, addr.flags & 0xFF,
+                     addr.scope, addr.index, attrs)
+
+
+@dataclass(frozen=True)
+class Route:
+    family: int
+    dst: Union[IPv4Network, IPv6Network]
+    gateway: Optional[IPAddress] = None
+    oif: Optional[int] = None
+    table: int = lib.RT_TABLE_MAIN
+    protocol: int = lib.RTPROT_BOOT
+    scope: int = lib.RT_SCOPE_UNIVERSE
+    type: int = lib.RTN_UNICAST
+    priority: Optional[int] = None
+    onlink: bool = False  # RTNH_F_ONLINK: the gateway is on the link even if no prefix says so
+    prefsrc: Optional[IPAddress] = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.dst.prefixlen == 0
+
+
+def route_from_message(body: RtMsg) -> Optional[Route]:
+    """The route in an RTM_NEWROUTE body; None for families other than IPv4/IPv6."""
+    if body.family not in _NETWORK:
+        return None
+    attrs = body.attrs
+    dst = _ip(attrs.data(lib.RTA_DST), body.family, "RTA_DST")
+    if dst is None:  # default routes come without RTA_DST
+        dst = _ADDRESS[body.family](0)
+    try:
+        network = _NETWORK[body.family]((dst, body.dst_len), strict=False)
+    except ValueError as e:
+        raise NetlinkParseError("route: %s" % e) from None
+    return Route(family=body.family, dst=network,
+                 gateway=_ip(attrs.data(lib.RTA_GATEWAY), body.family, "RTA_GATEWAY"),
+                 oif=attrs.u32(lib.RTA_OIF), table=attrs.u32(lib.RTA_TABLE, body.table),
+                 protocol=body.protocol, scope=body.scope, type=body.type,
+                 priority=attrs.u32(lib.RTA_PRIORITY), onlink=bool(body.flags & lib.RTNH_F_ONLINK),
+                 prefsrc=_ip(attrs.data(lib.RTA_PREFSRC), body.family, "RTA_PREFSRC"))
+
+
+def route_request(route: Route) -> RtMsg:
+    """The body of RTM_NEWROUTE/RTM_DELROUTE, as `ip route add|del` sends it."""
+    attrs = [attr_u32(lib.RTA_TABLE, route.table)]
+    if route.dst.prefixlen:
+        attrs.append(Attr(lib.RTA_DST, route.dst.network_address.packed))
+    if route.gateway is not None:
+        attrs.append(Attr(lib.RTA_GATEWAY, route.gateway.packed))
+    if route.oif is not None:
+        attrs.append(attr_u32(lib.RTA_OIF, route.oif))
+    if route.priority is not None:
+        attrs.append(attr_u32(lib.RTA_PRIORITY, route.priority))
+    if route.prefsrc is not None:
+        attrs.append(Attr(lib.RTA_PREFSRC, route.prefsrc.packed))
+    # rtm_table has 8 bits; larger table ids travel in RTA_TABLE only.
+    table = route.table if route.table < 256 else lib.RT_TABLE_UNSPEC
+    return RtMsg(route.family, route.dst.prefixlen, 0, 0, table, route.protocol, route.scope,
+                 route.type, lib.RTNH_F_ONLINK if route.onlink else 0, attrs)
+
+
+@dataclass(frozen=True)
+class Qdisc:
+    index: int
+    kind: str
+    handle: int
+    parent: int
+
+
+def qdisc_from_message(body: TcMsg) -> Qdisc:
+    return Qdisc(body.index, body.attrs.string(lib.TCA_KIND, ""), body.handle, body.parent)
+
+
+def ingress_qdisc_request(index: int) -> TcMsg:
+    """The body of `tc qdisc add|del dev X ingress`."""
+    return TcMsg(index=index, handle=INGRESS_HANDLE, parent=lib.TC_H_INGRESS,
+                 attrs=[attr_string(lib.TCA_KIND, "ingress")])
+
+
+@dataclass(frozen=True)
+class Filter:
+    index: int
+    kind: str
+    parent: int
+    redirect_to: Optional[int]  # ifindex a mirred egress redirect action sends packets to
+    handle: int = 0
+    priority: int = 0
+    protocol: int = 0  # ETH_P_*, host order
+
+
+def filter_from_message(body: TcMsg) -> Optional[Filter]:
+    """The rule in an RTM_NEWTFILTER body, or None for what a dump also reports but is no
+    rule: the per-priority header (no TCA_OPTIONS) and u32's hash tables (no selector)."""
+    kind = body.attrs.string(lib.TCA_KIND, "")
+    if body.attrs.get(lib.TCA_OPTIONS) is None:
+        return None
+    options = body.attrs.nested(lib.TCA_OPTIONS)
+    redirect_to = None
+    if kind == "u32":
+        if options.get(lib.TCA_U32_SEL) is None:
+            return None
+        redirect_to = _mirred_redirect(options.nested(lib.TCA_U32_ACT))
+    return Filter(body.index, kind, body.parent, redirect_to, body.handle,
+                  priority=body.info >> 16, protocol=socket.ntohs(body.info & 0xFFFF))
+
+
+def _mirred_redirect(actions) -> Optional[int]:
+    for action in actions:  # each is nested, typed by its order (1, 2, ...)
+        action = action.nested()
+        if action.string(lib.TCA_ACT_KIND) != "mirred":
+            continue
+        parms = action.nested(lib.TCA_ACT_OPTIONS).data(lib.TCA_MIRRED_PARMS)
+        if parms is None or len(parms) < TC_MIRRED.size:
+            raise NetlinkParseError("mirred action without a whole struct tc_mirred")
+        *_, eaction, ifindex = TC_MIRRED.struct.unpack_from(parms, 0)
+        if eaction == lib.TCA_EGRESS_REDIR:
+            return ifindex
+    return None
+
+
+def redirect_request(from_index: int, to_index: int) -> TcMsg:
+    """The body `tc filter add dev FROM parent ffff: protocol all u32 match u8 0 0 action
+    mirred egress redirect dev TO` sends (tests compare it with tc's own bytes)."""
+    zero32 = b"\0" * 4
+    selector = (TC_U32_SEL.struct.pack(lib.TC_U32_TERMINAL, 0, 1, b"\0\0", 0, 0, 0, zero32)
+                + TC_U32_KEY.struct.pack(zero32, zero32, 0, 0))  # mask 0: matches every packet
+    mirred = TC_MIRRED.struct.pack(0, 0, lib.TC_ACT_STOLEN, 0, 0, lib.TCA_EGRESS_REDIR, to_index)
+    action = attr_nested(1, [attr_string(lib.TCA_ACT_KIND, "mirred"),
+                             attr_nested(lib.TCA_ACT_OPTIONS, [Attr(lib.TCA_MIRRED_PARMS, mirred)],
+                                         nested_flag=True)])
+    options = attr_nested(lib.TCA_OPTIONS, [attr_nested(lib.TCA_U32_ACT, [action]),
+                                            Attr(lib.TCA_U32_SEL, selector)])
+    # tcm_info: priority (0: the kernel picks one) << 16 | protocol in network order.
+    return TcMsg(index=from_index, handle=0, parent=INGRESS_HANDLE,
+                 info=socket.htons(lib.ETH_P_ALL), attrs=[attr_string(lib.TCA_KIND, "u32"), options])
