@@ -1,0 +1,471 @@
+"""ukrun.docker: each target's Dockerfile read back by a strict parser (and Docker's own, when
+installed), the static-tender check on binaries built here, docker_args on this machine's real
+devices, and the two subcommands."""
+import argparse
+import errno
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from dockerfile_check import parse_dockerfile
+from ukrun import docker
+from ukrun._version import __version__
+from ukrun.errors import NotExecutableError, NotFoundError, PrivilegeError, UsageError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SDIST = "ukrun-%s.tar.gz" % __version__
+# target: (the tender's default name in the build context, its path in the image)
+TENDERS = {"hvt": ("solo5-hvt", "/unikernel/solo5-hvt"),
+           "spt": ("solo5-spt", "/unikernel/solo5-spt"),
+           "ukvm": ("ukvm-bin", "/unikernel/ukvm")}
+UNIKERNEL = {"unix": "app", "hvt": "app.hvt", "spt": "app.spt", "ukvm": "app.ukvm",
+             "qemu": "app.virtio", "kvm": "app.virtio"}
+
+
+# ---- the strict reader (tests/dockerfile_check.py) ----
+
+def instructions(parsed, name):
+    return [value for word, _, value in parsed if word == name]
+
+
+@pytest.mark.parametrize("bad", [
+    'FROM a\nCMD ["x",]\n',  # Docker would run it through /bin/sh -c as text
+    "COPY a b\nFROM a\n",
+    "FROM a\nCOPY --from=nope a b\n",
+    "FROM a\nFETCH x\n",
+    "FROM a\nRUN a \\\n",
+    "FROM a AS b\nFROM c AS b\n",
+    "ARG X=1\n",
+])
+def test_strict_reader_rejects_what_docker_misreads(bad):
+    with pytest.raises((AssertionError, ValueError)):
+        parse_dockerfile(bad)
+
+
+# ---- fixtures: a build context with real binaries ----
+
+@pytest.fixture(scope="module")
+def binaries(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bin")
+    (d / "hello.c").write_text("int main(void) { return 0; }\n")
+    kinds = {"static": ["-static"], "static-pie": ["-static-pie"], "dynamic": [],
+             "musl-dynamic": ["-Wl,--dynamic-linker=/lib/ld-musl-x86_64.so.1"]}
+    for name, flags in kinds.items():
+        subprocess.run(["gcc", "-o", str(d / name), str(d / "hello.c")] + flags, check=True,
+                       capture_output=True)
+    return d
+
+
+@pytest.fixture
+def context(tmp_path, binaries, monkeypatch):
+    """A build context, made the current directory: static tenders, unikernels, a sdist."""
+    for tender, _ in TENDERS.values():
+        shutil.copy(binaries / "static", tmp_path / tender)
+    for name in set(UNIKERNEL.values()):
+        (tmp_path / name).write_bytes(b"\x7fELF not really a unikernel")
+    shutil.copy(binaries / "musl-dynamic", tmp_path / "app")  # a unix unikernel built on Alpine
+    (tmp_path / SDIST).write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# ---- each target's Dockerfile ----
+
+@pytest.mark.parametrize("target", list(docker.TARGETS))
+def test_alpine_dockerfile(context, target):
+    unikernel = UNIKERNEL[target]
+    text = docker.dockerfile(target, unikernel, args=["--ipv4-only=true"])
+    parsed = parse_dockerfile(text)
+
+    assert parsed[0] == ("ARG", {}, "ALPINE_VERSION=" + docker.ALPINE_VERSION)
+    assert instructions(parsed, "FROM") == ["alpine:${ALPINE_VERSION} AS ukrun-build",
+                                            "alpine:${ALPINE_VERSION}"]
+    runs = instructions(parsed, "RUN")
+    assert runs[0] == "apk add --no-cache python3 python3-dev gcc musl-dev linux-headers libffi-dev"
+    assert "pip wheel --no-cache-dir --wheel-dir /wheels /src/%s" % SDIST in runs[1]
+    assert "--no-index --find-links /wheels ukrun" in runs[1]
+    qemu = " qemu-system-x86_64" if target in ("qemu", "kvm") else ""
+    assert runs[2] == "apk add --no-cache python3" + qemu
+
+    copies = [(flags, value) for word, flags, value in parsed if word == "COPY"]
+    expected = [({}, [SDIST, "/src/" + SDIST]),
+                ({"--from": "ukrun-build"}, "/opt/ukrun /opt/ukrun")]
+    if target in TENDERS:
+        expected.append(({}, list(TENDERS[target])))
+    expected.append(({}, [unikernel, "/unikernel/" + unikernel]))
+    assert copies == expected
+    assert instructions(parsed, "ENV") == ['PATH="/opt/ukrun/bin:${PATH}"']
+
+    entrypoint = ["ukrun", target]
+    if target in ("hvt", "spt"):
+        entrypoint += ["--tender", TENDERS[target][1]]
+    assert instructions(parsed, "ENTRYPOINT") == [entrypoint + ["/unikernel/" + unikernel]]
+    assert instructions(parsed, "CMD") == [["--ipv4-only=true"]]
+    assert parsed[-2][0] == "ENTRYPOINT" and parsed[-1][0] == "CMD"
+
+
+@pytest.mark.parametrize("target", list(docker.TARGETS))
+def test_from_base_is_one_stage_without_sdist_or_static_check(context, binaries, target):
+    os.remove(SDIST)
+    for tender, _ in TENDERS.values():  # --from: the base's C library decides, not Alpine's
+        shutil.copy(binaries / "dynamic", tender)
+    shutil.copy(binaries / "dynamic", "app")
+    parsed = parse_dockerfile(docker.dockerfile(target, UNIKERNEL[target], base="me/ukrun:1"))
+    assert [word for word, _, _ in parsed] == (
+        ["FROM"] + ["COPY"] * (2 if target in TENDERS else 1) + ["ENTRYPOINT", "CMD"])
+    assert instructions(parsed, "FROM") == ["me/ukrun:1"]
+    assert instructions(parsed, "CMD") == [[]]
+
+
+def test_paths_in_subdirectories_and_symlinks_inside_the_context(context):
+    os.makedirs("dist/bin")
+    os.rename("solo5-hvt", "dist/bin/tender")
+    os.symlink("bin/tender", "dist/solo5-hvt")
+    os.rename(SDIST, "dist/" + SDIST)
+    text = docker.dockerfile("hvt", "app.hvt", tender="dist/solo5-hvt", sdist="dist/" + SDIST)
+    copies = instructions(parse_dockerfile(text), "COPY")
+    # COPY names the real file: the symlink is resolved here, where its target is known.
+    assert copies[0] == ["dist/" + SDIST, "/src/" + SDIST]
+    assert copies[2] == ["dist/bin/tender", "/unikernel/solo5-hvt"]
+
+
+def test_context_elsewhere(context, tmp_path_factory, monkeypatch):
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    text = docker.dockerfile("spt", str(context / "app.spt"), context=str(context))
+    copies = instructions(parse_dockerfile(text), "COPY")
+    assert copies[2:] == [["solo5-spt", "/unikernel/solo5-spt"], ["app.spt", "/unikernel/app.spt"]]
+
+
+def test_exec_form_quoting_round_trips(context):
+    args = ['a "quoted" word', "back\\slash", "new\nline", "ü€", "$HOME", "--", "[x]", ""]
+    options = ["--mem=64", "--net-name=service0"]
+    text = docker.dockerfile("hvt", "app.hvt", args=args, run_options=options)
+    parsed = parse_dockerfile(text)
+    assert instructions(parsed, "CMD") == [args]
+    assert instructions(parsed, "ENTRYPOINT") == [
+        ["ukrun", "hvt", "--mem=64", "--net-name=service0", "--tender", "/unikernel/solo5-hvt",
+         "/unikernel/app.hvt"]]
+
+
+@pytest.mark.parametrize("target", list(docker.TARGETS))
+@pytest.mark.parametrize("base", [None, "debian:bookworm-slim"])
+def test_dockers_own_parser_agrees(context, target, base):
+    """The Dockerfile as BuildKit's parser (the `dockerfile` package) reads it."""
+    official = pytest.importorskip("dockerfile", reason="pip install dockerfile (make venv)")
+    text = docker.dockerfile(target, UNIKERNEL[target], base=base, args=["-x", 'y "z"'])
+    commands = official.parse_string(text)
+    mine = parse_dockerfile(text)
+    assert [c.cmd for c in commands] == [word for word, _, _ in mine]
+    for command, (_, flags, value) in zip(commands, mine):
+        if isinstance(value, list):
+            assert command.json and list(command.value) == value, command
+        assert command.flags == tuple("%s=%s" % f for f in flags.items())
+    assert [c for c in commands if c.cmd in ("ENTRYPOINT", "CMD")][-1].value == ("-x", 'y "z"')
+
+
+# ---- the static-tender check, on binaries built here ----
+
+@pytest.mark.parametrize("kind", ["static", "static-pie"])
+def test_static_tenders_pass(context, binaries, kind):
+    shutil.copy(binaries / kind, "tender")
+    assert "/unikernel/solo5-hvt" in docker.dockerfile("hvt", "app.hvt", tender="tender")
+
+
+@pytest.mark.parametrize("target", list(TENDERS))
+def test_dynamic_tender_is_refused_with_a_fix(context, binaries, target):
+    shutil.copy(binaries / "dynamic", "tender")
+    with pytest.raises(UsageError, match=r"tender tender is dynamically linked \(loader /lib") as e:
+        docker.dockerfile(target, UNIKERNEL[target], tender="tender")
+    assert "-static" in e.value.hint and "--from" in e.value.hint
+    assert e.value.exit_status == 2
+
+
+def test_musl_dynamic_tender_is_refused_too(context, binaries):
+    shutil.copy(binaries / "musl-dynamic", "tender")
+    with pytest.raises(UsageError, match="ld-musl"):
+        docker.dockerfile("spt", "app.spt", tender="tender")
+
+
+def test_script_tender_is_refused(context):
+    with open("tender", "w") as f:
+        f.write("#!/bin/sh\nexec solo5-hvt \"$@\"\n")
+    os.chmod("tender", 0o755)
+    with pytest.raises(UsageError, match="not an ELF executable: not an ELF file"):
+        docker.dockerfile("hvt", "app.hvt", tender="tender")
+
+
+@pytest.mark.parametrize("kind", ["static", "musl-dynamic"])
+def test_unix_unikernel_static_or_musl_passes(context, binaries, kind):
+    shutil.copy(binaries / kind, "app")
+    assert '"/unikernel/app"]' in docker.dockerfile("unix", "app")
+
+
+def test_unix_unikernel_linked_to_glibc_is_refused(context, binaries):
+    shutil.copy(binaries / "dynamic", "app")
+    with pytest.raises(UsageError, match="dynamically linked .* Alpine .musl. image") as e:
+        docker.dockerfile("unix", "app")
+    assert "--from" in e.value.hint
+
+
+# ---- every other validation branch ----
+
+def test_unknown_target(context):
+    with pytest.raises(UsageError, match="unknown target 'xen'"):
+        docker.dockerfile("xen", "app.hvt")
+
+
+def test_missing_unikernel(context):
+    with pytest.raises(NotFoundError, match="unikernel nope.hvt not found") as e:
+        docker.dockerfile("hvt", "nope.hvt")
+    assert "build context" in e.value.hint and e.value.exit_status == 127
+
+
+def test_unikernel_is_a_directory(context):
+    os.mkdir("dir.hvt")
+    with pytest.raises(UsageError, match="not a regular file"):
+        docker.dockerfile("hvt", "dir.hvt")
+
+
+def test_missing_default_tender(context):
+    os.remove("solo5-hvt")
+    with pytest.raises(NotFoundError, match="tender ./solo5-hvt not found") as e:
+        docker.dockerfile("hvt", "app.hvt")
+    assert "command -v solo5-hvt" in e.value.hint and "--tender PATH" in e.value.hint
+
+
+def test_tender_not_executable(context):
+    os.chmod("solo5-spt", 0o644)
+    with pytest.raises(NotExecutableError, match="tender ./solo5-spt is not executable"):
+        docker.dockerfile("spt", "app.spt")
+
+
+def test_unix_unikernel_not_executable(context):
+    os.chmod("app", 0o644)
+    with pytest.raises(NotExecutableError, match="unikernel app is not executable"):
+        docker.dockerfile("unix", "app")
+
+
+@pytest.mark.parametrize("target", ["unix", "qemu", "kvm"])
+def test_tender_for_a_target_without_one(context, target):
+    with pytest.raises(UsageError, match="--tender is for hvt, spt and ukvm"):
+        docker.dockerfile(target, UNIKERNEL[target], tender="solo5-hvt")
+
+
+def test_file_outside_the_context(context, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside") / "far.hvt"
+    outside.write_bytes(b"x")
+    with pytest.raises(UsageError, match="outside the build context"):
+        docker.dockerfile("hvt", str(outside))
+
+
+def test_symlink_leading_outside_the_context(context, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside") / "far.hvt"
+    outside.write_bytes(b"x")
+    os.symlink(str(outside), "near.hvt")
+    with pytest.raises(UsageError, match="outside the build context") as e:
+        docker.dockerfile("hvt", "near.hvt")
+    assert "symbolic links" in e.value.hint
+
+
+@pytest.mark.parametrize("name", ["a$HOME.hvt", "a*.hvt", "a[1].hvt", "a\\b.hvt", "a\nb.hvt"])
+def test_names_copy_would_misread(context, name):
+    with open(name, "wb") as f:
+        f.write(b"x")
+    with pytest.raises(UsageError, match="cannot be written in a COPY instruction"):
+        docker.dockerfile("hvt", name)
+
+
+def test_unikernel_named_like_the_tender_in_the_image(context):
+    os.mkdir("sub")
+    shutil.copy("app.ukvm", "sub/ukvm")
+    with pytest.raises(UsageError, match="would overwrite the tender at /unikernel/ukvm"):
+        docker.dockerfile("ukvm", "sub/ukvm")
+
+
+def test_bad_base_image(context):
+    with pytest.raises(UsageError, match="is not an image reference"):
+        docker.dockerfile("hvt", "app.hvt", base="debian\nRUN rm -rf /")
+
+
+def test_missing_sdist(context):
+    os.remove(SDIST)
+    with pytest.raises(NotFoundError, match="source distribution ./%s not found" % SDIST) as e:
+        docker.dockerfile("hvt", "app.hvt")
+    assert "setup.py sdist" in e.value.hint and "--from" in e.value.hint
+
+
+def test_sdist_with_another_name(context):
+    os.rename(SDIST, "ukrun.tgz")
+    with pytest.raises(UsageError, match="not named like ukrun's source distribution"):
+        docker.dockerfile("hvt", "app.hvt", sdist="ukrun.tgz")
+
+
+def test_missing_context(context):
+    with pytest.raises(NotFoundError, match="build context nowhere not found"):
+        docker.dockerfile("hvt", "app.hvt", context="nowhere")
+
+
+def test_context_is_a_file(context):
+    with pytest.raises(UsageError, match="build context app.hvt is not a directory"):
+        docker.dockerfile("hvt", "app.hvt", context="app.hvt")
+
+
+def test_run_option_that_is_not_an_option(context):
+    with pytest.raises(UsageError, match="run option 'mem' is not an option"):
+        docker.dockerfile("hvt", "app.hvt", run_options=["mem"])
+
+
+def test_nul_in_an_argument(context):
+    with pytest.raises(UsageError, match="NUL byte"):
+        docker.dockerfile("hvt", "app.hvt", args=["a\0b"])
+
+
+def test_args_given_as_one_string(context):
+    with pytest.raises(TypeError, match="not one string"):
+        docker.dockerfile("hvt", "app.hvt", args="--ipv4-only=true")
+
+
+def test_args_that_are_not_strings(context):
+    with pytest.raises(TypeError, match="argument 1 is not a string"):
+        docker.dockerfile("hvt", "app.hvt", args=[1])
+
+
+# ---- the source distribution the Alpine stage builds from ----
+
+def test_sdist_carries_what_the_wheel_build_reads(tmp_path):
+    """`setup.py sdist` in a copy of this tree, then `pip wheel` from it, as the builder does."""
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.so", ".pytest_cache",
+        ".hypothesis", "tests"))
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
+                   cwd=tree, check=True, capture_output=True)
+    sdist = tmp_path / "dist" / SDIST
+    # No build isolation: the venv has setuptools, wheel and cffi, and the network may not.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp_path / "wheels"), str(sdist)],
+                   check=True, capture_output=True, timeout=300)
+    wheels = os.listdir(tmp_path / "wheels")
+    assert len(wheels) == 1 and re.match(r"ukrun-%s-.*\.whl$" % re.escape(__version__), wheels[0])
+    names = zipfile.ZipFile(tmp_path / "wheels" / wheels[0]).namelist()
+    assert any(re.match(r"ukrun/_core\..*so$", n) for n in names), names
+    assert "ukrun/docker.py" in names and "ukrun/elf.py" in names
+
+
+# ---- docker_args on this machine ----
+
+def usable(path):
+    """Probe a device the way the tender will use it, independently of ukrun.docker."""
+    try:
+        with open(path, "r+b", buffering=0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("target", list(docker.TARGETS))
+def test_docker_args_on_this_machine(target):
+    needs_kvm = target in ("hvt", "ukvm", "kvm")
+    if not usable("/dev/net/tun") or (needs_kvm and not usable("/dev/kvm")):
+        with pytest.raises(PrivilegeError):
+            docker.docker_args(target)
+        return
+    expected = ["--cap-add=NET_ADMIN", "--device=/dev/net/tun:/dev/net/tun"]
+    if needs_kvm:
+        expected.append("--device=/dev/kvm:/dev/kvm")
+    assert docker.docker_args(target) == expected
+
+
+def test_docker_args_without_kvm(monkeypatch, tmp_path):
+    monkeypatch.setattr(docker, "KVM_DEVICE", str(tmp_path / "kvm"))
+    with pytest.raises(PrivilegeError, match="kvm is not usable: No such file") as e:
+        docker.docker_args("hvt")
+    assert "spt or qemu target" in e.value.hint and e.value.exit_status == 77
+    with pytest.raises(PrivilegeError) as e:
+        docker.docker_args("kvm")
+    assert "use the qemu target" in e.value.hint
+    if usable("/dev/net/tun"):
+        assert docker.docker_args("spt") == ["--cap-add=NET_ADMIN",
+                                             "--device=/dev/net/tun:/dev/net/tun"]
+
+
+def test_docker_args_without_tun(monkeypatch, tmp_path):
+    monkeypatch.setattr(docker, "TUN_DEVICE", str(tmp_path / "tun"))
+    with pytest.raises(PrivilegeError, match="tun is not usable") as e:
+        docker.docker_args("unix")
+    assert "modprobe tun" in e.value.hint
+
+
+def test_docker_args_device_permission_denied(monkeypatch):
+    real_open = os.open
+
+    def deny_kvm(path, flags, *rest):
+        if path == docker.KVM_DEVICE:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_open(path, flags, *rest)
+
+    monkeypatch.setattr(docker.os, "open", deny_kvm)
+    with pytest.raises(PrivilegeError, match="Permission denied") as e:
+        docker.docker_args("ukvm")
+    assert "group that owns /dev/kvm" in e.value.hint
+
+
+def test_docker_args_unknown_target():
+    with pytest.raises(UsageError, match="unknown target"):
+        docker.docker_args("xen")
+
+
+# ---- the subcommands ----
+
+@pytest.fixture
+def parser():
+    p = argparse.ArgumentParser(prog="ukrun")
+    docker.add_subcommands(p.add_subparsers(dest="command"))
+    return p
+
+
+def run(parser, argv):
+    ns = parser.parse_args(argv)
+    return ns.func(ns)
+
+
+def test_dockerfile_command_prints_the_dockerfile(context, parser, capsys):
+    argv = ["dockerfile", "hvt", "--run-option=--mem=64", "--tender", "solo5-hvt", "app.hvt",
+            "--ipv4-only=true", "-v"]
+    assert run(parser, argv) == 0
+    assert capsys.readouterr().out == docker.dockerfile(
+        "hvt", "app.hvt", tender="solo5-hvt", args=["--ipv4-only=true", "-v"],
+        run_options=["--mem=64"])
+
+
+def test_dockerfile_command_double_dash(context, parser, capsys):
+    assert run(parser, ["dockerfile", "--from", "me/ukrun", "qemu", "app.virtio", "--",
+                        "--ipv4-only=true", "-h"]) == 0
+    cmd = instructions(parse_dockerfile(capsys.readouterr().out), "CMD")
+    assert cmd == [["--ipv4-only=true", "-h"]]
+
+
+def test_dockerfile_command_refuses_options_after_unikernel(context, parser):
+    with pytest.raises(UsageError, match="--tender=x comes after UNIKERNEL"):
+        run(parser, ["dockerfile", "hvt", "app.hvt", "--tender=x"])
+
+
+def test_dockerfile_command_unknown_target(parser, capsys):
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(["dockerfile", "xen", "app"])
+    assert e.value.code == 2 and "invalid choice: 'xen'" in capsys.readouterr().err
+
+
+def test_docker_args_command(parser, capsys):
+    if not usable("/dev/net/tun"):
+        pytest.skip("/dev/net/tun is not usable here (covered by test_docker_args_on_this_machine)")
+    assert run(parser, ["docker-args", "spt"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "--cap-add=NET_ADMIN\n--device=/dev/net/tun:/dev/net/tun\n"
+    assert err == docker.ARP_NOTE + "\n"
+    assert "arp_accept" in err and "MAC" in err and "no longer applies" in err
