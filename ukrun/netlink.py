@@ -15,8 +15,8 @@ Numbers and layouts come from the system headers through csrc/netlink.cdef.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Optional, Union
+from dataclasses import dataclass, fields
+from typing import NamedTuple, Optional, Union
 
 from ukrun._ffi import lib
 
@@ -25,17 +25,21 @@ class NetlinkParseError(ValueError):
     """The bytes are not a well-formed netlink message (or attribute of the type asked for)."""
 
 
-# The kernel's alignment macros (include/uapi/linux/netlink.h, rtnetlink.h).
+# The kernel's alignment macros (include/uapi/linux/netlink.h, rtnetlink.h). The
+# constants are read from cffi's lib once: attribute access on it is slow in a hot loop.
+_NLMSG_ALIGNTO, _RTA_ALIGNTO, _NLA_ALIGNTO = lib.NLMSG_ALIGNTO, lib.RTA_ALIGNTO, lib.NLA_ALIGNTO
+
+
 def NLMSG_ALIGN(length: int) -> int:
-    return (length + lib.NLMSG_ALIGNTO - 1) & ~(lib.NLMSG_ALIGNTO - 1)
+    return (length + _NLMSG_ALIGNTO - 1) & ~(_NLMSG_ALIGNTO - 1)
 
 
 def RTA_ALIGN(length: int) -> int:
-    return (length + lib.RTA_ALIGNTO - 1) & ~(lib.RTA_ALIGNTO - 1)
+    return (length + _RTA_ALIGNTO - 1) & ~(_RTA_ALIGNTO - 1)
 
 
 def NLA_ALIGN(length: int) -> int:
-    return (length + lib.NLA_ALIGNTO - 1) & ~(lib.NLA_ALIGNTO - 1)
+    return (length + _NLA_ALIGNTO - 1) & ~(_NLA_ALIGNTO - 1)
 
 
 class Layout:
@@ -72,16 +76,6 @@ RTMSG = Layout("struct rtmsg", [("rtm_family", "B"), ("rtm_dst_len", "B"), ("rtm
 TCMSG = Layout("struct tcmsg", [("tcm_family", "B"), ("tcm__pad1", "x"), ("tcm__pad2", "xx"),
                                 ("tcm_ifindex", "i"), ("tcm_handle", "I"), ("tcm_parent", "I"),
                                 ("tcm_info", "I")])
-# __be32/__be16 fields stay raw bytes: they are in network order, unlike the rest.
-TC_U32_KEY = Layout("struct tc_u32_key", [("mask", "4s"), ("val", "4s"), ("off", "i"),
-                                          ("offmask", "i")])
-TC_U32_SEL = Layout("struct tc_u32_sel", [("flags", "B"), ("offshift", "B"), ("nkeys", "B"),
-                                          ("", "x"), ("offmask", "2s"), ("off", "H"),
-                                          ("offoff", "h"), ("hoff", "h"), ("hmask", "4s")])
-TC_MIRRED = Layout("struct tc_mirred", [("index", "I"), ("capab", "I"), ("action", "i"),
-                                        ("refcnt", "i"), ("bindcnt", "i"), ("eaction", "i"),
-                                        ("ifindex", "I")])
-
 _SCALARS = {"u8": struct.Struct("=B"), "u16": struct.Struct("=H"), "u32": struct.Struct("=I"),
             "s32": struct.Struct("=i"), "u64": struct.Struct("=Q")}
 _S32 = _SCALARS["s32"]
@@ -92,9 +86,12 @@ _FLAG_BITS = lib.NLA_F_NESTED | lib.NLA_F_NET_BYTEORDER
 
 # --- attributes ------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Attr:
-    """One attribute: its type (NLA_F_* bits masked off), its payload, and those bits."""
+class Attr(NamedTuple):
+    """One attribute: its type (NLA_F_* bits masked off), its payload, and those bits.
+
+    A NamedTuple rather than a dataclass: a 64 KiB dump can hold 16000 of them, and a
+    tuple is several times cheaper to make.
+    """
 
     type: int
     data: bytes = b""
@@ -139,23 +136,12 @@ class Attrs(tuple):
         return default if attr is None else attr.data
 
     def scalar(self, type_: int, kind: str, default=None):
+        """The value of a "u8", "u16", "u32", "s32" or "u64" attribute."""
         attr = self.get(type_)
         return default if attr is None else attr.scalar(kind)
 
-    def u8(self, type_: int, default=None):
-        return self.scalar(type_, "u8", default)
-
-    def u16(self, type_: int, default=None):
-        return self.scalar(type_, "u16", default)
-
     def u32(self, type_: int, default=None):
         return self.scalar(type_, "u32", default)
-
-    def s32(self, type_: int, default=None):
-        return self.scalar(type_, "s32", default)
-
-    def u64(self, type_: int, default=None):
-        return self.scalar(type_, "u64", default)
 
     def string(self, type_: int, default=None):
         attr = self.get(type_)
@@ -184,43 +170,33 @@ def pack_attr(attr: Attr) -> bytes:
 
 def parse_attrs(data) -> Attrs:
     """Decode a run of attributes; each rta_len must be >= 4 and within what remains."""
-    view = memoryview(data)
-    end = len(view)
+    data = bytes(data)  # slicing bytes makes the payloads in one step
+    end = len(data)
+    unpack_from, header_size = RTATTR.struct.unpack_from, RTATTR.size  # the hot loop: locals
     attrs = []
     offset = 0
     while offset < end:
         remaining = end - offset
-        if remaining < RTATTR.size:
+        if remaining < header_size:
             raise NetlinkParseError("%d stray bytes after the attributes" % remaining)
-        length, raw_type = RTATTR.struct.unpack_from(view, offset)
+        length, raw_type = unpack_from(data, offset)
         # Don't allow a misleading length: too short to hold its header, or past the end.
-        if length < RTATTR.size or length > remaining:
+        if length < header_size or length > remaining:
             raise NetlinkParseError("attribute length %d with %d bytes left" % (length, remaining))
-        attrs.append(Attr(raw_type & _TYPE_MASK, bytes(view[offset + RTATTR.size:offset + length]),
+        attrs.append(Attr(raw_type & _TYPE_MASK, data[offset + header_size:offset + length],
                           raw_type & _FLAG_BITS))
         offset += min(RTA_ALIGN(length), remaining)  # >= 4: always advances
     return Attrs(attrs)
 
 
 # Builders for the attribute kinds the kernel uses.
-def attr_u8(type_: int, value: int) -> Attr:
-    return Attr(type_, _SCALARS["u8"].pack(value))
-
-
-def attr_u16(type_: int, value: int) -> Attr:
-    return Attr(type_, _SCALARS["u16"].pack(value))
+def attr_scalar(type_: int, kind: str, value: int) -> Attr:
+    """A "u8", "u16", "u32", "s32" or "u64" attribute (struct.error when out of range)."""
+    return Attr(type_, _SCALARS[kind].pack(value))
 
 
 def attr_u32(type_: int, value: int) -> Attr:
-    return Attr(type_, _SCALARS["u32"].pack(value))
-
-
-def attr_s32(type_: int, value: int) -> Attr:
-    return Attr(type_, _SCALARS["s32"].pack(value))
-
-
-def attr_u64(type_: int, value: int) -> Attr:
-    return Attr(type_, _SCALARS["u64"].pack(value))
+    return attr_scalar(type_, "u32", value)
 
 
 def attr_string(type_: int, value: str) -> Attr:
@@ -252,14 +228,26 @@ def _fixed(layout: Layout, view: memoryview) -> tuple:
     return layout.struct.unpack_from(view, 0)
 
 
-def _attrs_after(layout: Layout, view: memoryview) -> Attrs:
-    return parse_attrs(view[min(NLMSG_ALIGN(layout.size), len(view)):])
+class _StructAndAttrs(_WithAttrs):
+    """A body that is one fixed struct (``_layout``, fields in the same order) then attributes."""
+
+    _layout: Layout  # set by each subclass; not a dataclass field (no value here)
+
+    @classmethod
+    def unpack(cls, view: memoryview, msg_flags: int):
+        layout = cls._layout
+        return cls(*_fixed(layout, view), parse_attrs(view[min(NLMSG_ALIGN(layout.size), len(view)):]))
+
+    def pack(self) -> bytes:
+        values = [getattr(self, f.name) for f in fields(self) if f.name != "attrs"]
+        return self._layout.struct.pack(*values) + self.attrs.pack()
 
 
 @dataclass(frozen=True)
-class IfInfoMsg(_WithAttrs):
+class IfInfoMsg(_StructAndAttrs):
     """RTM_*LINK: struct ifinfomsg and IFLA_* attributes."""
 
+    _layout = IFINFOMSG
     family: int = 0
     type: int = 0
     index: int = 0
@@ -267,19 +255,12 @@ class IfInfoMsg(_WithAttrs):
     change: int = 0
     attrs: Attrs = Attrs()
 
-    @classmethod
-    def unpack(cls, view: memoryview, msg_flags: int) -> "IfInfoMsg":
-        return cls(*_fixed(IFINFOMSG, view), _attrs_after(IFINFOMSG, view))
-
-    def pack(self) -> bytes:
-        return IFINFOMSG.struct.pack(self.family, self.type, self.index, self.flags,
-                                     self.change) + self.attrs.pack()
-
 
 @dataclass(frozen=True)
-class IfAddrMsg(_WithAttrs):
+class IfAddrMsg(_StructAndAttrs):
     """RTM_*ADDR: struct ifaddrmsg and IFA_* attributes."""
 
+    _layout = IFADDRMSG
     family: int = 0
     prefixlen: int = 0
     flags: int = 0
@@ -287,19 +268,12 @@ class IfAddrMsg(_WithAttrs):
     index: int = 0
     attrs: Attrs = Attrs()
 
-    @classmethod
-    def unpack(cls, view: memoryview, msg_flags: int) -> "IfAddrMsg":
-        return cls(*_fixed(IFADDRMSG, view), _attrs_after(IFADDRMSG, view))
-
-    def pack(self) -> bytes:
-        return IFADDRMSG.struct.pack(self.family, self.prefixlen, self.flags, self.scope,
-                                     self.index) + self.attrs.pack()
-
 
 @dataclass(frozen=True)
-class RtMsg(_WithAttrs):
+class RtMsg(_StructAndAttrs):
     """RTM_*ROUTE: struct rtmsg and RTA_* attributes."""
 
+    _layout = RTMSG
     family: int = 0
     dst_len: int = 0
     src_len: int = 0
@@ -311,33 +285,18 @@ class RtMsg(_WithAttrs):
     flags: int = 0
     attrs: Attrs = Attrs()
 
-    @classmethod
-    def unpack(cls, view: memoryview, msg_flags: int) -> "RtMsg":
-        return cls(*_fixed(RTMSG, view), _attrs_after(RTMSG, view))
-
-    def pack(self) -> bytes:
-        return RTMSG.struct.pack(self.family, self.dst_len, self.src_len, self.tos, self.table,
-                                 self.protocol, self.scope, self.type, self.flags) + self.attrs.pack()
-
 
 @dataclass(frozen=True)
-class TcMsg(_WithAttrs):
+class TcMsg(_StructAndAttrs):
     """RTM_*QDISC, RTM_*TCLASS, RTM_*TFILTER: struct tcmsg and TCA_* attributes."""
 
+    _layout = TCMSG
     family: int = 0
     index: int = 0
     handle: int = 0
     parent: int = 0
     info: int = 0
     attrs: Attrs = Attrs()
-
-    @classmethod
-    def unpack(cls, view: memoryview, msg_flags: int) -> "TcMsg":
-        return cls(*_fixed(TCMSG, view), _attrs_after(TCMSG, view))
-
-    def pack(self) -> bytes:
-        return TCMSG.struct.pack(self.family, self.index, self.handle, self.parent,
-                                 self.info) + self.attrs.pack()
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,25 @@ from ipaddress import (IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv
 from typing import Optional, Union
 
 from ukrun._ffi import lib
-from ukrun.netlink import (TC_MIRRED, TC_U32_KEY, TC_U32_SEL, Attr, IfAddrMsg, IfInfoMsg,
-                           NetlinkParseError, RtMsg, TcMsg, attr_nested, attr_string, attr_u32)
+from ukrun.netlink import (Attr, IfAddrMsg, IfInfoMsg, Layout, NetlinkParseError, RtMsg, TcMsg,
+                           attr_nested, attr_string, attr_u32)
 
 IPAddress = Union[IPv4Address, IPv6Address]
 _INTERFACE = {socket.AF_INET: IPv4Interface, socket.AF_INET6: IPv6Interface}
 _NETWORK = {socket.AF_INET: IPv4Network, socket.AF_INET6: IPv6Network}
 _ADDRESS = {socket.AF_INET: IPv4Address, socket.AF_INET6: IPv6Address}
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+# The payloads of u32's selector and of the mirred action (tests check them against the C
+# layout). __be32/__be16 fields stay raw bytes: they are in network order, unlike the rest.
+TC_U32_KEY = Layout("struct tc_u32_key", [("mask", "4s"), ("val", "4s"), ("off", "i"),
+                                          ("offmask", "i")])
+TC_U32_SEL = Layout("struct tc_u32_sel", [("flags", "B"), ("offshift", "B"), ("nkeys", "B"),
+                                          ("", "x"), ("offmask", "2s"), ("off", "H"),
+                                          ("offoff", "h"), ("hoff", "h"), ("hmask", "4s")])
+TC_MIRRED = Layout("struct tc_mirred", [("index", "I"), ("capab", "I"), ("action", "i"),
+                                        ("refcnt", "i"), ("bindcnt", "i"), ("eaction", "i"),
+                                        ("ifindex", "I")])
 
 # The ingress qdisc's handle, ffff:0 (TC_H_MAKE(TC_H_INGRESS, 0) in tc's terms).
 INGRESS_HANDLE = lib.TC_H_INGRESS & lib.TC_H_MAJ_MASK
