@@ -10,6 +10,7 @@ import textwrap
 import pytest
 
 from nsutil import in_netns
+from snapshots import snapshot, wiring_state
 from ukrun import cli
 from ukrun.targets import TARGETS
 
@@ -115,3 +116,323 @@ def test_the_cli_path_stays_cheap():
             "'cffi', 'ukrun.rtnl', 'logging') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- real runs in docker-like containers ----------------------------------------------------
+
+IP_ARGS = ["--ipv4=172.30.0.2/16", "--ipv4-gateway=172.30.0.1"]
+NET_BIND_SERVICE = "0000000000000400"  # bit 10
+EMPTY = "0000000000000000"
+
+STANDIN = textwrap.dedent("""\
+    #!{python}
+    # A stand-in unikernel/tender: reports its argv, capabilities and fds as JSON, then exits.
+    import json, os, sys
+    fds = {{}}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds[name] = os.readlink("/proc/self/fd/" + name)
+        except OSError:  # the fd listdir used, closed by now
+            pass
+    status = {{}}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key.startswith("Cap") or key == "NoNewPrivs":
+                status[key] = value.strip()
+    iff = None
+    if "3" in fds:
+        with open("/proc/self/fdinfo/3") as f:
+            iff = [l.split()[1] for l in f if l.startswith("iff:")] or None
+    print(json.dumps({{"argv": sys.argv, "status": status, "fds": fds, "iff3": iff,
+                      "env": os.environ.get("UKRUN_TEST_MARK")}}))
+""")
+
+
+@pytest.fixture
+def standin(tmp_path):
+    path = tmp_path / "standin"
+    path.write_text(STANDIN.format(python=sys.executable))
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture
+def kernel_file(tmp_path):
+    """A unikernel for the targets that hand it to a tender or QEMU (never executed here)."""
+    path = tmp_path / "unikernel.bin"
+    path.write_bytes(b"\x7fELF not really")
+    return str(path)
+
+
+def kvm_usable():
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC))
+        return True
+    except OSError:
+        return False
+
+
+def ukrun(container, ukrun_exe, *argv, env=None):
+    full_env = dict(os.environ, UKRUN_TEST_MARK="kept", **(env or {}))
+    return container.exec(ukrun_exe, *argv, check=False, env=full_env)
+
+
+def report(proc):
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def expected_argv(target, standin, kernel_file, mac, tap="tap0", fd=False):
+    """Issue 3's command lines, written out here rather than taken from ukrun.targets."""
+    if target == "unix":
+        return [standin, "--interface=" + tap, "a", "-b", "--c=d"] + IP_ARGS
+    if target in ("hvt", "spt"):
+        net = "@3" if fd else tap
+        return [standin, "--net:service=" + net, "--net-mac:service=" + mac, "--",
+                kernel_file, "a", "-b", "--c=d"] + IP_ARGS
+    if target == "ukvm":
+        return [standin, "--net=@3", "--", kernel_file, "a", "-b", "--c=d"] + IP_ARGS
+    netdev = "tap,id=n0,fd=3" if fd else "tap,id=n0,ifname=%s,script=no,downscript=no" % tap
+    accel = ["-enable-kvm", "-cpu", "host"] if target == "kvm" else ["-cpu", "Westmere"]
+    return ([standin, "-nodefaults", "-machine", "acpi=off", "-display", "none", "-serial",
+             "stdio", "-m", "512"] + accel
+            + ["-device", "virtio-net-pci,netdev=n0,mac=" + mac, "-netdev", netdev,
+               "-kernel", kernel_file, "-append", " ".join(["a", "-b", "--c=d"] + IP_ARGS)])
+
+
+def target_argv(target, standin, kernel_file, *options):
+    if target == "unix":
+        return [target, *options, standin, "a", "-b", "--c=d"]
+    tender = "--qemu" if target in ("qemu", "kvm") else "--tender"
+    return [target, tender, standin, *options, kernel_file, "a", "-b", "--c=d"]
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_each_target_execs_its_command_line(target, container, ukrun_exe, standin, kernel_file):
+    if TARGETS[target].needs_kvm and not kvm_usable():
+        pytest.skip("%s needs a usable /dev/kvm, which this machine lacks" % target)
+    got = report(ukrun(container, ukrun_exe, *target_argv(target, standin, kernel_file)))
+    assert got["argv"] == expected_argv(target, standin, kernel_file, container.mac)
+    # Exactly the kept capability in every set, none ambient, no_new_privs.
+    status = got["status"]
+    for key in ("CapInh", "CapPrm", "CapEff", "CapBnd"):
+        assert status[key] == NET_BIND_SERVICE, (key, status)
+    assert status["CapAmb"] == EMPTY and status["NoNewPrivs"] == "1"
+    # Only 0, 1, 2 inherited, and the tap for ukvm; the environment passes through.
+    if target == "ukvm":
+        assert sorted(got["fds"]) == ["0", "1", "2", "3"]
+        assert got["fds"]["3"] == "/dev/net/tun" and got["iff3"] == ["tap0"]
+    else:
+        assert sorted(got["fds"]) == ["0", "1", "2"]
+    assert got["env"] == "kept"
+
+
+@pytest.mark.parametrize("target", ["hvt", "spt", "qemu"])
+def test_tap_fd_hands_over_only_the_tap(target, container, ukrun_exe, standin, kernel_file):
+    if TARGETS[target].needs_kvm and not kvm_usable():
+        pytest.skip("%s needs a usable /dev/kvm, which this machine lacks" % target)
+    got = report(ukrun(container, ukrun_exe,
+                       *target_argv(target, standin, kernel_file, "--tap-fd")))
+    assert got["argv"] == expected_argv(target, standin, kernel_file, container.mac, fd=True)
+    assert sorted(got["fds"]) == ["0", "1", "2", "3"]
+    assert got["fds"]["3"] == "/dev/net/tun" and got["iff3"] == ["tap0"]
+
+
+@pytest.mark.parametrize("keep, mask", [
+    (["--keep-cap", "none"], EMPTY),
+    (["--keep-cap", "net_raw", "--keep-cap", "CAP_KILL"], "%016x" % (1 << 13 | 1 << 5)),
+])
+def test_keep_cap(keep, mask, container, ukrun_exe, standin):
+    got = report(ukrun(container, ukrun_exe, "unix", *keep, standin))
+    for key in ("CapInh", "CapPrm", "CapEff", "CapBnd"):
+        assert got["status"][key] == mask, (key, got["status"])
+    assert got["status"]["CapAmb"] == EMPTY
+
+
+def redirects(container, dev):
+    found = []
+    for rule in container.tc_json("filter", "show", "dev", dev, "ingress"):
+        for action in rule.get("options", {}).get("actions", []):
+            if action.get("kind") == "mirred":
+                found.append((action.get("mirred_action"), action.get("to_dev")))
+    return found
+
+
+def link(container, name):
+    return container.ip_json("-d", "link", "show", name)[0]
+
+
+def ipv4(container, dev):
+    return [a["local"] for link in container.ip_json("-4", "addr", "show", dev)
+            for a in link["addr_info"]]
+
+
+def test_tc_wiring_as_the_kernel_reports_it(docker_host, ukrun_exe, standin, kernel_file):
+    container = docker_host.container(mtu=1400)
+    got = report(ukrun(container, ukrun_exe, "spt", "--tender", standin, kernel_file))
+    assert "--net-mac:service=%s" % container.mac in got["argv"]
+    assert redirects(container, "eth0") == [("redirect", "tap0")]
+    assert redirects(container, "tap0") == [("redirect", "eth0")]
+    eth0, tap0 = link(container, "eth0"), link(container, "tap0")
+    assert eth0["address"] == container.mac  # eth0 keeps its MAC; the guest gets it too
+    assert "master" not in eth0 and "master" not in tap0
+    assert tap0["mtu"] == 1400 and "UP" in tap0["flags"]
+    assert ipv4(container, "eth0") == []
+    assert container.ip_json("-4", "route", "show") == []
+    features = container.exec("ethtool", "-k", "tap0").stdout
+    for feature in ("generic-receive-offload: off", "generic-segmentation-offload: off"):
+        assert feature in features
+
+
+def test_bridge_wiring_reproduces_the_old_runner(container, ukrun_exe, standin):
+    """`ukrun unix --wiring bridge`: the seed's command line and topology, exactly."""
+    got = report(ukrun(container, ukrun_exe, "unix", "--wiring", "bridge", standin, "a", "-b",
+                       "--c=d"))
+    assert got["argv"] == [standin, "--interface=tap0", "a", "-b", "--c=d"] + IP_ARGS
+    br0, eth0, tap0 = (link(container, n) for n in ("br0", "eth0", "tap0"))
+    assert br0["linkinfo"]["info_kind"] == "bridge"
+    assert eth0["master"] == "br0" and tap0["master"] == "br0"
+    assert "UP" in br0["flags"] and "UP" in tap0["flags"]
+    assert eth0["address"] == container.mac  # unix sets no guest MAC: nothing to move
+    assert ipv4(container, "eth0") == [] and ipv4(container, "br0") == []
+    assert container.tc_json("filter", "show", "dev", "eth0", "ingress") == []
+
+
+def test_bridge_wiring_gives_eth0_a_fresh_mac(container, ukrun_exe, standin, kernel_file):
+    got = report(ukrun(container, ukrun_exe, "spt", "--wiring", "bridge", "--tender", standin,
+                       kernel_file))
+    assert "--net-mac:service=%s" % container.mac in got["argv"]
+    new = link(container, "eth0")["address"]
+    assert new != container.mac and int(new[:2], 16) & 0b11 == 0b10  # local, unicast
+    assert link(container, "eth0")["master"] == "br0"
+
+
+def test_random_mac(container, ukrun_exe, standin, kernel_file):
+    got = report(ukrun(container, ukrun_exe, "spt", "--mac", "random", "--tender", standin,
+                       kernel_file))
+    mac = [a for a in got["argv"] if a.startswith("--net-mac:")][0].split("=")[1]
+    assert mac != container.mac and int(mac[:2], 16) & 0b11 == 0b10
+    again = report(ukrun(container, ukrun_exe, "spt", "--mac", "random", "--tender", standin,
+                         kernel_file))
+    assert again["argv"] == got["argv"]  # a restart keeps the MAC neighbours cached
+
+
+@pytest.mark.parametrize("wiring", ["tc", "bridge"])
+def test_restart_in_the_same_namespace(wiring, container, ukrun_exe, standin, kernel_file):
+    argv = ["spt", "--wiring", wiring, "--tender", standin, kernel_file, "x"]
+    first = report(ukrun(container, ukrun_exe, *argv))
+    wired = wiring_state(container)
+    second = ukrun(container, ukrun_exe, argv[0], "-v", *argv[1:])
+    assert report(second)["argv"] == first["argv"]
+    assert "create" not in second.stderr and "remove" not in second.stderr
+    assert wiring_state(container) == wired
+    inspected = json.loads(ukrun(container, ukrun_exe, "inspect").stdout)
+    assert inspected["source"] == "recorded" and inspected["ipv4"] == "172.30.0.2/16"
+
+
+def test_dry_run_and_inspect_change_nothing(container, ukrun_exe, standin):
+    before = snapshot(container)
+    plan = report(ukrun(container, ukrun_exe, "unix", "--dry-run", standin, "x"))
+    assert plan["argv"] == [standin, "--interface=tap0", "x"] + IP_ARGS
+    assert plan["network"]["ipv4"] == "172.30.0.2/16" and plan["steps"]
+    inspected = report(ukrun(container, ukrun_exe, "inspect"))
+    assert inspected["mac"] == container.mac and inspected["gateway4"] == "172.30.0.1"
+    assert inspected["source"] == "discovered"
+    assert snapshot(container) == before
+
+
+# --- preflight: every failure before a change leaves the namespace as it was ---------------
+
+def _file(tmp_path, name, mode, text="#!/bin/sh\n"):
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(mode)
+    return str(path)
+
+
+def _no_ipv4(container):
+    container.ip("addr", "del", "172.30.0.2/16", "dev", "eth0")
+
+
+def _taken(name):
+    # A bridge of someone else's (this kernel has no dummy module).
+    return lambda container: container.ip("link", "add", name, "type", "bridge")
+
+
+def _foreign_tap(container):
+    container.ip("tuntap", "add", "tap0", "mode", "tap")
+
+
+def _in_mount_ns(script):
+    """Run ukrun after ``script`` in a private mount namespace (hiding or faking devices)."""
+    return lambda argv: ["unshare", "-m", "sh", "-c", script + ' && exec "$@"', "sh"] + argv
+
+
+PREFLIGHT = {
+    # name: (argv with {standin}, {kernel}, {plain}, {dir} filled in, setup, wrapper, status,
+    #        what the message says)
+    "unikernel missing": (["unix", "/nonexistent/k"], None, None, 127, "not found"),
+    "unikernel not executable": (["unix", "{plain}"], None, None, 126, "not executable"),
+    "unikernel is a directory": (["unix", "{dir}"], None, None, 126, "directory"),
+    "guest kernel missing": (["qemu", "--qemu", "{standin}", "/nonexistent/k"], None, None,
+                             127, "unikernel /nonexistent/k not found"),
+    "tender missing": (["spt", "--tender", "/nonexistent/solo5-spt", "{kernel}"], None, None,
+                       127, "tender /nonexistent/solo5-spt not found"),
+    "tender not on PATH": (["spt", "{kernel}"], None,
+                           lambda argv: ["env", "PATH=/nonexistent"] + argv, 127, "solo5-spt"),
+    "tender on PATH not executable": (["spt", "{kernel}"], None,
+                                      lambda argv: ["env", "PATH={dir}"] + argv, 126,
+                                      "not executable"),
+    "tender not executable": (["spt", "--tender", "{plain}", "{kernel}"], None, None, 126,
+                              "not executable"),
+    "qemu missing": (["qemu", "--qemu", "/nonexistent/qemu", "{kernel}"], None, None, 127,
+                     "QEMU"),
+    "interface missing": (["unix", "--interface", "eth9", "{standin}"], None, None, 1,
+                          "interface eth9 not found"),
+    "interface without IPv4": (["unix", "{standin}"], _no_ipv4, None, 1, "no IPv4"),
+    "tap name taken": (["unix", "{standin}"], _taken("tap0"), None, 1, "tap0 already exists"),
+    "tap of someone else": (["unix", "{standin}"], _foreign_tap, None, 1, "tap0 already exists"),
+    "bridge name taken": (["unix", "--wiring", "bridge", "{standin}"], _taken("br0"), None, 1,
+                          "br0 already exists"),
+    "no CAP_NET_ADMIN": (["unix", "{standin}"], None,
+                         lambda argv: ["setpriv", "--bounding-set=-net_admin"] + argv, 77,
+                         "CAP_NET_ADMIN"),
+    "kept capability not held": (["unix", "--keep-cap", "net_raw", "{standin}"], None,
+                                 lambda argv: ["setpriv", "--bounding-set=-net_raw"] + argv, 77,
+                                 "CAP_NET_RAW"),
+    "no /dev/net/tun": (["unix", "{standin}"], None,
+                        _in_mount_ns("mount -t tmpfs none /dev/net"), 77, "/dev/net/tun"),
+    "/dev/kvm not a device": (["hvt", "--tender", "{standin}", "{kernel}"], None,
+                              _in_mount_ns("mount --bind {plain} /dev/kvm"), 77, "/dev/kvm"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PREFLIGHT))
+def test_preflight_failure_changes_nothing(case, container, ukrun_exe, standin, kernel_file,
+                                           tmp_path):
+    argv, setup, wrap, status, needle = PREFLIGHT[case]
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fill = {"standin": standin, "kernel": kernel_file, "dir": str(bindir),
+            "plain": _file(tmp_path, "plain", 0o644)}
+    _file(bindir, "solo5-spt", 0o644)
+    if setup:
+        setup(container)
+    command = [ukrun_exe] + [a.format(**fill) for a in argv]
+    if wrap:
+        command = [a.format(**fill) for a in wrap(command)]
+    before = snapshot(container)
+    proc = container.exec(*command, check=False)
+    assert proc.returncode == status, proc.stderr
+    assert proc.stderr.startswith("ukrun: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert needle in proc.stderr
+    assert snapshot(container) == before
+
+
+def test_traceback_only_with_verbose(container, ukrun_exe):
+    quiet = container.exec(ukrun_exe, "unix", "/nonexistent/k", check=False)
+    loud = container.exec(ukrun_exe, "unix", "-v", "/nonexistent/k", check=False)
+    assert quiet.returncode == loud.returncode == 127
+    assert "Traceback" not in quiet.stderr and "Traceback" in loud.stderr
+    assert loud.stderr.splitlines()[-1] == quiet.stderr.strip()
