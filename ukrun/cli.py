@@ -2,6 +2,7 @@
 
     ukrun TARGET [OPTIONS] UNIKERNEL [ARG...]     TARGET: unix | hvt | ukvm | spt | qemu | kvm
     ukrun inspect [--interface NAME]
+    ukrun dockerfile | docker-args ...            (ukrun.docker)
 
 Everything after UNIKERNEL goes to the unikernel untouched, even words that start with '-'.
 argparse cannot promise that on every Python version, so ``split_at_unikernel`` finds
@@ -126,6 +127,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="the interface to inspect (default: %(default)s)")
     p.add_argument("--tap", default="tap0", metavar="NAME",
                    help="the tap an earlier run recorded its state on (default: %(default)s)")
+    from ukrun import docker  # pure: no cffi, no netlink
+
+    docker.add_subcommands(commands)  # dockerfile, docker-args: each sets func(namespace)
     return parser
 
 
@@ -185,6 +189,8 @@ def _print_json(value) -> None:
 
 
 def execute(ns: argparse.Namespace) -> int:
+    if hasattr(ns, "func"):
+        return ns.func(ns)
     from ukrun import runner
 
     if ns.command == "inspect":
@@ -212,7 +218,8 @@ def main(argv=None) -> int:
     try:
         ns = parse(argv)
         if ns.command is None:
-            raise UsageError("a TARGET (%s) or inspect is required" % " | ".join(TARGETS),
+            raise UsageError("a TARGET (%s) or another command is required"
+                             % " | ".join(TARGETS),
                              "see 'ukrun --help'")
         verbose = getattr(ns, "verbose", False)
         return execute(ns)
