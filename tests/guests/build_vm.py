@@ -165,6 +165,17 @@ def make_initrd(modules):
     return gzip.compress(cpio_newc(entries), mtime=0)
 
 
+def prune(keep):
+    """Drop older builds and kernel packages, so the cache holds one guest, not every kernel."""
+    for name in os.listdir(CACHE):
+        if name.startswith("vm-") and name not in keep:
+            shutil.rmtree(os.path.join(CACHE, name), ignore_errors=True)
+    debs = os.path.join(CACHE, "debs")
+    for name in os.listdir(debs):
+        if name.endswith(".deb") and name not in keep:
+            os.unlink(os.path.join(debs, name))
+
+
 def cache_key(package):
     with open(BUSYBOX, "rb") as fh:
         busybox = hashlib.sha256(fh.read()).hexdigest()
@@ -222,6 +233,7 @@ def _build(force):
             shutil.rmtree(out, ignore_errors=True)
             os.rename(tmp, out)   # appears whole or not at all
         log("built %s" % out)
+        prune(keep={os.path.basename(out), os.path.basename(deb)})
     info = {"kernel": kernel, "initrd": initrd, "package": package,
             "init_sha": hashlib.sha256(INIT.encode()).hexdigest()}
     with open(os.path.join(CACHE, "vm.json.tmp"), "w") as fh:
