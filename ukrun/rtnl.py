@@ -70,10 +70,14 @@ class Rtnl:
             raise
         self._sock = sock
         self._seq = 0
+        self._abandoned = False  # an exchange was cut short: its answer may still be queued
         self._peek = bytearray(1)
 
     def close(self):
         self._sock.close()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
 
     def __enter__(self):
         return self
@@ -90,8 +94,15 @@ class Rtnl:
 
     def _exchange(self, type_: int, flags: int, body, op: Op) -> list:
         """Send one request and return the messages answering it, up to the ack or DONE."""
+        if self._abandoned:
+            self._drain()
         self._seq = self._seq % 0xFFFFFFFF + 1
-        seq = self._seq
+        self._abandoned = True  # until the answer has been read to its end
+        replies = self._answer(type_, flags, body, self._seq, op)
+        self._abandoned = False
+        return replies
+
+    def _answer(self, type_: int, flags: int, body, seq: int, op: Op) -> list:
         self._sock.send(encode(Message(type_, lib.NLM_F_REQUEST | flags, seq, 0, body)))
         replies = []
         while True:
@@ -101,14 +112,26 @@ class Rtnl:
                 if message.type == lib.NLMSG_ERROR:
                     if message.body.error == 0:
                         return replies
+                    self._abandoned = False
                     self._fail(message.body.errno, op, message.body.ext_ack)
                 if message.type == lib.NLMSG_DONE:
                     if message.body.status < 0:  # the dump failed part-way
+                        self._abandoned = False
                         self._fail(-message.body.status, op,
                                    message.body.attrs.string(lib.NLMSGERR_ATTR_MSG))
                     return replies
                 if message.type not in (lib.NLMSG_NOOP, lib.NLMSG_OVERRUN):
                     replies.append(message)
+
+    def _drain(self):
+        """Drop what an exchange cut short (by an exception) left queued. The kernel runs a
+        dump as its parts are read and refuses another on this socket (EBUSY) until then."""
+        while True:
+            try:
+                self._sock.recv(1 << 16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+        self._abandoned = False
 
     @staticmethod
     def _fail(errno_: int, op: Op, ext_ack: Optional[str]):
