@@ -30,6 +30,17 @@ def snapshot(ns):
     return stable(ns.snapshot())
 
 
+def redirects(ns, dev):
+    """The mirred actions on ``dev``'s ingress, as (action, to_dev); without action indexes
+    and counters, which differ every time a filter is made."""
+    found = []
+    for rule in ns.tc_json("filter", "show", "dev", dev, "ingress"):
+        for action in rule.get("options", {}).get("actions", []):
+            if action.get("kind") == "mirred":
+                found.append((action.get("mirred_action"), action.get("to_dev")))
+    return found
+
+
 def wiring_state(ns):
     """What a wiring is made of: links, qdiscs, filters, IPv4 addresses and routes.
 
@@ -40,9 +51,7 @@ def wiring_state(ns):
     return {
         "links": snap["links"],
         "qdiscs": snap["qdiscs"],
-        "filters": {link["ifname"]: ns.tc_json("filter", "show", "dev", link["ifname"],
-                                               "ingress")
-                    for link in snap["links"]},
+        "redirects": {link["ifname"]: redirects(ns, link["ifname"]) for link in snap["links"]},
         "ipv4": ns.ip_json("-4", "addr", "show"),
         "routes4": ns.ip_json("-4", "route", "show", "table", "all"),
     }

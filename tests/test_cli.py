@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from nsutil import in_netns
-from snapshots import snapshot, wiring_state
+from snapshots import redirects, snapshot, wiring_state
 from ukrun import cli
 from ukrun.targets import TARGETS
 
@@ -248,15 +248,6 @@ def test_keep_cap(keep, mask, container, ukrun_exe, standin):
     for key in ("CapInh", "CapPrm", "CapEff", "CapBnd"):
         assert got["status"][key] == mask, (key, got["status"])
     assert got["status"]["CapAmb"] == EMPTY
-
-
-def redirects(container, dev):
-    found = []
-    for rule in container.tc_json("filter", "show", "dev", dev, "ingress"):
-        for action in rule.get("options", {}).get("actions", []):
-            if action.get("kind") == "mirred":
-                found.append((action.get("mirred_action"), action.get("to_dev")))
-    return found
 
 
 def link(container, name):

@@ -1,0 +1,277 @@
+"""The library flow in-process, inside docker-like containers (this thread moved in with in_netns):
+plan changes nothing, apply's undo log restores everything whatever step fails, a restart finds
+what the first run moved, and frames really cross the wiring to a guest on the tap.
+"""
+import errno
+import json
+import os
+import select
+import struct
+import subprocess
+import threading
+
+import pytest
+
+import ukrun
+from nsutil import in_netns
+from snapshots import snapshot, wiring_state
+from ukrun.errors import NetworkError, PrivilegeError, UsageError
+from ukrun.runner import Options, apply, plan
+from ukrun.steps import Kernel
+from ukrun.tap import open_tap
+
+GUEST_IP = "172.30.0.2"
+
+
+@pytest.fixture
+def programs(tmp_path):
+    """(an executable stand-in, a unikernel file): plan() checks both, nothing runs them."""
+    exe = tmp_path / "standin"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    kernel = tmp_path / "unikernel.bin"
+    kernel.write_bytes(b"\x7fELF")
+    return str(exe), str(kernel)
+
+
+@pytest.fixture
+def rich(container):
+    """A container with more to restore: a secondary IPv4, a global IPv6, extra routes."""
+    container.ip("addr", "add", "172.30.0.9/16", "dev", "eth0")
+    container.ip("-6", "addr", "add", "2001:db8::2/64", "dev", "eth0", "nodad")
+    container.ip("route", "add", "10.9.0.0/16", "via", "172.30.0.1", "metric", "7")
+    container.ip("-6", "route", "add", "default", "via", "2001:db8::1")
+    return container
+
+
+def spt(programs, **kw):
+    exe, kernel = programs
+    return Options(target="spt", unikernel=kernel, tender=exe, **kw)
+
+
+def test_library_exports():
+    assert ukrun.Options is Options and ukrun.plan is plan and ukrun.apply is apply
+    assert callable(ukrun.run) and ukrun.Plan.__name__ == "Plan"
+
+
+@pytest.mark.parametrize("wiring", ["tc", "bridge"])
+def test_plan_changes_nothing(wiring, rich, programs):
+    before = snapshot(rich)
+    with in_netns(rich.name):
+        p = plan(spt(programs, wiring=wiring))
+    assert snapshot(rich) == before
+    data = json.loads(json.dumps(p.to_json()))
+    assert data["network"]["ipv4"] == "172.30.0.2/16"
+    assert data["network"]["ipv6"] == "2001:db8::2/64"
+    assert data["argv"][-2:] == ["--ipv4=172.30.0.2/16", "--ipv4-gateway=172.30.0.1"]
+    assert any("remove 172.30.0.9/16 from eth0" == s["do"] for s in data["steps"])
+
+
+@pytest.mark.parametrize("wiring", ["tc", "bridge"])
+@pytest.mark.parametrize("tap_fd", [False, True])
+def test_apply_then_undo_restores_everything(wiring, tap_fd, rich, programs):
+    before = snapshot(rich)
+    with in_netns(rich.name):
+        applied = apply(plan(spt(programs, wiring=wiring, tap_fd=tap_fd)))
+        assert (applied.tap_fd is not None) == tap_fd
+        wired = snapshot(rich)
+        applied.undo()
+    assert any(link["ifname"] == "tap0" for link in wired["links"])
+    assert snapshot(rich) == before
+
+
+def _fail_at(monkeypatch, target):
+    real = Kernel.do
+
+    def do(self, step):
+        if step is target:
+            raise OSError(errno.EIO, "injected failure")
+        return real(self, step)
+
+    monkeypatch.setattr(Kernel, "do", do)
+
+
+@pytest.mark.parametrize("wiring", ["tc", "bridge"])
+def test_a_failure_at_any_step_undoes_everything(wiring, rich, programs, monkeypatch):
+    before = snapshot(rich)
+    with in_netns(rich.name):
+        steps = plan(spt(programs, wiring=wiring)).steps
+    assert len(steps) > 8
+    for index in range(len(steps)):
+        with in_netns(rich.name):
+            p = plan(spt(programs, wiring=wiring))
+            _fail_at(monkeypatch, p.steps[index])
+            with pytest.raises(NetworkError) as failed:
+                apply(p)
+        monkeypatch.undo()
+        assert failed.value.message == "%s: injected failure" % p.steps[index].text
+        assert "undone" in failed.value.hint
+        assert snapshot(rich) == before, "after a failure at step %d (%s)" % (
+            index, p.steps[index].text)
+
+
+def test_a_refused_step_is_a_privilege_error(container, programs, monkeypatch):
+    before = snapshot(container)
+    with in_netns(container.name):
+        p = plan(spt(programs))
+        real = Kernel.do
+
+        def do(self, step):
+            if step.op == "add_redirect":
+                raise PermissionError(errno.EPERM, "Operation not permitted")
+            return real(self, step)
+
+        monkeypatch.setattr(Kernel, "do", do)
+        with pytest.raises(PrivilegeError) as failed:
+            apply(p)
+    assert failed.value.exit_status == 77
+    assert snapshot(container) == before
+
+
+@pytest.mark.parametrize("wiring, clash, ip_add", [
+    ("bridge", "br0", ["link", "add", "br0", "type", "bridge"]),
+    ("tc", "tap0", ["tuntap", "add", "tap0", "mode", "tap"]),
+])
+def test_a_name_taken_after_preflight(wiring, clash, ip_add, container, programs):
+    before = snapshot(container)
+    with in_netns(container.name):
+        p = plan(spt(programs, wiring=wiring))
+        container.ip(*ip_add)  # someone else's, between plan and apply
+        with pytest.raises(NetworkError) as failed:
+            apply(p)
+    assert clash in failed.value.message
+    assert container.ip_json("link", "show", clash), "the other's %s must survive" % clash
+    container.ip("link", "del", clash)
+    assert snapshot(container) == before
+
+
+def test_a_second_run_finds_what_the_first_moved(rich, programs):
+    with in_netns(rich.name):
+        first = plan(spt(programs, mac="random"))
+        apply(first).close()
+        wired = wiring_state(rich)
+        second = plan(spt(programs, mac="random"))
+        assert second.network.source == "recorded"
+        assert [s.op for s in second.steps] == ["disable_offloads"]
+        assert second.argv == first.argv  # same address, gateway and (random) MAC
+        apply(second).close()
+    assert wiring_state(rich) == wired
+
+
+def test_a_second_run_with_the_other_wiring_rebuilds_it(container, programs):
+    with in_netns(container.name):
+        apply(plan(spt(programs, wiring="tc"))).close()
+        tc_state = wiring_state(container)
+        switched = apply(plan(spt(programs, wiring="bridge")))
+        eth0 = container.ip_json("-d", "link", "show", "eth0")[0]
+        assert eth0["master"] == "br0" and eth0["address"] != container.mac
+        assert not container.tc_json("qdisc", "show", "dev", "eth0", "ingress")
+        switched.undo()
+    assert wiring_state(container) == tc_state
+
+
+@pytest.mark.parametrize("bad, needle", [
+    (dict(target="unix", tap_fd=True), "--tap-fd"),
+    (dict(target="unix", mem=64), "--mem"),
+    (dict(target="spt", cpu="max"), "--cpu"),
+    (dict(target="spt", tender_args=("-x",), mem=0), "--mem"),
+    (dict(target="spt", keep_caps=("none", "kill")), "--keep-cap"),
+    (dict(target="spt", args=("ok", 5)), "strings"),
+])
+def test_library_options_are_checked_first(bad, needle, netns, programs):
+    exe, kernel = programs
+    fields = dict(unikernel=exe if bad["target"] == "unix" else kernel, **bad)
+    if fields["target"] == "spt":
+        fields["tender"] = exe
+    with in_netns(netns.name), pytest.raises(UsageError) as failed:
+        plan(Options(**fields))
+    assert needle in str(failed.value)
+
+
+# --- frames through the wiring, to a guest on the tap ----------------------------------------
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def answer(frame: bytes, mac: bytes, ip: bytes, arp: bool):
+    """What a minimal guest sends back: ARP replies (if ``arp``) and ICMP echo replies."""
+    if frame[0:6] not in (mac, b"\xff" * 6) or len(frame) < 42:
+        return None  # a real guest's NIC drops frames for other MACs
+    peer, kind = frame[6:12], frame[12:14]
+    if kind == b"\x08\x06" and arp and frame[20:22] == b"\0\1" and frame[38:42] == ip:
+        body = b"\0\1\x08\0\6\4\0\2" + mac + ip + frame[22:28] + frame[28:32]
+        return peer + mac + kind + body
+    if kind == b"\x08\x00" and frame[23] == 1:
+        header_len = (frame[14] & 0x0F) * 4
+        icmp = frame[14 + header_len:]
+        if icmp[0] != 8 or frame[30:34] != ip:
+            return None
+        reply = b"\0\0\0\0" + icmp[4:]
+        reply = reply[:2] + struct.pack("!H", _checksum(reply)) + reply[4:]
+        header = bytearray(frame[14:14 + header_len])
+        header[12:16], header[16:20] = frame[30:34], frame[26:30]
+        header[8], header[10:12] = 64, b"\0\0"
+        header[10:12] = struct.pack("!H", _checksum(bytes(header)))
+        return peer + mac + kind + bytes(header) + reply
+    return None
+
+
+class Guest:
+    """A guest on the tap, in a thread: answers for GUEST_IP with ``mac``."""
+
+    def __init__(self, netns, tap, mac, arp=True):
+        with in_netns(netns):
+            self.tap = open_tap(tap)
+        self.mac, self.arp = bytes.fromhex(mac.replace(":", "")), arp
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        ip = bytes(int(x) for x in GUEST_IP.split("."))
+        while not self.stop.is_set():
+            if select.select([self.tap.fd], [], [], 0.1)[0]:
+                reply = answer(os.read(self.tap.fd, 65536), self.mac, ip, self.arp)
+                if reply:
+                    os.write(self.tap.fd, reply)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        self.tap.close()
+
+
+def ping(docker_host):
+    return subprocess.run(["ip", "netns", "exec", docker_host.name, "ping", "-c", "1", "-W", "3",
+                           GUEST_IP], capture_output=True, text=True).returncode == 0
+
+
+@pytest.mark.parametrize("wiring", ["tc", "bridge"])
+def test_frames_cross_the_wiring(wiring, docker_host, container, programs):
+    with in_netns(container.name):
+        applied = apply(plan(spt(programs, wiring=wiring)))
+        applied.close()
+    guest = Guest(container.name, "tap0", container.mac)
+    try:
+        assert ping(docker_host)
+    finally:
+        guest.close()
+
+
+@pytest.mark.parametrize("wiring", ["tc", "bridge"])
+def test_inherited_mac_keeps_the_hosts_first_ping(wiring, docker_host, container, programs):
+    """The host cached the container's MAC before; a guest that never ARPs still gets pinged."""
+    assert ping(docker_host)  # answered by the container's own kernel: the host caches eth0
+    with in_netns(container.name):
+        apply(plan(spt(programs, wiring=wiring))).close()
+    guest = Guest(container.name, "tap0", container.mac, arp=False)
+    try:
+        assert ping(docker_host)
+    finally:
+        guest.close()
