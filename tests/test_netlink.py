@@ -19,7 +19,8 @@ from ukrun.rtnl_objects import TC_MIRRED, TC_U32_KEY, TC_U32_SEL
 FIXTURE = os.path.join(os.path.dirname(__file__), "data", "netlink_replies.json")
 with open(FIXTURE) as _f:
     REPLIES = json.load(_f)
-DATAGRAMS = [bytes.fromhex(h) for replies in list(REPLIES["dumps"].values()) + list(REPLIES["errors"].values())
+DATAGRAMS = [bytes.fromhex(h)
+             for replies in list(REPLIES["dumps"].values()) + list(REPLIES["errors"].values())
              for h in replies]
 
 
@@ -132,16 +133,22 @@ def test_readers_reject_bytes_that_do_not_fit(data, read):
 ATTRS = [attr_string(lib.IFLA_IFNAME, "eth0"), attr_u32(lib.IFLA_MTU, 1500)]
 MESSAGES = {
     "ifinfomsg": Message(lib.RTM_NEWLINK, lib.NLM_F_MULTI, 7, 42, IfInfoMsg(0, 1, 2, 0x1003, 0, ATTRS)),
-    "ifaddrmsg": Message(lib.RTM_NEWADDR, 0, 1, 0, IfAddrMsg(2, 16, 0x80, 0, 2, [Attr(lib.IFA_LOCAL, b"\xac\x1e\0\2")])),
-    "rtmsg": Message(lib.RTM_NEWROUTE, 0, 1, 0, RtMsg(2, 0, 0, 0, 254, 3, 0, 1, 4, [attr_u32(lib.RTA_OIF, 2)])),
-    "tcmsg": Message(lib.RTM_NEWQDISC, 0, 1, 0, TcMsg(0, 3, 0xFFFF0000, 0xFFFFFFF1, 0, [attr_string(lib.TCA_KIND, "ingress")])),
-    "ack": Message(lib.NLMSG_ERROR, lib.NLM_F_CAPPED, 9, 0, NlMsgErr(0, Header(32, lib.RTM_NEWLINK, 5, 9, 0))),
+    "ifaddrmsg": Message(lib.RTM_NEWADDR, 0, 1, 0,
+                         IfAddrMsg(2, 16, 0x80, 0, 2, [Attr(lib.IFA_LOCAL, b"\xac\x1e\0\2")])),
+    "rtmsg": Message(lib.RTM_NEWROUTE, 0, 1, 0,
+                     RtMsg(2, 0, 0, 0, 254, 3, 0, 1, 4, [attr_u32(lib.RTA_OIF, 2)])),
+    "tcmsg": Message(lib.RTM_NEWQDISC, 0, 1, 0,
+                     TcMsg(0, 3, 0xFFFF0000, 0xFFFFFFF1, 0, [attr_string(lib.TCA_KIND, "ingress")])),
+    "ack": Message(lib.NLMSG_ERROR, lib.NLM_F_CAPPED, 9, 0,
+                   NlMsgErr(0, Header(32, lib.RTM_NEWLINK, 5, 9, 0))),
     "error echoing the request": Message(lib.NLMSG_ERROR, 0, 9, 0,
                                          NlMsgErr(-17, Header(23, lib.RTM_NEWLINK, 5, 9, 0), b"1234567")),
     "error with ext ack": Message(lib.NLMSG_ERROR, lib.NLM_F_CAPPED | lib.NLM_F_ACK_TLVS, 9, 0,
-                                  NlMsgErr(-95, Header(), b"", [attr_string(lib.NLMSGERR_ATTR_MSG, "Unknown device type")])),
+                                  NlMsgErr(-95, Header(), b"",
+                                           [attr_string(lib.NLMSGERR_ATTR_MSG, "Unknown device type")])),
     "error echoing and ext ack": Message(lib.NLMSG_ERROR, lib.NLM_F_ACK_TLVS, 9, 0,
-                                         NlMsgErr(-22, Header(17, 1, 0, 9, 0), b"x", [attr_u32(lib.NLMSGERR_ATTR_OFFS, 16)])),
+                                         NlMsgErr(-22, Header(17, 1, 0, 9, 0), b"x",
+                                                  [attr_u32(lib.NLMSGERR_ATTR_OFFS, 16)])),
     "done": Message(lib.NLMSG_DONE, lib.NLM_F_MULTI, 3, 0, Done(0)),
     "done with a dump error": Message(lib.NLMSG_DONE, lib.NLM_F_MULTI | lib.NLM_F_ACK_TLVS, 3, 0,
                                       Done(-90, [attr_string(lib.NLMSGERR_ATTR_MSG, "too big")])),
@@ -190,7 +197,8 @@ MALFORMED = {
     "zero-length attribute": header(36, lib.RTM_NEWLINK) + b"\0" * 16 + b"\0\0\3\0",
     "attribute under its header": header(36, lib.RTM_NEWLINK) + b"\0" * 16 + b"\3\0\3\0",
     "attribute past the message": header(36, lib.RTM_NEWLINK) + b"\0" * 16 + b"\x40\0\3\0",
-    "stray bytes after attributes": header(35, lib.RTM_NEWADDR) + b"\0" * 8 + b"\5\0\1\0x" + b"\0\0\0" + b"\1\2\3",
+    "stray bytes after attributes": header(35, lib.RTM_NEWADDR) + b"\0" * 8
+                                    + b"\5\0\1\0x\0\0\0" + b"\1\2\3",
     "nlmsgerr too short": header(20, lib.NLMSG_ERROR) + b"\0" * 4,
     "nlmsgerr echo longer than the message": header(36, lib.NLMSG_ERROR) + struct.pack("=i", -1) + header(64),
     "nlmsgerr echo shorter than a header": header(36, lib.NLMSG_ERROR) + struct.pack("=i", -1) + header(3),
@@ -332,9 +340,11 @@ def test_64k_of_the_worst_well_formed_input_parses():
 
 
 # Strategies for well-formed messages: encode → parse → encode is the identity.
+attr_flags = st.sampled_from([0, lib.NLA_F_NESTED, lib.NLA_F_NET_BYTEORDER])
 attrs_strategy = st.lists(st.builds(Attr, st.integers(0, lib.NLA_TYPE_MASK & 0xFFFF), st.binary(max_size=24),
-                                    st.sampled_from([0, lib.NLA_F_NESTED, lib.NLA_F_NET_BYTEORDER])), max_size=5)
-u8, u16, u32, s32 = st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 2 ** 32 - 1), st.integers(-2 ** 31, 2 ** 31 - 1)
+                                    attr_flags), max_size=5)
+u8, u16 = st.integers(0, 255), st.integers(0, 0xFFFF)
+u32, s32 = st.integers(0, 2 ** 32 - 1), st.integers(-2 ** 31, 2 ** 31 - 1)
 headers = st.builds(Header, st.integers(16, 64), u16, u16, u32, u32)
 bodies = st.one_of(
     st.builds(IfInfoMsg, u8, u16, s32, u32, u32, attrs_strategy),

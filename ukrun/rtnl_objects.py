@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 from ipaddress import (IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface,
-                       IPv6Network, ip_address)
+                       IPv6Network)
 from typing import Optional, Union
 
 from ukrun._ffi import lib
@@ -56,7 +56,8 @@ def _ip(data: Optional[bytes], family: int, what: str) -> Optional[IPAddress]:
     try:
         return _ADDRESS[family](bytes(data))
     except ValueError:
-        raise NetlinkParseError("%s: %d bytes are no address of family %d" % (what, len(data), family)) from None
+        raise NetlinkParseError("%s: %d bytes are no address of family %d"
+                                % (what, len(data), family)) from None
 
 
 @dataclass(frozen=True)
