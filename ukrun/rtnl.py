@@ -93,16 +93,21 @@ class Rtnl:
         return self._sock.recv(max(size, 1))
 
     def _exchange(self, type_: int, flags: int, body, op: Op) -> list:
-        """Send one request and return the messages answering it, up to the ack or DONE."""
+        """Send one request and return the messages answering it, up to the ack or DONE;
+        raise NetlinkError when the kernel refuses it."""
         if self._abandoned:
             self._drain()
         self._seq = self._seq % 0xFFFFFFFF + 1
         self._abandoned = True  # until the answer has been read to its end
-        replies = self._answer(type_, flags, body, self._seq, op)
+        replies, refusal = self._answer(type_, flags, body, self._seq)
         self._abandoned = False
+        if refusal is not None:
+            errno_, ext_ack = refusal
+            raise NetlinkError(errno_, op if isinstance(op, str) else op(), ext_ack)
         return replies
 
-    def _answer(self, type_: int, flags: int, body, seq: int, op: Op) -> list:
+    def _answer(self, type_: int, flags: int, body, seq: int) -> tuple:
+        """(replies, None), or ([], (errno, ext_ack)) when the kernel refuses."""
         self._sock.send(encode(Message(type_, lib.NLM_F_REQUEST | flags, seq, 0, body)))
         replies = []
         while True:
@@ -110,16 +115,13 @@ class Rtnl:
                 if message.seq != seq:
                     continue
                 if message.type == lib.NLMSG_ERROR:
-                    if message.body.error == 0:
-                        return replies
-                    self._abandoned = False
-                    self._fail(message.body.errno, op, message.body.ext_ack)
+                    error = message.body
+                    return (replies, None) if error.error == 0 else ([], (error.errno, error.ext_ack))
                 if message.type == lib.NLMSG_DONE:
-                    if message.body.status < 0:  # the dump failed part-way
-                        self._abandoned = False
-                        self._fail(-message.body.status, op,
-                                   message.body.attrs.string(lib.NLMSGERR_ATTR_MSG))
-                    return replies
+                    done = message.body
+                    if done.status < 0:  # the dump failed part-way
+                        return [], (-done.status, done.attrs.string(lib.NLMSGERR_ATTR_MSG))
+                    return replies, None
                 if message.type not in (lib.NLMSG_NOOP, lib.NLMSG_OVERRUN):
                     replies.append(message)
 
@@ -132,10 +134,6 @@ class Rtnl:
             except BlockingIOError:
                 break
         self._abandoned = False
-
-    @staticmethod
-    def _fail(errno_: int, op: Op, ext_ack: Optional[str]):
-        raise NetlinkError(errno_, op if isinstance(op, str) else op(), ext_ack)
 
     def _request(self, type_: int, body, op: Op, flags: int = 0) -> list:
         return self._exchange(type_, lib.NLM_F_ACK | flags, body, op)
