@@ -278,9 +278,13 @@ def test_tc_wiring_as_the_kernel_reports_it(docker_host, ukrun_exe, standin, ker
 
 def test_bridge_wiring_reproduces_the_old_runner(container, ukrun_exe, standin):
     """`ukrun unix --wiring bridge`: the seed's command line and topology, exactly."""
-    got = report(ukrun(container, ukrun_exe, "unix", "--wiring", "bridge", standin, "a", "-b",
-                       "--c=d"))
+    proc = ukrun(container, ukrun_exe, "unix", "--wiring", "bridge", "-v", standin, "a", "-b",
+                 "--c=d")
+    got = report(proc)
     assert got["argv"] == [standin, "--interface=tap0", "a", "-b", "--c=d"] + IP_ARGS
+    # -v: each step as it happens, and why --mac does nothing here.
+    assert "ukrun: create bridge br0\n" in proc.stderr
+    assert "cannot set the guest's MAC" in proc.stderr
     br0, eth0, tap0 = (link(container, n) for n in ("br0", "eth0", "tap0"))
     assert br0["linkinfo"]["info_kind"] == "bridge"
     assert eth0["master"] == "br0" and tap0["master"] == "br0"

@@ -170,6 +170,15 @@ def test_switching_bridge_to_tc_releases_and_deletes_the_bridge():
     assert ("add_redirect", "eth0") in ops(steps)
 
 
+def test_moving_to_another_bridge_keeps_the_fresh_mac():
+    want = Wanted("bridge", "eth0", "tap0", "br1", 1400, record("bridge", "br1"))
+    steps = plan_steps(want, restarted_view("bridge"))
+    assert ops(steps)[:3] == [("release", "eth0"), ("release", "tap0"), ("delete_link", "br0")]
+    assert "set_mac" not in [s.op for s in steps]  # eth0 keeps the MAC the first run gave it
+    assert ("create_bridge", "br1") in ops(steps)
+    assert [s.args["master"] for s in steps if s.op == "enslave"] == ["br1", "br1"]
+
+
 def test_steps_are_json():
     steps = plan_steps(wanted("bridge", interface_mac=NEW_MAC), fresh_view())
     text = json.dumps([s.to_json() for s in steps])

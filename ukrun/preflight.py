@@ -9,9 +9,16 @@ import os
 import stat
 
 from ukrun.errors import NotExecutableError, NotFoundError, PrivilegeError, UsageError
+from ukrun.targets import IP_ARGS, TARGETS
+from ukrun.wiring import WIRINGS, parse_mac
 
 KVM_DEVICE = "/dev/kvm"
 NET_ADMIN = "CAP_NET_ADMIN"
+
+# Options only some targets take, with the CLI spelling used in messages.
+_TARGET_OPTIONS = {"tender": "--tender", "net_name": "--net-name", "mem": "--mem",
+                   "tap_fd": "--tap-fd", "tender_args": "--tender-arg", "qemu": "--qemu",
+                   "cpu": "--cpu"}
 
 
 def check_ifname(option: str, name: str) -> str:
@@ -53,10 +60,6 @@ def kept_capabilities(names) -> frozenset:
                          "with or without CAP_, or none") from None
 
 
-def _describe(what: str, path: str) -> str:
-    return "%s %s" % (what, path)
-
-
 def find_program(name: str, what: str) -> str:
     """The path ``name`` runs as: itself when it holds a '/', else the first match on PATH.
 
@@ -73,16 +76,16 @@ def find_program(name: str, what: str) -> str:
                 return path
             found = found or path
     if found:
-        raise NotExecutableError("%s is not executable" % _describe(what, found),
+        raise NotExecutableError("%s %s is not executable" % (what, found),
                                  "chmod +x it, or pass the right path")
-    raise NotFoundError("%s not found on PATH" % _describe(what, name),
+    raise NotFoundError("%s %s not found on PATH" % (what, name),
                         "install it, or pass its path")
 
 
 def check_executable(path: str, what: str) -> str:
     check_readable(path, what)
     if not os.access(path, os.X_OK):
-        raise NotExecutableError("%s is not executable" % _describe(what, path),
+        raise NotExecutableError("%s %s is not executable" % (what, path),
                                  "chmod +x it")
     return path
 
@@ -90,11 +93,11 @@ def check_executable(path: str, what: str) -> str:
 def check_readable(path: str, what: str) -> str:
     """The file a tender or QEMU loads: it must exist and be a readable file."""
     if not os.path.exists(path):
-        raise NotFoundError("%s not found" % _describe(what, path))
+        raise NotFoundError("%s %s not found" % (what, path))
     if os.path.isdir(path):
-        raise NotExecutableError("%s is a directory" % _describe(what, path))
+        raise NotExecutableError("%s %s is a directory" % (what, path))
     if not os.access(path, os.R_OK):
-        raise NotExecutableError("%s cannot be read" % _describe(what, path))
+        raise NotExecutableError("%s %s cannot be read" % (what, path))
     return path
 
 
@@ -138,3 +141,42 @@ def check_capabilities(kept: frozenset) -> None:
         raise PrivilegeError("cannot keep %s: this process does not hold it"
                              % caps.describe(missing),
                              "grant it to the container, or pass --keep-cap none")
+
+
+def _is_set(o, name: str) -> bool:
+    value = getattr(o, name)
+    if name == "net_name":
+        return value != "service"
+    return value is not None if name == "mem" else bool(value)
+
+
+def check_options(o):
+    """The options alone (no kernel, no files): UsageError, or the Target they name."""
+    target = TARGETS.get(o.target)
+    if target is None:
+        raise UsageError("unknown target %r" % (o.target,),
+                         "choose from %s" % ", ".join(TARGETS))
+    for name, spelling in _TARGET_OPTIONS.items():
+        if _is_set(o, name) and name not in target.options:
+            raise UsageError("%s is not available for the %s target" % (spelling, o.target))
+    if o.wiring not in WIRINGS:
+        raise UsageError("--wiring: %r is not one of %s" % (o.wiring, ", ".join(WIRINGS)))
+    if o.ip_args not in IP_ARGS:
+        raise UsageError("--ip-args: %r is not one of %s" % (o.ip_args, ", ".join(IP_ARGS)))
+    if o.mac not in ("inherit", "random"):
+        try:
+            parse_mac(o.mac)
+        except (ValueError, AttributeError) as e:
+            raise UsageError("--mac: %s" % e, "inherit, random or XX:XX:XX:XX:XX:XX") from None
+    names = {"--interface": o.interface, "--tap": o.tap}
+    if o.wiring == "bridge":
+        names["--bridge"] = o.bridge
+    for option, name in names.items():
+        check_ifname(option, name)
+    if len(set(names.values())) != len(names):
+        raise UsageError("%s must all be different" % ", ".join(names))
+    check_mem(o.mem)
+    check_net_name(o.net_name)
+    if not all(isinstance(a, str) for a in list(o.args) + list(o.tender_args)):
+        raise UsageError("arguments must be strings")
+    return target

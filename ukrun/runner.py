@@ -15,18 +15,12 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 from ukrun import preflight
-from ukrun.errors import DiscoveryError, NetworkError, PrivilegeError, UkrunError, UsageError
+from ukrun.errors import DiscoveryError, NetworkError, PrivilegeError, UkrunError
 from ukrun.errors import NotExecutableError, NotFoundError
-from ukrun.targets import IP_ARGS, TAP_FD, TARGETS, Launch, Target
-from ukrun.wiring import WIRINGS, Record, View, Wanted, jsonable, parse_mac, plan_steps, random_mac
+from ukrun.targets import IP_ARGS, TAP_FD, Launch, Target
+from ukrun.wiring import Record, View, Wanted, jsonable, parse_mac, plan_steps, random_mac
 
 log = logging.getLogger("ukrun")
-
-# Options only some targets take, with the CLI spelling used in messages.
-_TARGET_OPTIONS = {"tender": "--tender", "net_name": "--net-name", "mem": "--mem",
-                   "tap_fd": "--tap-fd", "tender_args": "--tender-arg", "qemu": "--qemu",
-                   "cpu": "--cpu"}
-
 
 @dataclass
 class Options:
@@ -91,44 +85,6 @@ class Plan:
 
 
 # --- plan ---------------------------------------------------------------------------------
-
-def _is_set(o: Options, name: str) -> bool:
-    value = getattr(o, name)
-    if name == "net_name":
-        return value != "service"
-    return value is not None if name == "mem" else bool(value)
-
-
-def check_options(o: Options) -> Target:
-    target = TARGETS.get(o.target)
-    if target is None:
-        raise UsageError("unknown target %r" % (o.target,),
-                         "choose from %s" % ", ".join(TARGETS))
-    for name, spelling in _TARGET_OPTIONS.items():
-        if _is_set(o, name) and name not in target.options:
-            raise UsageError("%s is not available for the %s target" % (spelling, o.target))
-    if o.wiring not in WIRINGS:
-        raise UsageError("--wiring: %r is not one of %s" % (o.wiring, ", ".join(WIRINGS)))
-    if o.ip_args not in IP_ARGS:
-        raise UsageError("--ip-args: %r is not one of %s" % (o.ip_args, ", ".join(IP_ARGS)))
-    if o.mac not in ("inherit", "random"):
-        try:
-            parse_mac(o.mac)
-        except (ValueError, AttributeError) as e:
-            raise UsageError("--mac: %s" % e, "inherit, random or XX:XX:XX:XX:XX:XX") from None
-    names = {"--interface": o.interface, "--tap": o.tap}
-    if o.wiring == "bridge":
-        names["--bridge"] = o.bridge
-    for option, name in names.items():
-        preflight.check_ifname(option, name)
-    if len(set(names.values())) != len(names):
-        raise UsageError("%s must all be different" % ", ".join(names))
-    preflight.check_mem(o.mem)
-    preflight.check_net_name(o.net_name)
-    if not all(isinstance(a, str) for a in list(o.args) + list(o.tender_args)):
-        raise UsageError("arguments must be strings")
-    return target
-
 
 def resolve_programs(o: Options, target: Target) -> Optional[str]:
     """Check the unikernel and find the tender; returns the tender's path (None for unix)."""
@@ -204,8 +160,8 @@ def read_kernel(rtnl, o: Options):
 
 def choose_guest_mac(o: Options, target: Target, network: Network, previous, notes):
     if not target.sets_mac:
-        if o.mac != "inherit":
-            notes.append("the %s target cannot set the guest's MAC: --mac is ignored" % o.target)
+        notes.append("the %s target cannot set the guest's MAC: --mac %s is ignored"
+                     % (o.target, o.mac))
         return None
     if o.mac == "inherit":
         return previous.guest_mac if previous and previous.guest_mac else network.mac
@@ -232,7 +188,7 @@ def plan(options: Options) -> Plan:
     from ukrun.rtnl import Rtnl
 
     o = options
-    target = check_options(o)
+    target = preflight.check_options(o)
     keep = preflight.kept_capabilities(o.keep_caps)
     tender = resolve_programs(o, target)
     preflight.check_tun()
