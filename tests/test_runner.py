@@ -128,6 +128,22 @@ def test_a_refused_step_is_a_privilege_error(container, programs, monkeypatch):
     assert snapshot(container) == before
 
 
+def test_a_failed_drop_gives_the_network_back(container, programs, monkeypatch):
+    """If the capability drop fails, nothing is exec'd and the network is given back."""
+    from ukrun import caps, runner
+
+    def refuse(kept):
+        raise PrivilegeError("dropping capabilities: capset: Operation not permitted")
+
+    monkeypatch.setattr(caps, "drop_to", refuse)
+    before = snapshot(container)
+    with in_netns(container.name):
+        applied = apply(plan(spt(programs, tap_fd=True)))
+        with pytest.raises(PrivilegeError):
+            runner.exec_applied(applied)
+    assert snapshot(container) == before
+
+
 @pytest.mark.parametrize("wiring, clash, ip_add", [
     ("bridge", "br0", ["link", "add", "br0", "type", "bridge"]),
     ("tc", "tap0", ["tuntap", "add", "tap0", "mode", "tap"]),
