@@ -321,9 +321,11 @@ def test_addresses_and_routes(netns, rtnl):
     with pytest.raises(NetlinkError, match=r"^deleting route default via 10.1.0.1 dev va: \[Errno 3\]"):
         rtnl.delete_route(routes[0])
 
-    rtnl.delete_address(primary)
-    assert primary.interface not in {a.interface for a in rtnl.addresses(va.index)}
-    assert "10.1.0.2" not in json.dumps(netns.ip_json("addr", "show", "va"))
+    for addr in (primary, v6):
+        rtnl.delete_address(addr)
+    assert not {primary.interface, v6.interface} & {a.interface for a in rtnl.addresses(va.index)}
+    shown = json.dumps(netns.ip_json("addr", "show", "va"))
+    assert "10.1.0.2" not in shown and "2001:db8::2" not in shown
 
 
 def test_move_addresses_and_routes_and_back(container):
