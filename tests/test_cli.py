@@ -326,6 +326,15 @@ def test_restart_in_the_same_namespace(wiring, container, ukrun_exe, standin, ke
     assert inspected["source"] == "recorded" and inspected["ipv4"] == "172.30.0.2/16"
 
 
+def test_a_restart_with_another_tap_name_is_refused(container, ukrun_exe, standin):
+    report(ukrun(container, ukrun_exe, "unix", "--tap", "tapA", standin))
+    wired = wiring_state(container)
+    proc = ukrun(container, ukrun_exe, "unix", "--tap", "tapB", standin)
+    assert proc.returncode == 1 and "pass --tap tapA" in proc.stderr
+    assert wiring_state(container) == wired
+    assert report(ukrun(container, ukrun_exe, "inspect"))["source"] == "recorded"
+
+
 def test_dry_run_and_inspect_change_nothing(container, ukrun_exe, standin):
     before = snapshot(container)
     plan = report(ukrun(container, ukrun_exe, "unix", "--dry-run", standin, "x"))

@@ -125,8 +125,6 @@ def get_parser() -> argparse.ArgumentParser:
                             allow_abbrev=False)
     p.add_argument("--interface", default="eth0", metavar="NAME",
                    help="the interface to inspect (default: %(default)s)")
-    p.add_argument("--tap", default="tap0", metavar="NAME",
-                   help="the tap an earlier run recorded its state on (default: %(default)s)")
     from ukrun import docker  # pure: no cffi, no netlink
 
     docker.add_subcommands(commands)  # dockerfile, docker-args: each sets func(namespace)
@@ -194,7 +192,7 @@ def execute(ns: argparse.Namespace) -> int:
     from ukrun import runner
 
     if ns.command == "inspect":
-        _print_json(runner.inspect(ns.interface, ns.tap))
+        _print_json(runner.inspect(ns.interface))
         return 0
     if ns.verbose:
         runner.log_to_stderr()

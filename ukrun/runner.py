@@ -97,12 +97,15 @@ def resolve_programs(o: Options, target: Target) -> Optional[str]:
     return preflight.find_program(o.tender or target.default_tender, "tender")
 
 
-def _find_record(links, interface: str, tap: str) -> Optional[Record]:
-    """The record an earlier run left on ``tap``; refuses one left on another tap."""
+def _find_record(links, interface: str, tap: Optional[str] = None) -> Optional[Record]:
+    """What an earlier run recorded on the tap it gave ``interface`` to (any tap if None).
+
+    A record on another tap than ``tap`` is refused: two taps would fight over the interface.
+    """
     for link in links:
         record = Record.from_alias(link.alias) if link.kind == "tun" else None
         if record is not None and record.interface == interface:
-            if link.name != tap:
+            if tap is not None and link.name != tap:
                 raise NetworkError("%s was handed to tap %s by an earlier run"
                                    % (interface, link.name), "pass --tap %s" % link.name)
             return record
@@ -208,7 +211,7 @@ def plan(options: Options) -> Plan:
     return Plan(o, target, network, guest_mac, steps, target.build(launch), keep, tap_fd, notes)
 
 
-def inspect(interface: str = "eth0", tap: str = "tap0") -> dict:
+def inspect(interface: str = "eth0") -> dict:
     """The network a run would hand over (discovered, or recorded by an earlier run)."""
     from ukrun.rtnl import Rtnl
 
@@ -217,8 +220,7 @@ def inspect(interface: str = "eth0", tap: str = "tap0") -> dict:
         link = next((l for l in links if l.name == interface), None)
         if link is None:
             raise DiscoveryError("interface %s not found" % interface, "pass --interface NAME")
-        record = _find_record(links, interface, tap)
-        return _network(rtnl, link, record).to_json()
+        return _network(rtnl, link, _find_record(links, interface)).to_json()
 
 
 
