@@ -19,7 +19,8 @@ from ukrun.targets import TARGETS
 
 @pytest.mark.parametrize("argv, unikernel, args", [
     (["unix", "./k"], "./k", []),
-    (["unix", "./k", "--tap", "x", "-v", "--", "y", ""], "./k", ["--tap", "x", "-v", "--", "y", ""]),
+    (["unix", "./k", "--tap", "x", "-v", "--", "y", ""], "./k",
+     ["--tap", "x", "-v", "--", "y", ""]),
     (["unix", "--tap", "t1", "./k", "--tap=t2"], "./k", ["--tap=t2"]),
     (["unix", "--", "-k", "-a"], "-k", ["-a"]),
     (["unix", "-v", "--", "./k", "--", "x"], "./k", ["--", "x"]),

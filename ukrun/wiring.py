@@ -1,4 +1,4 @@
-"""Wiring the container's interface to the guest's tap, as plans: lists of steps, each with its undo.
+"""Wiring the container's interface to the guest's tap, as plans: lists of steps with undos.
 
 Two wirings (DESIGN.md):
 - ``tc``: an ingress qdisc on the interface and on the tap, each with a u32 match-all filter
