@@ -43,7 +43,7 @@ def test_defaults_and_options_reach_the_runner():
     assert options["tap_fd"] is True and options["net_name"] == "service0"
     assert options["mac"] == "random" and options["wiring"] == "bridge"
     defaults = cli._options(cli.parse(["unix", "k"]))
-    assert defaults["keep_caps"] == ("NET_BIND_SERVICE",)
+    assert defaults["keep_caps"] is None  # NET_BIND_SERVICE when held
     assert (defaults["interface"], defaults["tap"], defaults["bridge"]) == ("eth0", "tap0", "br0")
     assert (defaults["wiring"], defaults["mac"], defaults["ip_args"]) == ("tc", "inherit", "mirage")
 
@@ -249,6 +249,22 @@ def test_keep_cap(keep, mask, container, ukrun_exe, standin):
     for key in ("CapInh", "CapPrm", "CapEff", "CapBnd"):
         assert got["status"][key] == mask, (key, got["status"])
     assert got["status"]["CapAmb"] == EMPTY
+
+
+def test_default_keeps_nothing_when_net_bind_service_is_not_held(container, ukrun_exe,
+                                                                 standin):
+    # Kubernetes "drop: [ALL]" + NET_ADMIN: the default must not refuse to start.
+    proc = container.exec("setpriv", "--bounding-set=-net_bind_service", ukrun_exe, "unix",
+                          "-v", standin, check=False)
+    got = report(proc)
+    for key in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+        assert got["status"][key] == EMPTY, (key, got["status"])
+    assert got["status"]["NoNewPrivs"] == "1"
+    assert "CAP_NET_BIND_SERVICE is not held" in proc.stderr
+    # Asked for by name, the same capability must be held.
+    named = container.exec("setpriv", "--bounding-set=-net_bind_service", ukrun_exe, "unix",
+                           "--keep-cap", "net_bind_service", standin, check=False)
+    assert named.returncode == 77 and "CAP_NET_BIND_SERVICE" in named.stderr
 
 
 def link(container, name):

@@ -50,7 +50,7 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
                         "unikernel's arguments (default); none: append nothing")
     p.add_argument("--keep-cap", action="append", dest="keep_caps", metavar="CAP",
                    help="a capability the unikernel keeps (repeatable; default "
-                        "NET_BIND_SERVICE; 'none' keeps nothing)")
+                        "NET_BIND_SERVICE when ukrun holds it; 'none' keeps nothing)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (argv, network, steps) as JSON and change nothing")
     p.add_argument("-v", "--verbose", action="store_true",
@@ -176,7 +176,7 @@ def _options(ns: argparse.Namespace) -> dict:
     fields = ("interface", "tap", "wiring", "bridge", "mac", "ip_args", "tender", "net_name",
               "mem", "tap_fd", "tender_args", "qemu", "cpu", "verbose")
     options = {f: getattr(ns, f) for f in fields if hasattr(ns, f)}
-    options["keep_caps"] = tuple(ns.keep_caps) if ns.keep_caps else ("NET_BIND_SERVICE",)
+    options["keep_caps"] = tuple(ns.keep_caps) if ns.keep_caps else None
     options["tender_args"] = tuple(options.get("tender_args", ()))
     return options
 

@@ -46,10 +46,27 @@ def check_net_name(name: str) -> str:
     return name
 
 
-def kept_capabilities(names) -> frozenset:
-    """Capability numbers from names ("NET_BIND_SERVICE", "cap_kill"; "none" alone: none)."""
+DEFAULT_KEPT = "CAP_NET_BIND_SERVICE"
+
+
+def kept_capabilities(names, notes=None) -> frozenset:
+    """Capability numbers from names ("NET_BIND_SERVICE", "cap_kill"; "none" alone: none).
+
+    ``names`` None is the default: CAP_NET_BIND_SERVICE when this process holds it. A
+    container started with every capability dropped but NET_ADMIN (Kubernetes
+    ``drop: [ALL]``) must still run; only a capability asked for by name has to be held.
+    """
+    from ukrun import caps
     from ukrun.caps import cap_number
 
+    if names is None:
+        default = cap_number(DEFAULT_KEPT)
+        state = caps.current()
+        if default in state.permitted & state.bounding:
+            return frozenset({default})
+        if notes is not None:
+            notes.append("%s is not held, so the unikernel keeps no capability" % DEFAULT_KEPT)
+        return frozenset()
     names = list(names)
     if [n.lower() for n in names if isinstance(n, str)] == ["none"]:
         return frozenset()

@@ -33,7 +33,8 @@ class Options:
     bridge: str = "br0"
     mac: str = "inherit"  # inherit | random | XX:XX:XX:XX:XX:XX
     ip_args: str = "mirage"  # mirage | none
-    keep_caps: Sequence[str] = ("NET_BIND_SERVICE",)  # ("none",) or () keeps nothing
+    # None: NET_BIND_SERVICE when this process holds it; ("none",) or () keeps nothing.
+    keep_caps: Optional[Sequence[str]] = None
     tender: Optional[str] = None
     net_name: str = "service"
     mem: Optional[int] = None
@@ -192,7 +193,8 @@ def plan(options: Options) -> Plan:
 
     o = options
     target = preflight.check_options(o)
-    keep = preflight.kept_capabilities(o.keep_caps)
+    notes = []
+    keep = preflight.kept_capabilities(o.keep_caps, notes)
     tender = resolve_programs(o, target)
     preflight.check_tun()
     if target.needs_kvm:
@@ -200,7 +202,6 @@ def plan(options: Options) -> Plan:
     preflight.check_capabilities(keep)
     with Rtnl() as rtnl:
         view, network = read_kernel(rtnl, o)
-    notes = []
     guest_mac = choose_guest_mac(o, target, network, view.previous, notes)
     tap_fd = TAP_FD if target.tap_fd == "always" or o.tap_fd else None
     steps = plan_steps(_wanted(o, view, network, guest_mac, tap_fd is not None), view)
