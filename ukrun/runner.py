@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shlex
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -361,7 +362,7 @@ def exec_applied(applied: Applied):
     tap_fd = applied.tap_fd
     applied.kernel.rtnl.close()
     close_stray_fds(tap_fd)
-    log.info("exec %s", " ".join(p.argv))
+    log.info("exec %s", shlex.join(p.argv))
     sys.stdout.flush()
     sys.stderr.flush()
     try:
