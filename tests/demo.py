@@ -22,7 +22,7 @@ sys.path.insert(0, TESTS)
 
 from guests import (LineReader, http_get, install_dummy_unikernel, install_uguest,  # noqa: E402
                     ping, stop, udp_echo, vm_guest)
-from nsutil import DockerHost, unique  # noqa: E402
+from nsutil import DockerHost, kvm_usable, unique  # noqa: E402
 
 UKRUN = os.path.join(os.path.dirname(sys.executable), "ukrun")
 
@@ -40,14 +40,6 @@ def ping_rtt(ns, address):
     out = ns.exec("ping", "-c", "3", "-i", "0.2", "-W", "2", address, check=False).stdout
     times = [float(t) for t in re.findall(r"time=([\d.]+) ms", out)]
     return "%.2f ms" % (sum(times) / len(times)) if times else "lost"
-
-
-def kvm_usable():
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC))
-        return True
-    except OSError:
-        return False
 
 
 def start_ukrun(container, workdir, argv):

@@ -32,6 +32,15 @@ def run(*argv, check=True, **kw):
     return proc
 
 
+def kvm_usable():
+    """Whether this process can open /dev/kvm read-write (hvt, ukvm and kvm need it)."""
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC))
+        return True
+    except OSError:
+        return False
+
+
 def _setns(fd):
     from ukrun._core import lib
 

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from nsutil import in_netns
+from nsutil import in_netns, kvm_usable
 from snapshots import redirects, snapshot, wiring_state
 from ukrun import cli
 from ukrun.targets import TARGETS
@@ -164,14 +164,6 @@ def kernel_file(tmp_path):
     path = tmp_path / "unikernel.bin"
     path.write_bytes(b"\x7fELF not really")
     return str(path)
-
-
-def kvm_usable():
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC))
-        return True
-    except OSError:
-        return False
 
 
 def ukrun(container, ukrun_exe, *argv, env=None):

@@ -14,19 +14,12 @@ import pytest
 
 from guests import (LineReader, http_get, install_dummy_unikernel, install_uguest, ping,
                     ping_once, stop, udp_echo, vm_guest)
+from nsutil import kvm_usable
 
 pytestmark = pytest.mark.e2e
 
 WIRINGS = ("tc", "bridge")
 NET_BIND_SERVICE = 10   # the default kept capability: bit 10 in /proc/self/status masks
-
-
-def kvm_usable():
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC))
-        return True
-    except OSError:
-        return False
 
 
 def needs_kvm(target):
