@@ -17,10 +17,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Optional, Tuple
 
+from ukrun._ffi import lib
+
 WIRINGS = ("tc", "bridge")
 RECORD_PREFIX = "ukrun:"
 ALIAS_MAX = 255  # IFALIASZ - 1: the kernel refuses a longer IFLA_IFALIAS
-RT_SCOPE_UNIVERSE = 0  # an address's scope as rtnetlink reports it: global
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,7 @@ def flush_steps(want: Wanted, view: View) -> list:
     which runs last, puts them back.
     """
     v4 = [a for a in view.addresses if a.interface.version == 4]
-    v6 = [a for a in view.addresses if a.interface.version == 6 and a.scope == RT_SCOPE_UNIVERSE]
+    v6 = [a for a in view.addresses if a.interface.version == 6 and a.scope == lib.RT_SCOPE_UNIVERSE]
     steps = []
     for address in v6 + v4[::-1]:
         routes = tuple(view.routes) if not steps else ()
