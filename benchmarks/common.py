@@ -1,0 +1,82 @@
+"""Shared by the benchmark sections: C helpers compiled at bench time, docker-like namespaces
+(tests/nsutil.py), spawning inside a namespace, statistics and tables.
+
+Everything runs in namespaces made here (172.30.0.0/16 behind a docker0 bridge), never in the
+machine's own; the caller removes them in a finally.
+"""
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from nsutil import Container, DockerHost, in_netns, run, unique  # noqa: E402,F401
+
+PYTHON = sys.executable
+UKRUN = os.path.join(os.path.dirname(PYTHON), "ukrun")
+WORKDIR = tempfile.mkdtemp(prefix="ukrun-bench-")
+
+
+def compile_c(name):
+    """gcc benchmarks/csrc/NAME.c into the work directory; returns the binary's path."""
+    out = os.path.join(WORKDIR, name)
+    if not os.path.exists(out):
+        run("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", out,
+            os.path.join(HERE, "csrc", name + ".c"))
+    return out
+
+
+class Host(DockerHost):
+    """A Docker host whose containers are numbered here, so each run gets a fresh one."""
+
+    def __init__(self):
+        super().__init__(unique("ukbh"))
+        self.next_index = 1
+
+    def fresh(self):
+        if self.next_index > 250:
+            raise RuntimeError("out of container addresses")
+        c = Container(unique("ukbc"), self, self.next_index)
+        self.next_index += 1
+        self.containers.append(c)
+        return c
+
+    def discard(self, c):
+        c.delete()
+        self.containers.remove(c)
+
+    def pin_neighbour(self, c, mac=None):
+        """What a Docker host has after the container's first packets: its MAC in the cache."""
+        self.ip("neigh", "replace", c.ip4, "lladdr", mac or c.mac, "dev", "docker0",
+                "nud", "permanent")
+
+
+def popen_in(ns_name, argv, **kw):
+    """Start ARGV with this thread inside namespace NS_NAME (no `ip netns exec` in between)."""
+    with in_netns(ns_name):
+        return subprocess.Popen(argv, **kw)
+
+
+def stats(values):
+    """median, min, max, p90 and the interquartile spread of VALUES."""
+    v = sorted(values)
+    q = statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3
+    return {"n": len(v), "median": statistics.median(v), "min": v[0], "max": v[-1],
+            "p90": v[min(len(v) - 1, int(len(v) * 0.9))], "iqr": q[2] - q[0]}
+
+
+def table(title, header, rows):
+    """Print a plain-text table: HEADER is a list of column names, ROWS lists of strings."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, header))
+    print("\n" + title)
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(("%-*s" if i == 0 else "%*s") % (w, c)
+                        for i, (w, c) in enumerate(zip(widths, r))))
+    sys.stdout.flush()

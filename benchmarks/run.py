@@ -1,0 +1,71 @@
+"""`make bench`: setup latency, boot to first packet and data path, as tables and JSON.
+
+Needs root (it makes network namespaces; never touches the machine's own), gcc, iproute2 and,
+for the VM guest, qemu-system-x86_64. Results go to benchmarks/results/<UTC time>.json.
+Sections: run.py [setup] [boot] [datapath] (default: all three).
+"""
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import common  # noqa: E402
+
+SECTIONS = ("setup", "boot", "datapath")
+
+
+def machine():
+    return {"cpus": os.cpu_count(), "kernel": platform.release(),
+            "python": platform.python_version(), "machine": platform.machine()}
+
+
+def main(argv):
+    if os.geteuid() != 0:
+        print("ukrun bench: needs root (it creates network namespaces)")
+        return 77
+    wanted = argv or list(SECTIONS)
+    unknown = set(wanted) - set(SECTIONS)
+    if unknown:
+        print("ukrun bench: unknown section(s) %s; choose from %s" % (sorted(unknown), SECTIONS))
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # runs the finally blocks
+    # A pip install compiles ukrun's bytecode; a checkout may lack it or hold a stale copy
+    # (and PYTHONDONTWRITEBYTECODE stops Python from writing it), so compile it here.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(common.ROOT, "ukrun")],
+                   check=True, stdout=subprocess.DEVNULL)
+    began = time.monotonic()
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    out = {"date": stamp.isoformat(timespec="seconds"), "machine": machine()}
+    print("ukrun bench %s on %s" % (out["date"], out["machine"]))
+    try:
+        if "setup" in wanted:
+            import setup_latency
+            out["setup_latency"] = setup_latency.main()
+        if "boot" in wanted:
+            import boot
+            out["boot_to_first_packet"] = boot.main()
+        if "datapath" in wanted:
+            import datapath
+            out["data_path"] = datapath.main()
+    finally:
+        shutil.rmtree(common.WORKDIR, ignore_errors=True)
+    out["seconds"] = time.monotonic() - began
+    results = os.path.join(HERE, "results")
+    os.makedirs(results, exist_ok=True)
+    path = os.path.join(results, stamp.strftime("%Y%m%dT%H%M%SZ.json"))
+    with open(path, "w") as fh:
+        json.dump(out, fh, indent=1)
+    print("\n%.0f s in all; results in %s" % (out["seconds"], os.path.relpath(path)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

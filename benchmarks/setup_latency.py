@@ -1,0 +1,97 @@
+"""1. Setup latency: process start to the unikernel's exec, in a fresh container each run.
+
+The "unikernel" is csrc/stamp.c: it prints CLOCK_MONOTONIC the moment it runs. csrc/launch.c,
+started in the container's namespace, reads the same clock just before it forks the variant, so
+nothing but the variant under test lies between the two readings. Peak RSS is the variant's
+ru_maxrss from wait4 in launch (kept across execve, so it is ukrun's or the shell's peak;
+launch is small, so its pages do not hide the variant's).
+"""
+import os
+import random
+import subprocess
+
+from common import PYTHON, UKRUN, WORKDIR, Host, compile_c, in_netns, stats, table
+
+SCRIPT = """#!/bin/sh
+# The old runner's steps, with iproute2 and setpriv.
+set -e
+ip link add br0 type bridge
+ip tuntap add dev tap0 mode tap
+ip link set eth0 master br0
+ip link set tap0 master br0
+ip addr del "$1" dev eth0
+ip link set br0 up
+ip link set tap0 up
+exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all,+net_bind_service \\
+    "$2" --interface=tap0 --ipv4="$1" --ipv4-gateway=172.30.0.1
+"""
+
+
+def variants(stamp, script):
+    return {
+        "exec stamp directly (floor)": lambda c: [stamp],
+        "python -c (exec stamp)": lambda c: [PYTHON, "-c", "import os; os.execv(%r, [%r])"
+                                             % (stamp, stamp)],
+        "ukrun unix --wiring tc": lambda c: [UKRUN, "unix", "--wiring", "tc", stamp],
+        "ukrun unix --wiring bridge": lambda c: [UKRUN, "unix", "--wiring", "bridge", stamp],
+        "iproute2 shell script": lambda c: ["/bin/sh", script, "%s/16" % c.ip4, stamp],
+    }
+
+
+def once(host, launch, argv_for):
+    c = host.fresh()
+    try:
+        argv = [launch] + argv_for(c)
+        with in_netns(c.name):
+            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  timeout=30)
+        words = proc.stdout.split()
+        if proc.returncode != 0 or len(words) != 4 or words[3] != b"0":
+            raise RuntimeError("%s failed: %r %r" % (argv, proc.stdout, proc.stderr))
+        stamp, t0, maxrss_kb = int(words[0]), int(words[1]), int(words[2])
+        return (stamp - t0) / 1e6, maxrss_kb / 1024.0
+    finally:
+        host.discard(c)
+
+
+def main(runs=21):
+    stamp, launch = compile_c("stamp"), compile_c("launch")
+    script = os.path.join(WORKDIR, "old-runner.sh")
+    with open(script, "w") as fh:
+        fh.write(SCRIPT)
+    table_of = variants(stamp, script)
+    times = {k: [] for k in table_of}
+    rss = {k: [] for k in table_of}
+    host = Host()
+    try:
+        for k in table_of:             # one warm-up each (page cache, .pyc)
+            once(host, launch, table_of[k])
+        for _ in range(runs):
+            order = list(table_of)
+            random.shuffle(order)      # interleaved, in a fresh order each round
+            for k in order:
+                ms, mb = once(host, launch, table_of[k])
+                times[k].append(ms)
+                rss[k].append(mb)
+    finally:
+        host.delete()
+    result = {k: {"ms": stats(times[k]), "peak_rss_mb": max(rss[k]), "samples_ms": times[k]}
+              for k in table_of}
+    base = result["python -c (exec stamp)"]["ms"]["median"]
+    shell = result["iproute2 shell script"]["ms"]["median"]
+    rows = []
+    for k, r in result.items():
+        m = r["ms"]
+        own = m["median"] - base if k.startswith("ukrun") else None
+        r["own_cost_ms"] = own
+        rows.append([k, "%.2f" % m["median"], "%.2f" % m["iqr"], "%.2f-%.2f" % (m["min"], m["max"]),
+                     "%.1f" % r["peak_rss_mb"], "%.2f" % own if own is not None else "-",
+                     "%.2fx" % (m["median"] / shell)])
+    table("Setup latency: spawn -> unikernel exec, fresh container each run (%d runs, interleaved)"
+          % runs, ["variant", "median ms", "IQR ms", "min-max ms", "peak RSS MB",
+                   "ukrun own ms", "vs shell"], rows)
+    return result
+
+
+if __name__ == "__main__":
+    main()
