@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, UKRUN, WORKDIR, Host, in_netns, popen_in, run, stats, table
+from common import ROOT, UKRUN, WORKDIR, Host, in_netns, popen_in, stats, table
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from guests import install_uguest, stop, vm_guest  # noqa: E402

@@ -10,6 +10,7 @@ import os
 import random
 import subprocess
 
+import phases
 from common import PYTHON, UKRUN, WORKDIR, Host, compile_c, in_netns, stats, table
 
 SCRIPT = """#!/bin/sh
@@ -73,6 +74,7 @@ def main(runs=21):
                 ms, mb = once(host, launch, table_of[k])
                 times[k].append(ms)
                 rss[k].append(mb)
+        breakdown = phases.main(host, stamp)
     finally:
         host.delete()
     result = {k: {"ms": stats(times[k]), "peak_rss_mb": max(rss[k]), "samples_ms": times[k]}
@@ -90,6 +92,8 @@ def main(runs=21):
     table("Setup latency: spawn -> unikernel exec, fresh container each run (%d runs, interleaved)"
           % runs, ["variant", "median ms", "IQR ms", "min-max ms", "peak RSS MB",
                    "ukrun own ms", "vs shell"], rows)
+    phases.show(breakdown)
+    result["ukrun_phases_ms"] = breakdown
     return result
 
 

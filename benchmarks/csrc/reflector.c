@@ -1,7 +1,7 @@
 /* A packet reflector standing in for a unikernel on the data path.
  *
- *   reflector --interface=TAP  --mac=MAC --ipv4=IP/N [ignored...]   (a tap, as `ukrun unix` runs it)
- *   reflector --packet=IFACE   --mac=MAC --ipv4=IP/N                (AF_PACKET on a veth: the ceiling)
+ *   reflector --interface=TAP --mac=MAC --ipv4=IP/N [ignored...]   a tap, as `ukrun unix` runs it
+ *   reflector --packet=IFACE  --mac=MAC --ipv4=IP/N                AF_PACKET on a veth (ceiling)
  *
  * Answers ARP requests for IP, ICMP echo, and echoes every UDP datagram to IP back to its
  * sender (addresses and ports swapped, so the IP checksum stays valid; no UDP checksum).
@@ -44,10 +44,12 @@ static int open_tap(const char *name)
 static int open_packet(const char *name)
 {
     struct sockaddr_ll sll;
-    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    int one = 1, fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
 
     if (fd < 0)
         return -1;
+    /* Without this every answer comes back to the socket as a copy to skip (Linux >= 4.20). */
+    (void)setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
     memset(&sll, 0, sizeof(sll));
     sll.sll_family = AF_PACKET;
     sll.sll_protocol = htons(ETH_P_ALL);
@@ -139,7 +141,8 @@ int main(int argc, char **argv)
             unsigned int m[6];
             int k;
 
-            if (sscanf(argv[i] + 6, "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6)
+            if (sscanf(argv[i] + 6, "%x:%x:%x:%x:%x:%x",
+                       &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6)
                 return 2;
             for (k = 0; k < 6; k++)
                 mymac[k] = (unsigned char)m[k];
