@@ -4,7 +4,9 @@
 Everything runs in namespaces made here (172.30.0.0/16 behind a docker0 bridge), never in the
 machine's own; the caller removes them in a finally.
 """
+import atexit
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from nsutil import Container, DockerHost, in_netns, run, unique  # noqa: E402,F4
 PYTHON = sys.executable
 UKRUN = os.path.join(os.path.dirname(PYTHON), "ukrun")
 WORKDIR = tempfile.mkdtemp(prefix="ukrun-bench-")
+atexit.register(shutil.rmtree, WORKDIR, ignore_errors=True)   # also when a section runs alone
 
 
 def compile_c(name):

@@ -8,7 +8,6 @@ import datetime
 import json
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
@@ -45,18 +44,15 @@ def main(argv):
     stamp = datetime.datetime.now(datetime.timezone.utc)
     out = {"date": stamp.isoformat(timespec="seconds"), "machine": machine()}
     print("ukrun bench %s on %s" % (out["date"], out["machine"]))
-    try:
-        if "setup" in wanted:
-            import setup_latency
-            out["setup_latency"] = setup_latency.main()
-        if "boot" in wanted:
-            import boot
-            out["boot_to_first_packet"] = boot.main()
-        if "datapath" in wanted:
-            import datapath
-            out["data_path"] = datapath.main()
-    finally:
-        shutil.rmtree(common.WORKDIR, ignore_errors=True)
+    if "setup" in wanted:
+        import setup_latency
+        out["setup_latency"] = setup_latency.main()
+    if "boot" in wanted:
+        import boot
+        out["boot_to_first_packet"] = boot.main()
+    if "datapath" in wanted:
+        import datapath
+        out["data_path"] = datapath.main()
     out["seconds"] = time.monotonic() - began
     results = os.path.join(HERE, "results")
     os.makedirs(results, exist_ok=True)
