@@ -41,7 +41,7 @@ bench: sysdeps build
 	$(VPY) benchmarks/run.py
 
 man: build
-	$(VPY) -m ukrun._manpage > man/ukrun.1
+	$(VPY) man/build.py man/ukrun.1
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info ukrun/_core.* ukrun/*.so .pytest_cache .hypothesis

@@ -38,23 +38,26 @@ def _add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tap", default="tap0", metavar="NAME",
                    help="the tap device to create for the guest (default: %(default)s)")
     p.add_argument("--wiring", default="tc", choices=("tc", "bridge"),
-                   help="tc: ingress redirects both ways, no bridge (default); bridge: the old "
-                        "runner's topology, the interface and the tap on a bridge")
+                   help="tc: ingress redirects both ways, no bridge; bridge: the old runner's "
+                        "topology, the interface and the tap on a bridge (default: %(default)s)")
     p.add_argument("--bridge", default="br0", metavar="NAME",
                    help="the bridge for --wiring bridge (default: %(default)s)")
     p.add_argument("--mac", default="inherit", metavar="inherit|random|MAC",
-                   help="the guest's MAC: the interface's (default; with --wiring bridge the "
-                        "interface takes a fresh one), a fresh random one, or this one")
+                   help="the guest's MAC: the interface's (inherit; with --wiring bridge the "
+                        "interface takes a fresh one), a fresh random one, or this one "
+                        "(default: %(default)s)")
     p.add_argument("--ip-args", default="mirage", choices=("mirage", "none"),
                    help="mirage: append --ipv4=ADDR/PREFIX --ipv4-gateway=GW to the "
-                        "unikernel's arguments (default); none: append nothing")
+                        "unikernel's arguments; none: append nothing (default: %(default)s)")
     p.add_argument("--keep-cap", action="append", dest="keep_caps", metavar="CAP",
                    help="a capability the unikernel keeps (repeatable; default "
                         "NET_BIND_SERVICE when ukrun holds it; 'none' keeps nothing)")
     p.add_argument("--dry-run", action="store_true",
-                   help="print the plan (argv, network, steps) as JSON and change nothing")
+                   help="print the plan (argv, network, steps) as JSON and change nothing "
+                        "(default: off, a run)")
     p.add_argument("-v", "--verbose", action="store_true",
-                   help="print each step on stderr as it happens; tracebacks on errors")
+                   help="print each step on stderr as it happens; tracebacks on errors "
+                        "(default: off, errors only)")
 
 
 def _add_target_options(p: argparse.ArgumentParser, target) -> None:
@@ -77,10 +80,11 @@ def _add_target_options(p: argparse.ArgumentParser, target) -> None:
                        % ("host" if target.name == "kvm" else "Westmere"))
     if "tap_fd" in target.options:
         p.add_argument("--tap-fd", action="store_true",
-                       help="hand the tap over as an inherited fd instead of by name")
+                       help="hand the tap over as an inherited fd (3) instead of by name "
+                            "(default: off, by name)")
     if "tender_args" in target.options:
         p.add_argument("--tender-arg", action="append", dest="tender_args", default=[],
-                       metavar="ARG", help="an argument for the %s (repeatable)"
+                       metavar="ARG", help="an argument for the %s (repeatable; default: none)"
                        % ("QEMU command line" if qemu else "tender"))
 
 

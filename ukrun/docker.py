@@ -382,7 +382,7 @@ def add_subcommands(subparsers):
                    "solo5-hvt, solo5-spt or ukvm-bin in the build context)")
     p.add_argument("--from", dest="base", metavar="IMAGE",
                    help="build on IMAGE, which already has ukrun installed (one stage, no "
-                   "static-tender check), instead of Alpine")
+                   "static-tender check) (default: a two-stage Alpine build)")
     p.add_argument("--context", metavar="DIR", default=".",
                    help="the directory docker build will be given; every file must be inside "
                    "it (default: the current directory)")
@@ -391,11 +391,11 @@ def add_subcommands(subparsers):
                    "ukrun-%s.tar.gz)" % __version__)
     p.add_argument("--run-option", metavar="OPTION", action="append", default=[],
                    help="an option for ukrun TARGET in the entrypoint, e.g. "
-                   "--run-option=--mem=64 (repeatable)")
+                   "--run-option=--mem=64 (repeatable; default: none)")
     p.add_argument("unikernel", metavar="UNIKERNEL",
                    help="the unikernel, inside the build context; options go before it")
     p.add_argument("args", metavar="ARG", nargs=argparse.REMAINDER,
-                   help="the unikernel's default arguments (`--` may come first)")
+                   help="the unikernel's default arguments (`--` may come first; default: none)")
     p.set_defaults(func=_dockerfile_command)
 
     p = subparsers.add_parser(
