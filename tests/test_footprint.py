@@ -1,0 +1,72 @@
+"""What ukrun costs a container image: no helper processes, a small wheel, a lean CLI import."""
+import email.parser
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRACED = "execve,clone,clone3,fork,vfork"
+
+
+def traced_calls(path):
+    """[(pid, syscall, first argument)] from an ``strace -f -o`` file."""
+    calls = []
+    for line in open(path):
+        m = re.match(r"(\d+)\s+(\w+)\((\"[^\"]*\"|[^,)]*)", line)
+        if m and m.group(2) in TRACED.split(","):
+            calls.append((int(m.group(1)), m.group(2), m.group(3).strip('"')))
+    return calls
+
+
+def test_a_run_execs_the_unikernel_and_starts_nothing_else(container, ukrun_exe, tmp_path):
+    trace = tmp_path / "trace"
+    proc = container.exec("strace", "-f", "-e", "trace=" + TRACED, "-o", trace,
+                          ukrun_exe, "unix", "/bin/true", check=False)
+    assert proc.returncode == 0, proc.stderr
+    calls = traced_calls(trace)
+    # The console script is a Python script: the kernel runs it through its #! line, in the
+    # same execve. After that the only program started is the unikernel, in the same process.
+    assert [c[1:] for c in calls] == [("execve", ukrun_exe), ("execve", "/bin/true")], calls
+    assert len({pid for pid, _, _ in calls}) == 1
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", str(out), ROOT], check=True,
+                   capture_output=True)
+    (path,) = out.glob("ukrun-*.whl")
+    return path
+
+
+def test_wheel_is_under_200_kib(wheel):
+    assert wheel.stat().st_size < 200 * 1024
+
+
+def test_wheel_depends_on_cffi_alone(wheel):
+    with zipfile.ZipFile(wheel) as z:
+        (name,) = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = email.parser.Parser().parsestr(z.read(name).decode())
+    requires = metadata.get_all("Requires-Dist") or []
+    assert [re.split(r"[ <>=!;(]", r, 1)[0] for r in requires] == ["cffi"], requires
+
+
+# Measured (python -X importtime): ukrun.cli loads argparse, json, dataclasses and the pure
+# targets table. Everything a run needs beyond that loads only once the run starts.
+NOT_ON_CLI_PATH = ["ukrun.runner", "ukrun.preflight", "ukrun.rtnl", "ukrun.netlink",
+                   "ukrun.netconf", "ukrun.wiring", "ukrun.steps", "ukrun.caps", "ukrun.tap",
+                   "ukrun.docker", "ukrun.elf", "ukrun._ffi", "ukrun._core", "cffi",
+                   "_cffi_backend", "socket", "logging", "subprocess", "asyncio", "shlex"]
+
+
+def test_importing_the_cli_stays_lean():
+    code = ("import sys, ukrun.cli; print(' '.join(m for m in %r if m in sys.modules))"
+            % NOT_ON_CLI_PATH)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == []
