@@ -1,0 +1,60 @@
+"""examples/: the Dockerfiles parse strictly, the Alpine one is what `ukrun dockerfile` writes,
+and the pod manifest is well-formed (JSON-compatible YAML: no YAML library needed)."""
+import json
+import os
+
+import pytest
+
+from dockerfile_check import parse_dockerfile
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def read(*path):
+    with open(os.path.join(EXAMPLES, *path)) as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("image", ["alpine", "debian"])
+def test_dockerfile_is_two_stages_ending_in_ukrun_hvt(image):
+    parsed = parse_dockerfile(read(image, "Dockerfile"))
+    froms = [value for word, _, value in parsed if word == "FROM"]
+    assert len(froms) == 2 and froms[0].endswith(" AS ukrun-build")
+    words = [word for word, _, _ in parsed]
+    final = parsed[len(words) - 1 - words[::-1].index("FROM"):]
+    (entrypoint,) = [value for word, _, value in final if word == "ENTRYPOINT"]
+    assert entrypoint[:2] == ["ukrun", "hvt"] and entrypoint[-1] == "/unikernel/www.hvt"
+    # No compiler in the image that runs: it is installed in the build stage only.
+    final_runs = " ".join(value for word, _, value in final if word == "RUN")
+    assert "gcc" not in final_runs and "python3" in final_runs
+
+
+def test_alpine_builder_has_the_build_packages():
+    text = read("alpine", "Dockerfile")
+    for package in ("gcc", "musl-dev", "linux-headers", "libffi-dev"):
+        assert " %s" % package in text
+
+
+def test_alpine_dockerfile_is_what_ukrun_writes(tmp_path, monkeypatch):
+    from ukrun import docker
+
+    # The same build context it was generated from: a static tender, the unikernel, an sdist.
+    (tmp_path / "solo5-hvt").write_bytes(open("/bin/busybox", "rb").read())
+    (tmp_path / "solo5-hvt").chmod(0o755)
+    (tmp_path / "www.hvt").write_bytes(b"x")
+    (tmp_path / ("ukrun-%s.tar.gz" % docker.__version__)).write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert docker.dockerfile("hvt", "www.hvt", run_options=["--mem=64"]) == read(
+        "alpine", "Dockerfile")
+
+
+def test_pod_manifest():
+    text = read("kubernetes", "pod.yaml")
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    pod = json.loads(body)  # JSON is YAML: what a YAML reader would make of it
+    assert pod["kind"] == "Pod" and pod["apiVersion"] == "v1"
+    (container,) = pod["spec"]["containers"]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"],
+                                                            "add": ["NET_ADMIN"]}
+    assert "devices.kubevirt.io/tun" in container["resources"]["limits"]
+    assert "restart" in text.lower()
