@@ -1,5 +1,17 @@
 """ukrun: run a unikernel as a container's main process and hand it the container's network.
 
+The library does everything the ``ukrun`` command does (the CLI only parses and calls it):
+
+- ``discover(interface="eth0") -> NetConfig``: read an interface's MAC, MTU, addresses and
+  routes; changes nothing.
+- ``plan(Options(target, unikernel, args, ...)) -> Plan``: discover, check everything a run
+  needs (files, devices, capabilities, names), and list the steps and the final command line;
+  changes nothing. ``Plan.to_json()`` is what ``--dry-run`` prints.
+- ``apply(plan) -> Applied``: make the changes; on any error undo them all and raise.
+  ``Applied.undo()`` gives the network back.
+- ``run(target, unikernel, args=(), **options)``: plan, apply, drop capabilities, exec the
+  unikernel; returns only by raising a ``ukrun.errors.UkrunError``.
+
 The public API is loaded lazily so that ``import ukrun`` (and the CLI) stay cheap.
 """
 from ukrun._version import __version__

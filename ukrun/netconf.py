@@ -15,6 +15,11 @@ from ukrun.rtnl import Address, Link, Route, Rtnl
 
 @dataclass(frozen=True)
 class NetConfig:
+    """What ``discover`` read from one interface: all a run hands the guest, and all it must
+    restore. ``ipv4``/``gateway4`` are what the guest is given (``gateway4_onlink`` for /32
+    setups such as Calico's); ``addresses`` and ``routes`` hold everything on the link, IPv4
+    and IPv6, exactly as the kernel reported it. ``to_json()`` gives strings and ints."""
+
     interface: str
     index: int
     mac: str

@@ -409,7 +409,15 @@ def encode(message: Message) -> bytes:
 
 
 def parse(data) -> list:
-    """Decode every message in ``data``; raises only NetlinkParseError."""
+    """Decode every message in ``data`` (bytes-like: what one recv on a netlink socket returns).
+
+    Returns the messages in order, NLMSG_DONE and NLMSG_ERROR included; a message type this
+    codec does not know keeps its payload as raw bytes in ``body``. Raises NetlinkParseError,
+    and nothing else, when a length does not fit what remains or a payload is cut short.
+
+        >>> [m.type for m in parse(b"")]
+        []
+    """
     view = memoryview(data).cast("B")
     end = len(view)
     messages = []
