@@ -1,0 +1,26 @@
+"""Build ukrun's wheel from a clean copy of the tree: building in place would leave build/
+and ukrun.egg-info behind, and a stale build/lib could slip removed modules into the wheel."""
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCES = ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "ukrun", "csrc", "man")
+BUILT = shutil.ignore_patterns("__pycache__", "*.so", "_core.c", "_core.o")
+
+
+def build_wheel(tmp):
+    """The path of a wheel built (no deps, no isolation: offline) under directory ``tmp``."""
+    src, out = os.path.join(tmp, "src"), os.path.join(tmp, "wheel")
+    os.makedirs(src)
+    for name in SOURCES:
+        path = os.path.join(ROOT, name)
+        if os.path.isdir(path):
+            shutil.copytree(path, os.path.join(src, name), ignore=BUILT)
+        else:
+            shutil.copy2(path, src)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", out, src], check=True, capture_output=True)
+    (wheel,) = [f for f in os.listdir(out) if f.startswith("ukrun-") and f.endswith(".whl")]
+    return os.path.join(out, wheel)
