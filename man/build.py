@@ -9,7 +9,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-os.environ["COLUMNS"] = "80"  # argparse's usage wrapping, before any formatter exists
+# argparse wraps usage at $COLUMNS; wide enough for no wraps at all, groff fills the lines.
+os.environ["COLUMNS"] = "1000"
 
 from argparse_manpage.manpage import Manpage  # noqa: E402
 
