@@ -52,8 +52,8 @@ def test_wheel_depends_on_cffi_alone(wheel):
     assert [re.split(r"[ <>=!;(]", r, 1)[0] for r in requires] == ["cffi"], requires
 
 
-# Measured (python -X importtime): ukrun.cli loads argparse, json, dataclasses and the pure
-# targets table. Everything a run needs beyond that loads only once the run starts.
+# Measured (python -X importtime): ukrun.cli loads argparse, the errors and the pure targets
+# table. Everything a run needs beyond that loads only once the run starts.
 NOT_ON_CLI_PATH = ["ukrun.runner", "ukrun.preflight", "ukrun.rtnl", "ukrun.netlink",
                    "ukrun.netconf", "ukrun.wiring", "ukrun.steps", "ukrun.caps", "ukrun.tap",
                    "ukrun.docker", "ukrun.elf", "ukrun._ffi", "ukrun._core", "cffi",
@@ -66,3 +66,33 @@ def test_importing_the_cli_stays_lean():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.split() == []
+
+
+# What ukrun's own start-up cost was made of (python -X importtime, benchmarks/phases.py):
+# dataclasses (code generated and compiled for each class at import), typing, logging, socket's
+# enums, shutil (argparse's terminal width) and traceback. None of them may come back on a run.
+NOT_ON_A_RUN = ["dataclasses", "inspect", "typing", "logging", "socket", "shutil", "traceback",
+                "shlex", "subprocess", "asyncio"]
+
+RUN_UP_TO_EXEC = """
+import os, sys
+import ukrun.cli
+def execve(path, argv, env):
+    print(" ".join(m for m in %r if m in sys.modules))
+    print(path)
+    sys.stdout.flush()
+    os._exit(0)
+os.execve = execve
+sys.exit(ukrun.cli.main(["unix", "/bin/true"]))
+"""
+
+
+def test_a_run_loads_nothing_heavy(container):
+    # Asserted against the same modules loaded by the bare interpreter: site may bring some.
+    bare = container.exec(sys.executable, "-c", "import sys; print(' '.join(m for m in %r if m "
+                          "in sys.modules))" % NOT_ON_A_RUN).stdout.split()
+    proc = container.exec(sys.executable, "-c", RUN_UP_TO_EXEC % NOT_ON_A_RUN, check=False)
+    assert proc.returncode == 0, proc.stderr
+    loaded, exec_path = proc.stdout.splitlines()
+    assert exec_path == "/bin/true"  # the run went all the way to its execve
+    assert sorted(set(loaded.split()) - set(bare)) == []

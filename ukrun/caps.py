@@ -7,11 +7,11 @@ Capability state is per thread: drop from the thread that will call os.execve.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Iterable
+from collections.abc import Iterable
 
 from ukrun._ffi import check, ffi, lib
 from ukrun.errors import PrivilegeError
+from ukrun.valueclass import value_class
 
 # number -> "CAP_NET_ADMIN", from the CAP_* constants csrc/sys.cdef takes from the headers.
 NAMES = {getattr(lib, n): n for n in dir(lib) if n.startswith("CAP_")}
@@ -68,7 +68,7 @@ def from_mask(mask: int) -> frozenset:
     return frozenset(bit for bit in range(mask.bit_length()) if mask >> bit & 1)
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class CapState:
     effective: frozenset
     permitted: frozenset

@@ -24,11 +24,11 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
 
 from ukrun import elf
 from ukrun._version import __version__
 from ukrun.errors import NotExecutableError, NotFoundError, PrivilegeError, UsageError
+from ukrun.valueclass import value_class
 
 ALPINE_VERSION = "3.20"
 BUILDER_PACKAGES = ("python3", "python3-dev", "gcc", "musl-dev", "linux-headers", "libffi-dev")
@@ -44,7 +44,7 @@ ARP_NOTE = (
     "applies (with --mac random it would again).")
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class TargetImage:
     """What a target needs in its image and from the host."""
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from dataclasses import dataclass
+
+from ukrun.valueclass import value_class
 
 ELFMAG = b"\x7fELF"
 EI_NIDENT = 16
@@ -50,7 +51,7 @@ class ElfError(ValueError):
     """The bytes are not an ELF executable this module can read."""
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class ElfInfo:
     elf_class: int  # 32 or 64 (bits)
     little_endian: bool

@@ -3,17 +3,16 @@ the kernel over route netlink, and everything needed to put it back exactly.
 """
 from __future__ import annotations
 
-import socket
-from dataclasses import dataclass
+import _socket  # not socket: see ukrun.rtnl
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
-from typing import Optional
 
 from ukrun._ffi import lib
 from ukrun.errors import DiscoveryError
 from ukrun.rtnl import Address, Link, Route, Rtnl
+from ukrun.valueclass import value_class
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class NetConfig:
     """What ``discover`` read from one interface: all a run hands the guest, and all it must
     restore. ``ipv4``/``gateway4`` are what the guest is given (``gateway4_onlink`` for /32
@@ -25,10 +24,10 @@ class NetConfig:
     mac: str
     mtu: int
     ipv4: IPv4Interface
-    gateway4: Optional[IPv4Address]
+    gateway4: IPv4Address | None
     gateway4_onlink: bool
-    ipv6: Optional[IPv6Interface]
-    gateway6: Optional[IPv6Address]
+    ipv6: IPv6Interface | None
+    gateway6: IPv6Address | None
     addresses: tuple  # every Address on the link (v4 + v6), primaries first as the kernel lists them
     routes: tuple  # every main-table Route whose oif is the link, v4 + v6
 
@@ -43,7 +42,7 @@ class NetConfig:
         }
 
 
-def _str_or_none(value) -> Optional[str]:
+def _str_or_none(value) -> str | None:
     return None if value is None else str(value)
 
 
@@ -65,7 +64,7 @@ def _is_global(addr: Address) -> bool:
     return addr.scope == lib.RT_SCOPE_UNIVERSE and not addr.flags & lib.IFA_F_SECONDARY
 
 
-def _default_gateway(routes, family: int) -> Optional[Route]:
+def _default_gateway(routes, family: int) -> Route | None:
     """The default route through a gateway with the lowest metric, as the kernel picks it."""
     defaults = [r for r in routes if r.family == family and r.is_default and r.type == lib.RTN_UNICAST
                 and r.gateway is not None]
@@ -78,7 +77,7 @@ def _read(rtnl: Rtnl, interface: str):
         raise DiscoveryError("interface %s not found" % interface,
                              hint="is this the container's network namespace?")
     addresses = rtnl.addresses(index=link.index)
-    routes = [r for r in rtnl.routes(socket.AF_UNSPEC) if r.oif == link.index]
+    routes = [r for r in rtnl.routes(_socket.AF_UNSPEC) if r.oif == link.index]
     return link, addresses, routes
 
 
@@ -86,16 +85,16 @@ def _config(interface: str, link: Link, addresses: list, routes: list) -> NetCon
     if link.mac is None:
         raise DiscoveryError("interface %s has no MAC address" % interface,
                              hint="ukrun hands over Ethernet interfaces only")
-    v4 = [a for a in addresses if a.family == socket.AF_INET]
+    v4 = [a for a in addresses if a.family == _socket.AF_INET]
     if not v4:
         raise DiscoveryError("interface %s has no IPv4 address" % interface)
     primary4 = [a for a in v4 if _is_global(a)]
     if not primary4:
         raise DiscoveryError("interface %s has no global IPv4 address (only %s)"
                              % (interface, ", ".join(str(a.interface) for a in v4)))
-    primary6 = [a for a in addresses if a.family == socket.AF_INET6 and _is_global(a)]
-    gateway4 = _default_gateway(routes, socket.AF_INET)
-    gateway6 = _default_gateway(routes, socket.AF_INET6)
+    primary6 = [a for a in addresses if a.family == _socket.AF_INET6 and _is_global(a)]
+    gateway4 = _default_gateway(routes, _socket.AF_INET)
+    gateway6 = _default_gateway(routes, _socket.AF_INET6)
     return NetConfig(
         interface=link.name, index=link.index, mac=link.mac, mtu=link.mtu,
         ipv4=primary4[0].interface,
@@ -106,7 +105,7 @@ def _config(interface: str, link: Link, addresses: list, routes: list) -> NetCon
         addresses=tuple(addresses), routes=tuple(routes))
 
 
-def discover(interface: str = "eth0", rtnl: Optional[Rtnl] = None) -> NetConfig:
+def discover(interface: str = "eth0", rtnl: Rtnl | None = None) -> NetConfig:
     """Read ``interface``'s configuration in the current network namespace.
 
     Raises DiscoveryError when it is missing, has no MAC address or no IPv4 address.

@@ -15,10 +15,10 @@ Numbers and layouts come from the system headers through csrc/netlink.cdef.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, fields
-from typing import NamedTuple, Optional, Union
+from collections import namedtuple
 
 from ukrun._ffi import lib
+from ukrun.valueclass import value_class
 
 
 class NetlinkParseError(ValueError):
@@ -86,16 +86,14 @@ _FLAG_BITS = lib.NLA_F_NESTED | lib.NLA_F_NET_BYTEORDER
 
 # --- attributes ------------------------------------------------------------------------
 
-class Attr(NamedTuple):
-    """One attribute: its type (NLA_F_* bits masked off), its payload, and those bits.
+class Attr(namedtuple("Attr", "type data flags", defaults=(b"", 0))):
+    """One attribute: its ``type`` (NLA_F_* bits masked off), its payload ``data``, and
+    ``flags``, the NLA_F_NESTED / NLA_F_NET_BYTEORDER bits as found or to be sent.
 
-    A NamedTuple rather than a dataclass: a 64 KiB dump can hold 16000 of them, and a
-    tuple is several times cheaper to make.
+    A named tuple: a 64 KiB dump can hold 16000 of them, and a tuple is the cheapest to make.
     """
 
-    type: int
-    data: bytes = b""
-    flags: int = 0  # NLA_F_NESTED / NLA_F_NET_BYTEORDER as found or to be sent
+    __slots__ = ()
 
     def scalar(self, kind: str) -> int:
         """The payload as "u8", "u16", "u32", "s32" or "u64"; its size must be exact."""
@@ -122,7 +120,7 @@ class Attrs(tuple):
     returns ``default`` when there is none.
     """
 
-    def get(self, type_: int) -> Optional[Attr]:
+    def get(self, type_: int) -> Attr | None:
         for attr in reversed(self):
             if attr.type == type_:
                 return attr
@@ -231,7 +229,7 @@ def _fixed(layout: Layout, view: memoryview) -> tuple:
 class _StructAndAttrs(_WithAttrs):
     """A body that is one fixed struct (``_layout``, fields in the same order) then attributes."""
 
-    _layout: Layout  # set by each subclass; not a dataclass field (no value here)
+    _layout: Layout  # set by each subclass; not a field (no value here)
 
     @classmethod
     def unpack(cls, view: memoryview, msg_flags: int):
@@ -239,11 +237,11 @@ class _StructAndAttrs(_WithAttrs):
         return cls(*_fixed(layout, view), parse_attrs(view[min(NLMSG_ALIGN(layout.size), len(view)):]))
 
     def pack(self) -> bytes:
-        values = [getattr(self, f.name) for f in fields(self) if f.name != "attrs"]
+        values = [getattr(self, name) for name in self._fields if name != "attrs"]
         return self._layout.struct.pack(*values) + self.attrs.pack()
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class IfInfoMsg(_StructAndAttrs):
     """RTM_*LINK: struct ifinfomsg and IFLA_* attributes."""
 
@@ -256,7 +254,7 @@ class IfInfoMsg(_StructAndAttrs):
     attrs: Attrs = Attrs()
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class IfAddrMsg(_StructAndAttrs):
     """RTM_*ADDR: struct ifaddrmsg and IFA_* attributes."""
 
@@ -269,7 +267,7 @@ class IfAddrMsg(_StructAndAttrs):
     attrs: Attrs = Attrs()
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class RtMsg(_StructAndAttrs):
     """RTM_*ROUTE: struct rtmsg and RTA_* attributes."""
 
@@ -286,7 +284,7 @@ class RtMsg(_StructAndAttrs):
     attrs: Attrs = Attrs()
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class TcMsg(_StructAndAttrs):
     """RTM_*QDISC, RTM_*TCLASS, RTM_*TFILTER: struct tcmsg and TCA_* attributes."""
 
@@ -299,7 +297,7 @@ class TcMsg(_StructAndAttrs):
     attrs: Attrs = Attrs()
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Header:
     """A struct nlmsghdr as found inside an NLMSG_ERROR (the request it answers)."""
 
@@ -317,7 +315,7 @@ def _ack_tlvs(view: memoryview, start: int, msg_flags: int) -> Attrs:
     return parse_attrs(view[min(start, len(view)):])
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class NlMsgErr(_WithAttrs):
     """NLMSG_ERROR: error 0 is an ack, else -errno; with the request's header, its payload
     (unless NLM_F_CAPPED) and extended-ack attributes (when NLM_F_ACK_TLVS)."""
@@ -332,7 +330,7 @@ class NlMsgErr(_WithAttrs):
         return -self.error
 
     @property
-    def ext_ack(self) -> Optional[str]:
+    def ext_ack(self) -> str | None:
         """The kernel's NLMSGERR_ATTR_MSG text, when it sent one."""
         return self.attrs.string(lib.NLMSGERR_ATTR_MSG)
 
@@ -356,7 +354,7 @@ class NlMsgErr(_WithAttrs):
         return head + b"\0" * (NLMSG_ALIGN(len(head)) - len(head)) + self.attrs.pack()
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Done(_WithAttrs):
     """NLMSG_DONE: the end of a dump; a negative status is the dump's -errno."""
 
@@ -373,8 +371,6 @@ class Done(_WithAttrs):
         return _S32.pack(self.status) + self.attrs.pack()
 
 
-Body = Union[IfInfoMsg, IfAddrMsg, RtMsg, TcMsg, NlMsgErr, Done, bytes]
-
 _BODIES = {lib.NLMSG_ERROR: NlMsgErr, lib.NLMSG_DONE: Done}
 for _kind, _names in ((IfInfoMsg, "NEWLINK DELLINK GETLINK SETLINK"),
                       (IfAddrMsg, "NEWADDR DELADDR GETADDR"),
@@ -387,7 +383,7 @@ for _kind, _names in ((IfInfoMsg, "NEWLINK DELLINK GETLINK SETLINK"),
 
 # --- messages --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Message:
     """One netlink message; ``body`` is decoded by type, raw bytes for unknown types."""
 
@@ -395,7 +391,7 @@ class Message:
     flags: int = 0
     seq: int = 0
     pid: int = 0
-    body: Body = b""
+    body: object = b""  # IfInfoMsg, IfAddrMsg, RtMsg, TcMsg, NlMsgErr, Done or bytes
 
 
 def encode(message: Message) -> bytes:

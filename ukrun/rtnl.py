@@ -9,10 +9,10 @@ an exchange cut short (by an exception) and are skipped.
 """
 from __future__ import annotations
 
+import _socket  # not socket, which makes enums of all its constants at import (~2 ms)
 import errno
 import os
-import socket
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 from ukrun._ffi import lib
 from ukrun.netlink import (Attr, IfAddrMsg, IfInfoMsg, Message, RtMsg, TcMsg, attr_nested,
@@ -33,7 +33,7 @@ class NetlinkError(OSError):
     """The kernel refused a request: errno, its extended-ack text (or None), and the
     operation, e.g. "adding address 172.30.0.2/16 to eth0"."""
 
-    def __init__(self, errno_: int, op: str, ext_ack: Optional[str] = None):
+    def __init__(self, errno_: int, op: str, ext_ack: str | None = None):
         super().__init__(errno_, os.strerror(errno_))
         self.op = op
         self.ext_ack = ext_ack
@@ -43,7 +43,7 @@ class NetlinkError(OSError):
         return "%s (%s)" % (text, self.ext_ack) if self.ext_ack else text
 
 
-Op = Union[str, Callable[[], str]]  # a callable is only called to word an error
+# An operation's name ("Op" below): a str, or a callable called only to word an error.
 
 
 def _check_ifname(name) -> str:
@@ -54,8 +54,8 @@ def _check_ifname(name) -> str:
 
 class Rtnl:
     def __init__(self):
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                             socket.NETLINK_ROUTE)
+        sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC,
+                             _socket.NETLINK_ROUTE)
         try:
             # Ask for the kernel's error text, and for errors without an echo of our request.
             for option in (lib.NETLINK_EXT_ACK, lib.NETLINK_CAP_ACK):
@@ -89,7 +89,7 @@ class Rtnl:
 
     def _recv(self) -> bytes:
         # A dump part can be larger than any buffer we would guess: peek at its real size.
-        size = self._sock.recv_into(self._peek, 0, socket.MSG_PEEK | socket.MSG_TRUNC)
+        size = self._sock.recv_into(self._peek, 0, _socket.MSG_PEEK | _socket.MSG_TRUNC)
         return self._sock.recv(max(size, 1))
 
     def _exchange(self, type_: int, flags: int, body, op: Op) -> list:
@@ -130,7 +130,7 @@ class Rtnl:
         dump as its parts are read and refuses another on this socket (EBUSY) until then."""
         while True:
             try:
-                self._sock.recv(1 << 16, socket.MSG_DONTWAIT)
+                self._sock.recv(1 << 16, _socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
         self._abandoned = False
@@ -161,7 +161,7 @@ class Rtnl:
         return [link_from_message(m.body) for m in self._dump(lib.RTM_GETLINK, body, "listing links")
                 if m.type == lib.RTM_NEWLINK]
 
-    def link(self, name_or_index: Union[str, int]) -> Link:
+    def link(self, name_or_index: str | int) -> Link:
         """The link of that name or index; NetlinkError ENODEV when there is none."""
         attrs = [attr_u32(lib.IFLA_EXT_MASK, lib.RTEXT_FILTER_SKIP_STATS)]
         if isinstance(name_or_index, int):
@@ -174,7 +174,7 @@ class Rtnl:
                 return link_from_message(message.body)
         raise NetlinkError(errno.ENODEV, op)
 
-    def find_link(self, name: str) -> Optional[Link]:
+    def find_link(self, name: str) -> Link | None:
         try:
             return self.link(name)
         except NetlinkError as e:
@@ -197,7 +197,7 @@ class Rtnl:
         body = IfInfoMsg(index=index, flags=flags, change=change, attrs=attrs)
         self._request(lib.RTM_NEWLINK, body, lambda: op(name()))
 
-    def set_master(self, index: int, master_index: Optional[int]):
+    def set_master(self, index: int, master_index: int | None):
         """Enslave the link to ``master_index`` (a bridge); None or 0 releases it."""
         if master_index:
             master = self._name(master_index)
@@ -229,12 +229,12 @@ class Rtnl:
 
     # --- addresses and routes ------------------------------------------------------------
 
-    def addresses(self, index: Optional[int] = None, family: Optional[int] = None) -> list:
-        body = IfAddrMsg(family=family or socket.AF_UNSPEC)
+    def addresses(self, index: int | None = None, family: int | None = None) -> list:
+        body = IfAddrMsg(family=family or _socket.AF_UNSPEC)
         found = (address_from_message(m.body) for m in self._dump(lib.RTM_GETADDR, body, "listing addresses")
                  if m.type == lib.RTM_NEWADDR)
         return [a for a in found if a is not None and index in (None, a.index)
-                and family in (None, socket.AF_UNSPEC, a.family)]
+                and family in (None, _socket.AF_UNSPEC, a.family)]
 
     def add_address(self, addr: Address):
         name = self._name(addr.index)
@@ -246,10 +246,10 @@ class Rtnl:
         self._request(lib.RTM_DELADDR, address_request(addr),
                       lambda: "deleting address %s from %s" % (addr.interface, name()))
 
-    def routes(self, family: int = socket.AF_INET, table: Optional[int] = lib.RT_TABLE_MAIN) -> list:
+    def routes(self, family: int = _socket.AF_INET, table: int | None = lib.RT_TABLE_MAIN) -> list:
         """The routes of a family (AF_UNSPEC: IPv4 and IPv6) in ``table`` (None: every table),
         without cached clones."""
-        families = (socket.AF_INET, socket.AF_INET6) if family == socket.AF_UNSPEC else (family,)
+        families = (_socket.AF_INET, _socket.AF_INET6) if family == _socket.AF_UNSPEC else (family,)
         routes = []
         for fam in families:
             for m in self._dump(lib.RTM_GETROUTE, RtMsg(family=fam), "listing routes"):
@@ -289,7 +289,7 @@ class Rtnl:
         self._request(lib.RTM_DELQDISC, ingress_qdisc_request(index),
                       lambda: "deleting the ingress qdisc of %s" % name())
 
-    def qdiscs(self, index: Optional[int] = None) -> list:
+    def qdiscs(self, index: int | None = None) -> list:
         found = (qdisc_from_message(m.body) for m in self._dump(lib.RTM_GETQDISC, TcMsg(), "listing qdiscs")
                  if m.type == lib.RTM_NEWQDISC)
         return [q for q in found if index in (None, q.index)]

@@ -7,21 +7,20 @@ of a request. ``ukrun.rtnl`` re-exports the objects and sends the requests.
 """
 from __future__ import annotations
 
-import socket
-from dataclasses import dataclass
+import _socket  # not socket: see ukrun.rtnl
 from ipaddress import (IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface,
                        IPv6Network)
-from typing import Optional, Union
 
 from ukrun._ffi import lib
 from ukrun.netlink import (Attr, IfAddrMsg, IfInfoMsg, Layout, NetlinkParseError, RtMsg, TcMsg,
                            attr_nested, attr_string, attr_u32)
+from ukrun.valueclass import value_class
 
-IPAddress = Union[IPv4Address, IPv6Address]
-_INTERFACE = {socket.AF_INET: IPv4Interface, socket.AF_INET6: IPv6Interface}
-_NETWORK = {socket.AF_INET: IPv4Network, socket.AF_INET6: IPv6Network}
-_ADDRESS = {socket.AF_INET: IPv4Address, socket.AF_INET6: IPv6Address}
-_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+# IPAddress below: an IPv4Address or an IPv6Address.
+_INTERFACE = {_socket.AF_INET: IPv4Interface, _socket.AF_INET6: IPv6Interface}
+_NETWORK = {_socket.AF_INET: IPv4Network, _socket.AF_INET6: IPv6Network}
+_ADDRESS = {_socket.AF_INET: IPv4Address, _socket.AF_INET6: IPv6Address}
+_FAMILY = {4: _socket.AF_INET, 6: _socket.AF_INET6}
 
 # The payloads of u32's selector and of the mirred action (tests check them against the C
 # layout). __be32/__be16 fields stay raw bytes: they are in network order, unlike the rest.
@@ -50,7 +49,7 @@ def parse_mac(text: str) -> bytes:
     return bytes(int(p, 16) for p in parts)
 
 
-def _ip(data: Optional[bytes], family: int, what: str) -> Optional[IPAddress]:
+def _ip(data: bytes | None, family: int, what: str) -> IPAddress | None:
     if data is None:
         return None
     try:
@@ -60,16 +59,16 @@ def _ip(data: Optional[bytes], family: int, what: str) -> Optional[IPAddress]:
                                 % (what, len(data), family)) from None
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Link:
     index: int
     name: str
-    mac: Optional[str]
+    mac: str | None
     mtu: int
     flags: int
-    master: Optional[int]
-    kind: Optional[str]
-    alias: Optional[str]
+    master: int | None
+    kind: str | None
+    alias: str | None
 
     @property
     def up(self) -> bool:
@@ -89,22 +88,22 @@ def link_from_message(body: IfInfoMsg) -> Link:
                 alias=attrs.string(lib.IFLA_IFALIAS) or None)
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Address:
     index: int
-    interface: Union[IPv4Interface, IPv6Interface]
+    interface: IPv4Interface | IPv6Interface
     scope: int = 0
     flags: int = 0  # IFA_F_*
-    broadcast: Optional[IPv4Address] = None
-    label: Optional[str] = None
-    peer: Optional[IPAddress] = None  # the other end of a point-to-point address
+    broadcast: IPv4Address | None = None
+    label: str | None = None
+    peer: IPAddress | None = None  # the other end of a point-to-point address
 
     @property
     def family(self) -> int:
         return _FAMILY[self.interface.version]
 
 
-def address_from_message(body: IfAddrMsg) -> Optional[Address]:
+def address_from_message(body: IfAddrMsg) -> Address | None:
     """The address in an RTM_NEWADDR body; None for families other than IPv4/IPv6."""
     if body.family not in _INTERFACE:
         return None
@@ -140,26 +139,26 @@ def address_request(addr: Address) -> IfAddrMsg:
                      addr.scope, addr.index, attrs)
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Route:
     family: int
-    dst: Union[IPv4Network, IPv6Network]
-    gateway: Optional[IPAddress] = None
-    oif: Optional[int] = None
+    dst: IPv4Network | IPv6Network
+    gateway: IPAddress | None = None
+    oif: int | None = None
     table: int = lib.RT_TABLE_MAIN
     protocol: int = lib.RTPROT_BOOT
     scope: int = lib.RT_SCOPE_UNIVERSE
     type: int = lib.RTN_UNICAST
-    priority: Optional[int] = None
+    priority: int | None = None
     onlink: bool = False  # RTNH_F_ONLINK: the gateway is on the link even if no prefix says so
-    prefsrc: Optional[IPAddress] = None
+    prefsrc: IPAddress | None = None
 
     @property
     def is_default(self) -> bool:
         return self.dst.prefixlen == 0
 
 
-def route_from_message(body: RtMsg) -> Optional[Route]:
+def route_from_message(body: RtMsg) -> Route | None:
     """The route in an RTM_NEWROUTE body; None for families other than IPv4/IPv6."""
     if body.family not in _NETWORK:
         return None
@@ -198,7 +197,7 @@ def route_request(route: Route) -> RtMsg:
                  route.type, lib.RTNH_F_ONLINK if route.onlink else 0, attrs)
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Qdisc:
     index: int
     kind: str
@@ -216,18 +215,18 @@ def ingress_qdisc_request(index: int) -> TcMsg:
                  attrs=[attr_string(lib.TCA_KIND, "ingress")])
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Filter:
     index: int
     kind: str
     parent: int
-    redirect_to: Optional[int]  # ifindex a mirred egress redirect action sends packets to
+    redirect_to: int | None  # ifindex a mirred egress redirect action sends packets to
     handle: int = 0
     priority: int = 0
     protocol: int = 0  # ETH_P_*, host order
 
 
-def filter_from_message(body: TcMsg) -> Optional[Filter]:
+def filter_from_message(body: TcMsg) -> Filter | None:
     """The rule in an RTM_NEWTFILTER body, or None for what a dump also reports but is no
     rule: the per-priority header (no TCA_OPTIONS) and u32's hash tables (no selector)."""
     kind = body.attrs.string(lib.TCA_KIND, "")
@@ -240,10 +239,10 @@ def filter_from_message(body: TcMsg) -> Optional[Filter]:
             return None
         redirect_to = _mirred_redirect(options.nested(lib.TCA_U32_ACT))
     return Filter(body.index, kind, body.parent, redirect_to, body.handle,
-                  priority=body.info >> 16, protocol=socket.ntohs(body.info & 0xFFFF))
+                  priority=body.info >> 16, protocol=_socket.ntohs(body.info & 0xFFFF))
 
 
-def _mirred_redirect(actions) -> Optional[int]:
+def _mirred_redirect(actions) -> int | None:
     for action in actions:  # each is nested, typed by its order (1, 2, ...)
         action = action.nested()
         if action.string(lib.TCA_ACT_KIND) != "mirred":
@@ -271,4 +270,4 @@ def redirect_request(from_index: int, to_index: int) -> TcMsg:
                                             Attr(lib.TCA_U32_SEL, selector)])
     # tcm_info: priority (0: the kernel picks one) << 16 | protocol in network order.
     return TcMsg(index=from_index, handle=0, parent=INGRESS_HANDLE,
-                 info=socket.htons(lib.ETH_P_ALL), attrs=[attr_string(lib.TCA_KIND, "u32"), options])
+                 info=_socket.htons(lib.ETH_P_ALL), attrs=[attr_string(lib.TCA_KIND, "u32"), options])

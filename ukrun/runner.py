@@ -6,24 +6,33 @@
 """
 from __future__ import annotations
 
+import _socket  # not socket: see ukrun.rtnl
 import errno
-import logging
 import os
-import shlex
-import socket
 import sys
-from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 from ukrun import preflight
 from ukrun.errors import DiscoveryError, NetworkError, PrivilegeError, UkrunError
 from ukrun.errors import NotExecutableError, NotFoundError
 from ukrun.targets import IP_ARGS, TAP_FD, Launch, Target
+from ukrun.valueclass import fields, fresh, value_class
 from ukrun.wiring import Record, View, Wanted, jsonable, parse_mac, plan_steps, random_mac
 
-log = logging.getLogger("ukrun")
+# Steps and notes go to stderr under -v (log_to_stderr), and to the "ukrun" logger when the
+# program has loaded logging: importing it just in case would cost every run ~2 ms.
+_verbose = False
 
-@dataclass
+
+def _say(message: str) -> None:
+    if _verbose:
+        sys.stderr.write("ukrun: %s\n" % message)
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger("ukrun").info("%s", message)
+
+
+@value_class
 class Options:
     target: str
     unikernel: str
@@ -35,18 +44,18 @@ class Options:
     mac: str = "inherit"  # inherit | random | XX:XX:XX:XX:XX:XX
     ip_args: str = "mirage"  # mirage | none
     # None: NET_BIND_SERVICE when this process holds it; ("none",) or () keeps nothing.
-    keep_caps: Optional[Sequence[str]] = None
-    tender: Optional[str] = None
+    keep_caps: Sequence[str] | None = None
+    tender: str | None = None
     net_name: str = "service"
-    mem: Optional[int] = None
+    mem: int | None = None
     tap_fd: bool = False
     tender_args: Sequence[str] = ()
-    qemu: Optional[str] = None
-    cpu: Optional[str] = None
+    qemu: str | None = None
+    cpu: str | None = None
     verbose: bool = False
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Network:
     """What the interface held, as discovered now or as an earlier run recorded it."""
 
@@ -62,20 +71,20 @@ class Network:
     source: str = "discovered"  # or "recorded" (a restart in a kept namespace)
 
     def to_json(self) -> dict:
-        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        return jsonable({k: getattr(self, k) for k in fields(self)})
 
 
-@dataclass
+@value_class
 class Plan:
     options: Options
     target: Target
     network: Network
-    guest_mac: Optional[str]
+    guest_mac: str | None
     steps: list
-    argv: List[str]
+    argv: list[str]
     keep_caps: frozenset
-    tap_fd: Optional[int]
-    notes: List[str] = field(default_factory=list)
+    tap_fd: int | None
+    notes: list[str] = fresh(list)
 
     def to_json(self) -> dict:
         from ukrun.caps import cap_name
@@ -88,7 +97,7 @@ class Plan:
 
 # --- plan ---------------------------------------------------------------------------------
 
-def resolve_programs(o: Options, target: Target) -> Optional[str]:
+def resolve_programs(o: Options, target: Target) -> str | None:
     """Check the unikernel and find the tender; returns the tender's path (None for unix)."""
     if target.default_tender is None:
         preflight.check_executable(o.unikernel, "unikernel")
@@ -99,7 +108,7 @@ def resolve_programs(o: Options, target: Target) -> Optional[str]:
     return preflight.find_program(o.tender or target.default_tender, "tender")
 
 
-def _find_record(links, interface: str, tap: Optional[str] = None) -> Optional[Record]:
+def _find_record(links, interface: str, tap: str | None = None) -> Record | None:
     """What an earlier run recorded on the tap it gave ``interface`` to (any tap if None).
 
     A record on another tap than ``tap`` is refused: two taps would fight over the interface.
@@ -114,7 +123,7 @@ def _find_record(links, interface: str, tap: Optional[str] = None) -> Optional[R
     return None
 
 
-def _check_names_free(o: Options, by_name: dict, record: Optional[Record]) -> None:
+def _check_names_free(o: Options, by_name: dict, record: Record | None) -> None:
     if o.tap in by_name and record is None:
         raise NetworkError("%s already exists and was not made by ukrun" % o.tap,
                            "pass --tap NAME")
@@ -124,7 +133,7 @@ def _check_names_free(o: Options, by_name: dict, record: Optional[Record]) -> No
                            "pass --bridge NAME")
 
 
-def _network(rtnl, link, record: Optional[Record]) -> Network:
+def _network(rtnl, link, record: Record | None) -> Network:
     from ukrun.netconf import discover
 
     try:
@@ -150,7 +159,7 @@ def read_kernel(rtnl, o: Options):
     record = _find_record(links, o.interface, o.tap)
     _check_names_free(o, by_name, record)
     network = _network(rtnl, link, record)
-    routes = tuple(r for r in rtnl.routes(family=socket.AF_UNSPEC) if r.oif == link.index)
+    routes = tuple(r for r in rtnl.routes(family=_socket.AF_UNSPEC) if r.oif == link.index)
     ingress = frozenset(names[q.index] for q in rtnl.qdiscs()
                         if q.kind == "ingress" and q.index in names)
     redirects = set()
@@ -237,7 +246,7 @@ class Applied:
         self.done = done
 
     @property
-    def tap_fd(self) -> Optional[int]:
+    def tap_fd(self) -> int | None:
         if self.plan.tap_fd is None:
             return None
         return self.kernel.held_tap(self.plan.options.tap).fd
@@ -259,7 +268,7 @@ def _undo(kernel, done: list) -> list:
     failures = []
     for step in reversed(done):
         for undo in step.undo:
-            log.info("undo: %s", undo.text)
+            _say("undo: %s" % undo.text)
             try:
                 kernel.do(undo)
             except OSError as e:
@@ -290,7 +299,7 @@ def apply(plan: Plan) -> Applied:
     step = None
     try:
         for step in plan.steps:
-            log.info("%s", step.text)
+            _say(step.text)
             kernel.do(step)
             done.append(step)
         # A guest attaching by name finds the tap busy while we hold it.
@@ -309,14 +318,11 @@ def apply(plan: Plan) -> Applied:
 
 def log_to_stderr() -> None:
     """Show each step on stderr as it happens (the CLI's -v; ``verbose=True`` for run())."""
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("ukrun: %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    global _verbose
+    _verbose = True
 
 
-def close_stray_fds(tap_fd: Optional[int]) -> None:
+def close_stray_fds(tap_fd: int | None) -> None:
     """Leave only 0, 1, 2 and the tap (as TAP_FD) inheritable; everything else close-on-exec."""
     keep = {0, 1, 2}
     if tap_fd is not None:
@@ -357,12 +363,15 @@ def exec_applied(applied: Applied):
         try:
             applied.undo()
         except UkrunError as undo_error:
-            log.info("%s", undo_error)
+            _say(str(undo_error))
         raise
     tap_fd = applied.tap_fd
     applied.kernel.rtnl.close()
     close_stray_fds(tap_fd)
-    log.info("exec %s", shlex.join(p.argv))
+    if _verbose or "logging" in sys.modules:
+        import shlex
+
+        _say("exec %s" % shlex.join(p.argv))
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -378,5 +387,5 @@ def run(target: str, unikernel: str, args: Sequence[str] = (), **options):
         log_to_stderr()
     p = plan(o)
     for note in p.notes:
-        log.info("%s", note)
+        _say(note)
     exec_applied(apply(p))

@@ -5,8 +5,8 @@ before the links it names exist.
 """
 from __future__ import annotations
 
+import _socket  # not socket: see ukrun.rtnl
 import errno
-import socket
 
 from ukrun.tap import Tap, disable_offloads, open_tap
 
@@ -106,7 +106,7 @@ class Kernel:
         for address in addresses:
             if address.interface not in present:
                 self.rtnl.add_address(address)
-        have = {_route_key(r) for r in self.rtnl.routes(family=socket.AF_UNSPEC)}
+        have = {_route_key(r) for r in self.rtnl.routes(family=_socket.AF_UNSPEC)}
         # Routes through a gateway need the routes that reach it first: connected ones lead.
         for route in sorted(routes, key=lambda r: r.gateway is not None):
             if _route_key(route) not in have:

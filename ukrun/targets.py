@@ -6,45 +6,46 @@ and the IP arguments first, then asks ``TARGETS[name].build(launch)`` for the ar
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from collections.abc import Callable
+
+from ukrun.valueclass import value_class
 
 # The fd number the tap is handed over as (--tap-fd, ukvm): the runner dup2()s the tap to it
 # right before execve, so the command line is known before anything is changed.
 TAP_FD = 3
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Launch:
     """Everything a target's command line is made of, already resolved and validated."""
 
     unikernel: str
-    args: Tuple[str, ...] = ()
-    ip_args: Tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    ip_args: tuple[str, ...] = ()
     tap: str = "tap0"
-    tap_fd: Optional[int] = None  # hand the tap over as this inherited fd instead of by name
-    mac: Optional[str] = None  # the guest's MAC; None leaves it to the guest
-    tender: Optional[str] = None  # solo5-hvt, solo5-spt, ukvm or qemu-system-x86_64
-    tender_args: Tuple[str, ...] = ()
+    tap_fd: int | None = None  # hand the tap over as this inherited fd instead of by name
+    mac: str | None = None  # the guest's MAC; None leaves it to the guest
+    tender: str | None = None  # solo5-hvt, solo5-spt, ukvm or qemu-system-x86_64
+    tender_args: tuple[str, ...] = ()
     net_name: str = "service"
-    mem: Optional[int] = None  # MB
-    cpu: Optional[str] = None
+    mem: int | None = None  # MB
+    cpu: str | None = None
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Target:
     """What the runner and the CLI need to know about one target."""
 
     name: str
     build: Callable[[Launch], list]
-    default_tender: Optional[str]  # None: the unikernel itself is executed (unix)
+    default_tender: str | None  # None: the unikernel itself is executed (unix)
     needs_kvm: bool
     sets_mac: bool  # False: --mac is ignored (the guest picks its own)
     tap_fd: str  # "never", "optional" (--tap-fd) or "always"
-    options: Tuple[str, ...]  # the target-specific CLI options it accepts
+    options: tuple[str, ...]  # the target-specific CLI options it accepts
 
 
-def mirage_ip_args(ipv4, gateway4=None) -> Tuple[str, ...]:
+def mirage_ip_args(ipv4, gateway4=None) -> tuple[str, ...]:
     """MirageOS 4's network arguments; the gateway is left out when there is none."""
     ipv4 = ipaddress.IPv4Interface(ipv4)
     args = ("--ipv4=%s" % ipv4.with_prefixlen,)

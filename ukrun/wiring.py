@@ -14,24 +14,23 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Optional, Tuple
 
 from ukrun._ffi import lib
+from ukrun.valueclass import fields, fresh, is_value, value_class
 
 WIRINGS = ("tc", "bridge")
 RECORD_PREFIX = "ukrun:"
 ALIAS_MAX = 255  # IFALIASZ - 1: the kernel refuses a longer IFLA_IFALIAS
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Step:
     """One change: ``op`` names a ``Kernel`` method, ``args`` its keywords; ``undo`` reverts it."""
 
     op: str
-    args: Dict[str, object]
+    args: dict[str, object]
     text: str
-    undo: Tuple["Step", ...] = ()
+    undo: tuple["Step", ...] = ()
 
     def to_json(self) -> dict:
         return {"do": self.text, "op": self.op, "args": jsonable(self.args),
@@ -44,8 +43,8 @@ def jsonable(value):
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
+    if is_value(value):
+        return {k: jsonable(getattr(value, k)) for k in fields(value)}
     if value is None or isinstance(value, (bool, int, str)):
         return value
     return str(value)
@@ -69,7 +68,7 @@ def parse_mac(text: str) -> str:
     return text.lower()
 
 
-def random_mac(raw: Optional[bytes] = None) -> str:
+def random_mac(raw: bytes | None = None) -> str:
     """A fresh locally administered unicast MAC (bit 1 of the first octet set, bit 0 clear)."""
     raw = bytearray(os.urandom(6) if raw is None else raw[:6])
     raw[0] = (raw[0] & 0xFC) | 0x02
@@ -78,17 +77,17 @@ def random_mac(raw: Optional[bytes] = None) -> str:
 
 # --- what an earlier run moved, kept on the tap's IFLA_IFALIAS -------------------------------
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Record:
     """What a run handed to the guest, so a later run in the same namespace can hand it again."""
 
     interface: str
     wiring: str
-    bridge: Optional[str]
+    bridge: str | None
     ipv4: ipaddress.IPv4Interface
-    gateway4: Optional[ipaddress.IPv4Address]
+    gateway4: ipaddress.IPv4Address | None
     gateway4_onlink: bool
-    guest_mac: Optional[str]
+    guest_mac: str | None
     interface_mac: str  # the interface's own MAC before the run (bridge wiring may change it)
 
     def to_alias(self) -> str:
@@ -102,7 +101,7 @@ class Record:
         return alias
 
     @classmethod
-    def from_alias(cls, alias: Optional[str]) -> Optional["Record"]:
+    def from_alias(cls, alias: str | None) -> "Record" | None:
         """The record in ``alias``, or None when it is not one of ours (or not readable)."""
         if not alias or not alias.startswith(RECORD_PREFIX):
             return None
@@ -121,7 +120,7 @@ class Record:
 
 # --- the plan ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class Wanted:
     """The wiring the runner decided on."""
 
@@ -131,23 +130,23 @@ class Wanted:
     bridge: str
     mtu: int
     record: Record
-    interface_mac: Optional[str] = None  # a new MAC for the interface; None keeps it
+    interface_mac: str | None = None  # a new MAC for the interface; None keeps it
     hold_tap: bool = False  # keep the tap open to hand it over as an fd
 
 
-@dataclass(frozen=True)
+@value_class(frozen=True)
 class View:
     """What the kernel holds now (read by the runner; nothing here asks the kernel)."""
 
-    links: Dict[str, object]  # name -> rtnl.Link
-    addresses: Tuple[object, ...] = ()  # rtnl.Address of the interface
-    routes: Tuple[object, ...] = ()  # main-table rtnl.Route through the interface
-    ingress: FrozenSet[str] = frozenset()  # links with an ingress qdisc
-    redirects: FrozenSet[Tuple[str, str]] = frozenset()  # (from, to) mirred redirects
-    previous: Optional[Record] = None  # what an earlier run recorded on the tap
-    names: Dict[int, str] = field(default_factory=dict)  # index -> name
+    links: dict[str, object]  # name -> rtnl.Link
+    addresses: tuple[object, ...] = ()  # rtnl.Address of the interface
+    routes: tuple[object, ...] = ()  # main-table rtnl.Route through the interface
+    ingress: frozenset[str] = frozenset()  # links with an ingress qdisc
+    redirects: frozenset[tuple[str, str]] = frozenset()  # (from, to) mirred redirects
+    previous: Record | None = None  # what an earlier run recorded on the tap
+    names: dict[int, str] = fresh(dict)  # index -> name
 
-    def master_of(self, name: str) -> Optional[str]:
+    def master_of(self, name: str) -> str | None:
         link = self.links.get(name)
         return self.names.get(link.master) if link is not None and link.master else None
 
@@ -210,7 +209,7 @@ def _enslave_step(name: str, bridge: str, view: View) -> list:
                   name=name, master=bridge)]
 
 
-def _mac_step(name: str, view: View, mac: Optional[str]) -> list:
+def _mac_step(name: str, view: View, mac: str | None) -> list:
     old = view.links[name].mac
     if mac is None or old == mac:
         return []
