@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, UKRUN, WORKDIR, Host, in_netns, popen_in, stats, table
+from common import ROOT, WORKDIR, Host, deployed, in_netns, popen_in, stats, table
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from guests import install_uguest, stop, vm_guest  # noqa: E402
@@ -78,8 +78,8 @@ def first_echo(sock, address, t0_ns, timeout, interval=0.002):
 
 def dry_run_argv(c, argv):
     with in_netns(c.name):
-        out = subprocess.run([UKRUN] + argv[:1] + ["--dry-run"] + argv[1:], capture_output=True,
-                             text=True, timeout=30)
+        out = subprocess.run([deployed().ukrun] + argv[:1] + ["--dry-run"] + argv[1:],
+                             capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
         raise RuntimeError("ukrun --dry-run failed: %s" % out.stderr)
     return json.loads(out.stdout)["argv"]
@@ -100,7 +100,7 @@ def once(host, sock, guest, by_hand):
                 c.exec(*step)
             c.exec("ethtool", "-K", "tap0", "gro", "off", "gso", "off", check=False)
         else:
-            argv = [UKRUN] + argv
+            argv = [deployed().ukrun] + argv
         log = open(os.path.join(WORKDIR, "boot-%s.log" % c.name), "wb")
         t0 = time.monotonic_ns()
         proc = popen_in(c.name, argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)

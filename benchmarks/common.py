@@ -1,10 +1,12 @@
-"""Shared by the benchmark sections: C helpers compiled at bench time, docker-like namespaces
+"""Shared by the benchmark sections: C helpers compiled at bench time, ukrun installed from its
+wheel in a fresh venv (as a container image installs it), docker-like namespaces
 (tests/nsutil.py), spawning inside a namespace, statistics and tables.
 
 Everything runs in namespaces made here (172.30.0.0/16 behind a docker0 bridge), never in the
 machine's own; the caller removes them in a finally.
 """
 import atexit
+import collections
 import os
 import shutil
 import statistics
@@ -17,9 +19,9 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from nsutil import Container, DockerHost, in_netns, run, unique  # noqa: E402,F401
+from wheelutil import build_wheel  # noqa: E402
 
-PYTHON = sys.executable
-UKRUN = os.path.join(os.path.dirname(PYTHON), "ukrun")
+PYTHON = sys.executable  # the development venv's: it builds the deployed one
 WORKDIR = tempfile.mkdtemp(prefix="ukrun-bench-")
 atexit.register(shutil.rmtree, WORKDIR, ignore_errors=True)   # also when a section runs alone
 
@@ -31,6 +33,42 @@ def compile_c(name):
         run("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", out,
             os.path.join(HERE, "csrc", name + ".c"))
     return out
+
+
+Install = collections.namedtuple("Install", "python ukrun describe info")
+_deployed = None
+
+
+def deployed():
+    """ukrun as a container image has it (examples/*/Dockerfile), made once per bench run.
+
+    The wheel (tests/wheelutil.build_wheel, from a clean copy of the tree) is installed with
+    pip, with its dependency cffi from the package index as in an image build, in a plain
+    `python -m venv` under WORKDIR: no editable-install import hook, bytecode compiled at
+    install. Returns Install(python, ukrun, describe, info): the venv's interpreter, its `ukrun`
+    console script, a phrase for table titles and a dict for the JSON.
+    """
+    global _deployed
+    if _deployed is not None:
+        return _deployed
+    base = os.path.join(WORKDIR, "deployed")
+    wheel = build_wheel(os.path.join(base, "build"))
+    venv = os.path.join(base, "venv")
+    run(PYTHON, "-m", "venv", venv, timeout=300)
+    py = os.path.join(venv, "bin", "python")
+    run(py, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel, timeout=300)
+    # From a directory without a ukrun/ in it, so the import can only find the venv's copy.
+    where = run(py, "-c", "import sys, ukrun.cli, cffi; print(sys.version.split()[0]);"
+                " print(ukrun.cli.__file__); print(cffi.__version__)", cwd=venv).stdout.split("\n")
+    if not os.path.realpath(where[1]).startswith(os.path.realpath(venv) + os.sep):
+        raise RuntimeError("the deployed venv imports ukrun from %s" % where[1])
+    script = os.path.join(venv, "bin", "ukrun")
+    name = os.path.basename(wheel)
+    describe = "%s in a fresh venv (python %s)" % (name, where[0])
+    info = {"install": "wheel", "wheel": name, "venv": "python -m venv (plain, not editable)",
+            "python": where[0], "cffi": where[2]}
+    _deployed = Install(py, script, describe, info)
+    return _deployed
 
 
 class Host(DockerHost):

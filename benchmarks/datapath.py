@@ -14,7 +14,7 @@ import json
 import os
 import subprocess
 
-from common import UKRUN, WORKDIR, Host, compile_c, popen_in, stats, table
+from common import WORKDIR, Host, deployed, compile_c, popen_in, stats, table
 
 RTT_COUNT = 5000
 FLOOD_COUNT = 200000
@@ -43,7 +43,7 @@ def start(host, mode, reflector):
         c.ip("addr", "flush", "dev", "eth0")
         argv = [reflector, "--packet=eth0", "--mac=" + mac, "--ipv4=%s/16" % c.ip4]
     else:
-        argv = [UKRUN, "unix", "--wiring", mode, reflector, "--mac=" + mac]
+        argv = [deployed().ukrun, "unix", "--wiring", mode, reflector, "--mac=" + mac]
     proc = popen_in(c.name, argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     log.close()
     return c, proc

@@ -1,7 +1,8 @@
 """Where ukrun's setup time goes: one `ukrun unix` run split into phases, in a fresh container.
 
-Run as a child process (a fresh interpreter, as ukrun starts) inside the container: it goes
-through the same calls as `ukrun unix STAMP` (cli parse, runner plan/apply/exec_applied) with
+Run as a child process (a fresh interpreter, as ukrun starts: the deployed venv's python, whose
+ukrun comes from the wheel; see common.deployed) inside the container: it goes through the same
+calls as `ukrun unix STAMP` (cli parse, runner plan/apply/exec_applied) with
 os.execve replaced by a timestamp, and prints {phase: ms} as JSON. It uses the CLI's and the
 runner's internals, so main() reports it as unavailable rather than failing the bench if they move.
 """
@@ -9,7 +10,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 
 CHILD = r'''
 import time
@@ -40,6 +40,8 @@ out, prev = {}, t0
 for name, t in marks:
     out[name] = (t - prev) * 1e3
     prev = t
+if not cli.__file__.startswith(sys.prefix + os.sep):
+    raise SystemExit("ukrun imported from %s, not from %s" % (cli.__file__, sys.prefix))
 print(json.dumps(out))
 '''
 
@@ -47,8 +49,9 @@ print(json.dumps(out))
 RUNS = 7
 
 
-def main(host, stamp, runs=RUNS):
-    """{phase: median ms}, or None when the internals it calls have moved."""
+def main(host, stamp, python, runs=RUNS):
+    """{phase: median ms} of RUNS runs of CHILD under interpreter PYTHON (the deployed venv's),
+    or None when the internals it calls have moved."""
     from common import in_netns
 
     samples = {}
@@ -57,8 +60,10 @@ def main(host, stamp, runs=RUNS):
             c = host.fresh()
             try:
                 with in_netns(c.name):
-                    out = subprocess.run([sys.executable, "-c", CHILD, stamp], capture_output=True,
-                                         text=True, timeout=30, env=dict(os.environ))
+                    # cwd: python -c puts it first on sys.path; the checkout's ukrun/ must not win.
+                    out = subprocess.run([python, "-c", CHILD, stamp], capture_output=True,
+                                         text=True, timeout=30, env=dict(os.environ),
+                                         cwd=os.path.dirname(python))
                 if out.returncode != 0:
                     raise RuntimeError(out.stderr.strip().splitlines()[-1:])
                 for name, ms in json.loads(out.stdout).items():
@@ -71,7 +76,7 @@ def main(host, stamp, runs=RUNS):
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
-def show(result):
+def show(result, runs=RUNS, install=None):
     from common import table
 
     if result is None:
@@ -79,5 +84,5 @@ def show(result):
     total = sum(result.values())
     rows = [[name, "%.2f" % ms, "%.0f%%" % (100 * ms / total)] for name, ms in result.items()]
     rows.append(["total after interpreter start", "%.2f" % total, "100%"])
-    table("Where ukrun's own time goes (median of %d runs in fresh containers)" % RUNS,
-          ["phase", "ms", "share"], rows)
+    table("Where ukrun's own time goes (median of %d runs in fresh containers)%s"
+          % (runs, "\nukrun: %s" % install if install else ""), ["phase", "ms", "share"], rows)

@@ -3,13 +3,13 @@
 Needs root (it makes network namespaces; never touches the machine's own), gcc, iproute2 and,
 for the VM guest, qemu-system-x86_64. Results go to benchmarks/results/<UTC time>.json.
 Sections: run.py [setup] [boot] [datapath] (default: all three).
+UKRUN_BENCH_RUNS=N shortens the setup section for smoke runs (see setup_latency.py).
 """
 import datetime
 import json
 import os
 import platform
 import signal
-import subprocess
 import sys
 import time
 
@@ -36,10 +36,7 @@ def main(argv):
         print("ukrun bench: unknown section(s) %s; choose from %s" % (sorted(unknown), SECTIONS))
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # runs the finally blocks
-    # A pip install compiles ukrun's bytecode; a checkout may lack it or hold a stale copy
-    # (and PYTHONDONTWRITEBYTECODE stops Python from writing it), so compile it here.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(common.ROOT, "ukrun")],
-                   check=True, stdout=subprocess.DEVNULL)
+    common.deployed()  # every section runs ukrun as installed from its wheel
     began = time.monotonic()
     stamp = datetime.datetime.now(datetime.timezone.utc)
     out = {"date": stamp.isoformat(timespec="seconds"), "machine": machine()}

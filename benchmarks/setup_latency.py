@@ -5,13 +5,23 @@ started in the container's namespace, reads the same clock just before it forks 
 nothing but the variant under test lies between the two readings. Peak RSS is the variant's
 ru_maxrss from wait4 in launch (kept across execve, so it is ukrun's or the shell's peak;
 launch is small, so its pages do not hide the variant's).
+
+ukrun is measured as deployed: installed from its wheel in a fresh plain venv
+(common.deployed(), built once per bench run), not the development venv's editable install,
+whose import hook costs every interpreter start there. The `python -c` baseline runs that same
+venv's interpreter, so "ukrun own ms" is ukrun minus the bare interpreter it starts with.
+
+UKRUN_BENCH_RUNS=N (environment) sets the number of interleaved rounds (default 21); the phase
+breakdown then takes min(N, phases.RUNS) runs. Meant for quick smoke runs, not for figures.
 """
 import os
 import random
 import subprocess
 
 import phases
-from common import PYTHON, UKRUN, WORKDIR, Host, compile_c, in_netns, stats, table
+from common import WORKDIR, Host, compile_c, deployed, in_netns, stats, table
+
+RUNS = 21
 
 SCRIPT = """#!/bin/sh
 # The old runner's steps, with iproute2 and setpriv.
@@ -28,13 +38,15 @@ exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all,+net_bind_servic
 """
 
 
-def variants(stamp, script):
+def variants(stamp, script, install):
+    """The argv of each variant; the interpreter and ukrun are INSTALL's (a deployed venv)."""
     return {
         "exec stamp directly (floor)": lambda c: [stamp],
-        "python -c (exec stamp)": lambda c: [PYTHON, "-c", "import os; os.execv(%r, [%r])"
+        "python -c (exec stamp)": lambda c: [install.python, "-c", "import os; os.execv(%r, [%r])"
                                              % (stamp, stamp)],
-        "ukrun unix --wiring tc": lambda c: [UKRUN, "unix", "--wiring", "tc", stamp],
-        "ukrun unix --wiring bridge": lambda c: [UKRUN, "unix", "--wiring", "bridge", stamp],
+        "ukrun unix --wiring tc": lambda c: [install.ukrun, "unix", "--wiring", "tc", stamp],
+        "ukrun unix --wiring bridge": lambda c: [install.ukrun, "unix", "--wiring", "bridge",
+                                                 stamp],
         "iproute2 shell script": lambda c: ["/bin/sh", script, "%s/16" % c.ip4, stamp],
     }
 
@@ -55,12 +67,24 @@ def once(host, launch, argv_for):
         host.discard(c)
 
 
-def main(runs=21):
+def runs_from_env(default=RUNS):
+    value = os.environ.get("UKRUN_BENCH_RUNS", "")
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit("UKRUN_BENCH_RUNS must be a positive integer, not %r" % value)
+    return int(value)
+
+
+def main(runs=None):
+    runs = runs_from_env() if runs is None else runs
+    phase_runs = min(runs, phases.RUNS)
+    install = deployed()
     stamp, launch = compile_c("stamp"), compile_c("launch")
     script = os.path.join(WORKDIR, "old-runner.sh")
     with open(script, "w") as fh:
         fh.write(SCRIPT)
-    table_of = variants(stamp, script)
+    table_of = variants(stamp, script, install)
     times = {k: [] for k in table_of}
     rss = {k: [] for k in table_of}
     host = Host()
@@ -74,7 +98,7 @@ def main(runs=21):
                 ms, mb = once(host, launch, table_of[k])
                 times[k].append(ms)
                 rss[k].append(mb)
-        breakdown = phases.main(host, stamp)
+        breakdown = phases.main(host, stamp, install.python, phase_runs)
     finally:
         host.delete()
     result = {k: {"ms": stats(times[k]), "peak_rss_mb": max(rss[k]), "samples_ms": times[k]}
@@ -90,10 +114,14 @@ def main(runs=21):
                      "%.1f" % r["peak_rss_mb"], "%.2f" % own if own is not None else "-",
                      "%.2fx" % (m["median"] / shell)])
     table("Setup latency: spawn -> unikernel exec, fresh container each run (%d runs, interleaved)"
-          % runs, ["variant", "median ms", "IQR ms", "min-max ms", "peak RSS MB",
-                   "ukrun own ms", "vs shell"], rows)
-    phases.show(breakdown)
+          "\nukrun and python: %s" % (runs, install.describe),
+          ["variant", "median ms", "IQR ms", "min-max ms", "peak RSS MB", "ukrun own ms",
+           "vs shell"], rows)
+    phases.show(breakdown, phase_runs, install.describe)
     result["ukrun_phases_ms"] = breakdown
+    result["ukrun_phases_runs"] = phase_runs
+    result["runs"] = runs
+    result["measured_install"] = install.info
     return result
 
 

@@ -43,9 +43,6 @@ class NetlinkError(OSError):
         return "%s (%s)" % (text, self.ext_ack) if self.ext_ack else text
 
 
-# An operation's name ("Op" below): a str, or a callable called only to word an error.
-
-
 def _check_ifname(name) -> str:
     if not isinstance(name, str) or not 0 < len(name.encode()) < lib.IFNAMSIZ or "\0" in name:
         raise ValueError("%r is not an interface name (1 to %d bytes)" % (name, lib.IFNAMSIZ - 1))
@@ -92,9 +89,10 @@ class Rtnl:
         size = self._sock.recv_into(self._peek, 0, _socket.MSG_PEEK | _socket.MSG_TRUNC)
         return self._sock.recv(max(size, 1))
 
-    def _exchange(self, type_: int, flags: int, body, op: Op) -> list:
+    def _exchange(self, type_: int, flags: int, body, op: str | Callable[[], str]) -> list:
         """Send one request and return the messages answering it, up to the ack or DONE;
-        raise NetlinkError when the kernel refuses it."""
+        raise NetlinkError when the kernel refuses it. ``op`` names the operation for that
+        error: a str, or a callable called only then (wording it costs a link look-up)."""
         if self._abandoned:
             self._drain()
         self._seq = self._seq % 0xFFFFFFFF + 1
@@ -135,7 +133,7 @@ class Rtnl:
                 break
         self._abandoned = False
 
-    def _request(self, type_: int, body, op: Op, flags: int = 0) -> list:
+    def _request(self, type_: int, body, op: str | Callable[[], str], flags: int = 0) -> list:
         return self._exchange(type_, lib.NLM_F_ACK | flags, body, op)
 
     def _dump(self, type_: int, body, op: str) -> list:

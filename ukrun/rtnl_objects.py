@@ -16,7 +16,6 @@ from ukrun.netlink import (Attr, IfAddrMsg, IfInfoMsg, Layout, NetlinkParseError
                            attr_nested, attr_string, attr_u32)
 from ukrun.valueclass import value_class
 
-# IPAddress below: an IPv4Address or an IPv6Address.
 _INTERFACE = {_socket.AF_INET: IPv4Interface, _socket.AF_INET6: IPv6Interface}
 _NETWORK = {_socket.AF_INET: IPv4Network, _socket.AF_INET6: IPv6Network}
 _ADDRESS = {_socket.AF_INET: IPv4Address, _socket.AF_INET6: IPv6Address}
@@ -49,7 +48,7 @@ def parse_mac(text: str) -> bytes:
     return bytes(int(p, 16) for p in parts)
 
 
-def _ip(data: bytes | None, family: int, what: str) -> IPAddress | None:
+def _ip(data: bytes | None, family: int, what: str) -> IPv4Address | IPv6Address | None:
     if data is None:
         return None
     try:
@@ -96,7 +95,7 @@ class Address:
     flags: int = 0  # IFA_F_*
     broadcast: IPv4Address | None = None
     label: str | None = None
-    peer: IPAddress | None = None  # the other end of a point-to-point address
+    peer: IPv4Address | IPv6Address | None = None  # the other end of a point-to-point address
 
     @property
     def family(self) -> int:
@@ -143,7 +142,7 @@ def address_request(addr: Address) -> IfAddrMsg:
 class Route:
     family: int
     dst: IPv4Network | IPv6Network
-    gateway: IPAddress | None = None
+    gateway: IPv4Address | IPv6Address | None = None
     oif: int | None = None
     table: int = lib.RT_TABLE_MAIN
     protocol: int = lib.RTPROT_BOOT
@@ -151,7 +150,7 @@ class Route:
     type: int = lib.RTN_UNICAST
     priority: int | None = None
     onlink: bool = False  # RTNH_F_ONLINK: the gateway is on the link even if no prefix says so
-    prefsrc: IPAddress | None = None
+    prefsrc: IPv4Address | IPv6Address | None = None
 
     @property
     def is_default(self) -> bool:

@@ -15,7 +15,8 @@ statement costs.
 
 Fields are the class's annotated names, in order, after those of value-class bases; a default
 is the class attribute of that name. ``__post_init__`` runs after ``__init__`` if defined.
-``fields(obj)`` lists the field names; ``is_value(obj)`` tells a value-class instance. Equality, like a dataclass's, needs the same class.
+``fields(obj)`` lists the field names; ``is_value(obj)`` tells a value-class instance.
+Equality, like a dataclass's, needs the same class.
 """
 from __future__ import annotations
 
