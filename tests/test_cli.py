@@ -8,10 +8,13 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nsutil import in_netns, kvm_usable
 from snapshots import redirects, snapshot, wiring_state
 from ukrun import cli
+from ukrun.errors import UsageError
 from ukrun.targets import TARGETS
 
 # --- parsing (pure) -----------------------------------------------------------------------
@@ -48,9 +51,62 @@ def test_defaults_and_options_reach_the_runner():
     assert (defaults["wiring"], defaults["mac"], defaults["ip_args"]) == ("tc", "inherit", "mirage")
 
 
+# A run's command line is parsed without argparse (ukrun.options.fast_parse); wherever that
+# answers, argparse (ukrun.parser.parse) must give the very same namespace, and wherever
+# argparse refuses, fast_parse must leave it to argparse so that argparse words the error.
+WORDS = ["--interface", "--interface=eth1", "--tap", "tap1", "--tap=", "--wiring", "bridge",
+         "--wiring=tc", "--wiring=vxlan", "--bridge=br9", "--mac", "random", "--mac=inherit",
+         "--ip-args=none", "--ip-args=x", "--keep-cap", "NET_RAW", "--keep-cap=none",
+         "--dry-run", "--dry-run=1", "-v", "-vv", "--verbose", "--tender", "/t", "--qemu=/q",
+         "--net-name=service0", "--mem", "64", "--mem=0", "--mem=-5", "--mem= 7", "--mem=x",
+         "--cpu=max", "--tap-fd", "--tender-arg", "-initrd", "--tender-arg=i.cpio", "--tap-f",
+         "--help", "-h", "--", "-", "k", "./k.hvt", "-x", "", "--unknown", "--inter=eth0"]
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(sorted(TARGETS) + ["inspect", "hvtx"]),
+       st.lists(st.sampled_from(WORDS), max_size=8))
+def test_the_fast_parse_agrees_with_argparse(target, words):
+    from ukrun import options, parser
+
+    argv = [target] + words
+    fast = options.fast_parse(argv)
+    try:
+        slow = vars(parser.parse(argv))
+    except (UsageError, SystemExit):  # an error, or --help (which prints)
+        slow = None
+    if fast is not None:  # (and where argparse refuses, slow is None: so must fast be)
+        assert vars(fast) == slow
+    elif slow is not None and target in TARGETS:
+        # Correct either way, only slower: a run line argparse accepts and fast_parse leaves to
+        # it must be one of the forms fast_parse does not try (combined short flags).
+        assert "-vv" in words, argv
+
+
+@pytest.mark.parametrize("line", [
+    "unix /unikernel/www.native", "hvt --mem 64 /unikernel/www.hvt",
+    "spt --tap-fd --net-name=service0 -v /u.spt --ipv4-only",
+    "qemu --tender-arg=-initrd --tender-arg=/guest/initrd /guest/vmlinuz console=ttyS0",
+    "kvm --cpu host --wiring bridge --mac random --keep-cap none /u.virtio",
+    "ukvm --dry-run /unikernel/www.ukvm", "unix --ip-args none -- -k",
+])
+def test_common_run_lines_take_the_fast_parse(line):
+    from ukrun import options, parser
+
+    fast = options.fast_parse(line.split())
+    assert fast is not None and vars(fast) == vars(parser.parse(line.split()))
+
+
+def test_a_run_is_parsed_without_argparse():
+    code = ("import sys, ukrun.cli; ukrun.cli.parse(['hvt', '--mem', '64', '--tap-fd', 'k']); "
+            "print('argparse' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_each_target_has_its_options():
     parser = cli.get_parser()
-    options = {name: cli._value_options(p) | {s for a in p._actions for s in a.option_strings}
+    options = {name: {s for a in p._actions for s in a.option_strings}
                for name, p in parser.targets.items()}
     assert "--tender" not in options["unix"] and "--tap-fd" not in options["unix"]
     assert {"--tender", "--net-name", "--mem", "--tap-fd", "--tender-arg"} <= options["hvt"]
@@ -66,6 +122,7 @@ USAGE_ERRORS = {
     "no unikernel": (["unix"], "UNIKERNEL"),
     "no unikernel after options": (["hvt", "--mem", "5"], "UNIKERNEL"),
     "unknown option": (["unix", "--frob", "k"], "--frob"),
+    "unknown option with a space": (["unix", "--mem= 7", "k"], "unrecognized arguments: --mem= 7"),
     "option without value": (["hvt", "--mem"], "--mem"),
     "bad wiring": (["unix", "--wiring", "vxlan", "k"], "--wiring"),
     "bad ip-args": (["unix", "--ip-args", "dhcp", "k"], "--ip-args"),

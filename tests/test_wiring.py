@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ukrun.wiring import (ALIAS_MAX, Record, View, Wanted, parse_mac, plan_steps, random_mac)
 
@@ -230,8 +232,52 @@ def test_record_round_trip_and_size():
     assert Record.from_alias(no_gw.to_alias()) == no_gw
 
 
-@pytest.mark.parametrize("alias", [None, "", "my tap", "ukrun:", "ukrun:{", "ukrun:[]",
-                                   'ukrun:{"v":2}', 'ukrun:{"v":1,"w":"vxlan"}',
-                                   'ukrun:{"v":1,"w":"tc","i":"eth0","4":"nope","e":"x"}'])
+GOOD_ALIAS = "ukrun:1 i=eth0 w=tc b= 4=172.30.0.2/16 g=172.30.0.1 o=0 m=%s e=%s" % (MAC, MAC)
+
+
+def test_record_alias_reads_as_documented():
+    rec = Record.from_alias(GOOD_ALIAS)
+    assert rec == Record("eth0", "tc", None, ipaddress.IPv4Interface("172.30.0.2/16"),
+                         ipaddress.IPv4Address("172.30.0.1"), False, MAC, MAC)
+    assert rec.to_alias() == GOOD_ALIAS
+
+
+@pytest.mark.parametrize("alias", [
+    None, "", "my tap", "ukrun:", "ukrun:{", "ukrun:1", GOOD_ALIAS.replace(":1 ", ":2 "),
+    GOOD_ALIAS.replace("w=tc", "w=vxlan"), GOOD_ALIAS.replace("4=172.30.0.2/16", "4=nope"),
+    GOOD_ALIAS.replace("g=172.30.0.1", "g=300.1.1.1"), GOOD_ALIAS.replace("o=0", "o=yes"),
+    GOOD_ALIAS.replace("i=eth0", "i="), GOOD_ALIAS.replace(" e=" + MAC, ""),
+    GOOD_ALIAS + " x=1", GOOD_ALIAS + " i=eth1", GOOD_ALIAS.replace(" b= ", " b  "),
+    'ukrun:{"v":1,"w":"tc","i":"eth0","4":"172.30.0.2/16","e":"x"}',
+])
 def test_foreign_or_broken_aliases_are_not_records(alias):
     assert Record.from_alias(alias) is None
+
+
+def test_a_value_with_white_space_is_refused():
+    with pytest.raises(ValueError, match="white space"):
+        Record("eth 0", "tc", None, ipaddress.IPv4Interface("10.0.0.2/8"), None, False, None,
+               MAC).to_alias()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=120))
+def test_any_alias_text_is_a_record_or_none(text):
+    for alias in (text, "ukrun:" + text, "ukrun:1 " + text):
+        rec = Record.from_alias(alias)
+        assert rec is None or Record.from_alias(rec.to_alias()) == rec
+
+
+_NAMES = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=15)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_NAMES, st.sampled_from(["tc", "bridge"]), st.none() | _NAMES,
+       st.integers(0, 2**32 - 1), st.integers(0, 32), st.none() | st.integers(0, 2**32 - 1),
+       st.booleans(), st.none() | st.just(MAC))
+def test_record_round_trip(interface, wiring, bridge, ip, prefix, gateway, onlink, guest_mac):
+    rec = Record(interface, wiring, bridge,
+                 ipaddress.IPv4Interface((ip, prefix)),
+                 None if gateway is None else ipaddress.IPv4Address(gateway), onlink,
+                 guest_mac, MAC)
+    assert Record.from_alias(rec.to_alias()) == rec

@@ -12,7 +12,6 @@ reuses what the first built. ``Kernel`` (in ukrun.steps) carries the steps out.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 
 from ukrun._ffi import lib
@@ -20,6 +19,7 @@ from ukrun.valueclass import fields, fresh, is_value, value_class
 
 WIRINGS = ("tc", "bridge")
 RECORD_PREFIX = "ukrun:"
+RECORD_VERSION = "1"
 ALIAS_MAX = 255  # IFALIASZ - 1: the kernel refuses a longer IFLA_IFALIAS
 
 
@@ -90,12 +90,18 @@ class Record:
     guest_mac: str | None
     interface_mac: str  # the interface's own MAC before the run (bridge wiring may change it)
 
+    # The alias reads "ukrun:1 i=eth0 w=tc b= 4=172.30.0.2/16 g=172.30.0.1 o=0 m=MAC e=MAC":
+    # words that `ip link` shows as they are, and no json to load on a run's path. No value
+    # can hold a space (interface names, addresses and MACs cannot); an empty one is None.
     def to_alias(self) -> str:
-        data = {"v": 1, "i": self.interface, "w": self.wiring, "b": self.bridge,
-                "4": self.ipv4.with_prefixlen,
-                "g": str(self.gateway4) if self.gateway4 else None,
-                "o": int(self.gateway4_onlink), "m": self.guest_mac, "e": self.interface_mac}
-        alias = RECORD_PREFIX + json.dumps(data, separators=(",", ":"))
+        fields = (("i", self.interface), ("w", self.wiring), ("b", self.bridge),
+                  ("4", self.ipv4.with_prefixlen), ("g", self.gateway4),
+                  ("o", int(self.gateway4_onlink)), ("m", self.guest_mac),
+                  ("e", self.interface_mac))
+        words = ["%s=%s" % (key, "" if value is None else value) for key, value in fields]
+        alias = RECORD_PREFIX + " ".join([RECORD_VERSION] + words)
+        if any(word.split() != [word] for word in words):
+            raise ValueError("record %r: a value holds white space" % alias)
         if len(alias.encode()) > ALIAS_MAX:  # cannot happen with valid names; keep it honest
             raise ValueError("record %r is longer than %d bytes" % (alias, ALIAS_MAX))
         return alias
@@ -105,16 +111,19 @@ class Record:
         """The record in ``alias``, or None when it is not one of ours (or not readable)."""
         if not alias or not alias.startswith(RECORD_PREFIX):
             return None
+        version, *words = alias[len(RECORD_PREFIX):].split(" ")
+        data = dict(word.partition("=")[::2] for word in words)
+        if (version != RECORD_VERSION or len(data) != len(words) or set(data) != set("iwb4gome")
+                or data["w"] not in WIRINGS or data["o"] not in ("0", "1")
+                or not data["i"] or not data["e"]):
+            return None
         try:
-            data = json.loads(alias[len(RECORD_PREFIX):])
-            if data.get("v") != 1 or data["w"] not in WIRINGS:
-                return None
-            return cls(interface=data["i"], wiring=data["w"], bridge=data.get("b"),
+            return cls(interface=data["i"], wiring=data["w"], bridge=data["b"] or None,
                        ipv4=ipaddress.IPv4Interface(data["4"]),
-                       gateway4=ipaddress.IPv4Address(data["g"]) if data.get("g") else None,
-                       gateway4_onlink=bool(data.get("o")), guest_mac=data.get("m"),
+                       gateway4=ipaddress.IPv4Address(data["g"]) if data["g"] else None,
+                       gateway4_onlink=data["o"] == "1", guest_mac=data["m"] or None,
                        interface_mac=data["e"])
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except ValueError:  # an address that does not parse
             return None
 
 
