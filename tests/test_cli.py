@@ -76,11 +76,16 @@ def test_the_fast_parse_agrees_with_argparse(target, words):
     except (UsageError, SystemExit):  # an error, or --help (which prints)
         slow = None
     if fast is not None:  # (and where argparse refuses, slow is None: so must fast be)
-        assert vars(fast) == slow
+        fast = vars(fast)
+        if sys.version_info < (3, 11):  # argparse there drops an option's value if it is "--"
+            fast = {k: v for k, v in fast.items() if v != "--" or slow.get(k) != []}
+            slow = {k: v for k, v in slow.items() if k in fast}
+        assert fast == slow
     elif slow is not None and target in TARGETS:
         # Correct either way, only slower: a run line argparse accepts and fast_parse leaves to
-        # it must be one of the forms fast_parse does not try (combined short flags).
-        assert "-vv" in words, argv
+        # it must be one of the forms fast_parse does not try (combined short flags), or one
+        # where argparse before 3.11 dropped a value "--".
+        assert "-vv" in words or (sys.version_info < (3, 11) and "--" in words), argv
 
 
 @pytest.mark.parametrize("line", [
