@@ -14,7 +14,7 @@ import subprocess
 CHILD = r'''
 import time
 t0 = time.perf_counter()
-import json, os, sys
+import os, sys  # json only at the end: a run does not load it
 marks = []
 def mark(name):
     marks.append((name, time.perf_counter()))
@@ -42,6 +42,7 @@ for name, t in marks:
     prev = t
 if not cli.__file__.startswith(sys.prefix + os.sep):
     raise SystemExit("ukrun imported from %s, not from %s" % (cli.__file__, sys.prefix))
+import json
 print(json.dumps(out))
 '''
 
