@@ -4,6 +4,7 @@ what the first run moved, and frames really cross the wiring to a guest on the t
 """
 import errno
 import json
+import logging
 import os
 import select
 import struct
@@ -78,6 +79,16 @@ def test_apply_then_undo_restores_everything(wiring, tap_fd, rich, programs):
         applied.undo()
     assert any(link["ifname"] == "tap0" for link in wired["links"])
     assert snapshot(rich) == before
+
+
+def test_steps_reach_the_ukrun_logger_of_a_program_that_uses_logging(rich, programs, caplog):
+    # pytest has loaded logging; a run without -v then says nothing on stderr but logs each step.
+    with caplog.at_level(logging.INFO, logger="ukrun"), in_netns(rich.name):
+        p = plan(spt(programs))
+        apply(p).undo()
+    logged = [r.getMessage() for r in caplog.records if r.name == "ukrun"]
+    assert logged[:len(p.steps)] == [step.text for step in p.steps]
+    assert any(m.startswith("undo: ") for m in logged)
 
 
 def _fail_at(monkeypatch, target):
