@@ -7,8 +7,6 @@ to it, which it parses the same way and words the error for.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 from ukrun._version import __version__
 from ukrun.errors import UsageError
@@ -16,32 +14,8 @@ from ukrun.options import DESCRIPTION, TARGET_HELP, run_options, split_at_uniker
 from ukrun.targets import TARGETS
 
 
-def _terminal_columns() -> int:
-    """What shutil.get_terminal_size() says (COLUMNS, else the terminal, else 80)."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-        if columns <= 0:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
-    except (AttributeError, ValueError, OSError):
-        columns = 0
-    return columns or 80
-
-
-class HelpFormatter(argparse.HelpFormatter):
-    """argparse's, but given its width: left to find it, argparse imports shutil (and with it
-    zlib, bz2 and lzma) for every add_argument, ~2.5 ms more on every parse."""
-
-    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
-        super().__init__(prog, indent_increment, max_help_position,
-                         _terminal_columns() - 2 if width is None else width)
-
-
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one-line UsageErrors, printed by main()."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(message, "see '%s --help'" % self.prog)
