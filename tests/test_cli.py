@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from nsutil import in_netns, kvm_usable
@@ -70,22 +70,22 @@ def test_the_fast_parse_agrees_with_argparse(target, words):
     from ukrun import options, parser
 
     argv = [target] + words
+    if target in TARGETS and sys.version_info < (3, 13):
+        # argparse before 3.13 turns an option value "--" into []: nothing true to compare.
+        head, _ = options.split_at_unikernel(options.value_flags(options.run_options(target)),
+                                             words)
+        assume(not any(word.endswith("=--") for word in head))
     fast = options.fast_parse(argv)
     try:
         slow = vars(parser.parse(argv))
     except (UsageError, SystemExit):  # an error, or --help (which prints)
         slow = None
     if fast is not None:  # (and where argparse refuses, slow is None: so must fast be)
-        fast = vars(fast)
-        if sys.version_info < (3, 11):  # argparse there drops an option's value if it is "--"
-            fast = {k: v for k, v in fast.items() if v != "--" or slow.get(k) != []}
-            slow = {k: v for k, v in slow.items() if k in fast}
-        assert fast == slow
+        assert vars(fast) == slow
     elif slow is not None and target in TARGETS:
         # Correct either way, only slower: a run line argparse accepts and fast_parse leaves to
-        # it must be one of the forms fast_parse does not try (combined short flags), or one
-        # where argparse before 3.11 dropped a value "--".
-        assert "-vv" in words or (sys.version_info < (3, 11) and "--" in words), argv
+        # it must be one of the forms fast_parse does not try (combined short flags).
+        assert "-vv" in words, argv
 
 
 @pytest.mark.parametrize("line", [
