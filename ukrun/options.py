@@ -152,9 +152,6 @@ class Namespace:
     def __init__(self, **values):
         self.__dict__.update(values)
 
-    def __eq__(self, other):
-        return vars(self) == vars(other)
-
     def __repr__(self):
         return "Namespace(%s)" % ", ".join("%s=%r" % kv for kv in sorted(vars(self).items()))
 

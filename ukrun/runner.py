@@ -24,6 +24,11 @@ from ukrun.wiring import Record, View, Wanted, jsonable, parse_mac, plan_steps, 
 _verbose = False
 
 
+def _heard() -> bool:
+    """Whether _say reaches anyone: worth wording a costly message for."""
+    return _verbose or "logging" in sys.modules
+
+
 def _say(message: str) -> None:
     if _verbose:
         sys.stderr.write("ukrun: %s\n" % message)
@@ -368,7 +373,7 @@ def exec_applied(applied: Applied):
     tap_fd = applied.tap_fd
     applied.kernel.rtnl.close()
     close_stray_fds(tap_fd)
-    if _verbose or "logging" in sys.modules:
+    if _heard():
         import shlex
 
         _say("exec %s" % shlex.join(p.argv))
