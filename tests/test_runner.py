@@ -139,19 +139,28 @@ def test_a_refused_step_is_a_privilege_error(container, programs, monkeypatch):
     assert snapshot(container) == before
 
 
-def test_a_failed_drop_gives_the_network_back(container, programs, monkeypatch):
+@pytest.mark.parametrize("mode", ["direct", "forked", "dropped"])
+def test_a_failed_drop_gives_the_network_back(mode, container, programs, monkeypatch):
     """If the capability drop fails, nothing is exec'd and the network is given back."""
     from ukrun import caps, runner
 
-    def refuse(kept):
+    def refuse(*args, **kw):
         raise PrivilegeError("dropping capabilities: capset: Operation not permitted")
 
+    def no_exec(*args):  # this is pytest's own process: it must never be replaced
+        raise AssertionError("execve reached")
+
     monkeypatch.setattr(caps, "drop_to", refuse)
+    monkeypatch.setattr(caps, "prepare_execve", refuse)
+    monkeypatch.setattr(os, "execve", no_exec)
     before = snapshot(container)
     with in_netns(container.name):
-        applied = apply(plan(spt(programs, tap_fd=True)))
-        with pytest.raises(PrivilegeError):
+        p = plan(spt(programs, tap_fd=True))
+        p.exec_mode = mode
+        applied = apply(p)
+        with pytest.raises(PrivilegeError) as failed:
             runner.exec_applied(applied)
+    assert "given back" in str(failed.value)
     assert snapshot(container) == before
 
 

@@ -183,6 +183,66 @@ def _step(what: str, call, *args) -> None:
                       "nothing was started; a seccomp or LSM profile may forbid the change") from e
 
 
+def _checked_kept(kept: Iterable[int], before: CapState) -> frozenset:
+    """``kept`` as a frozenset, refused (before any change) when the thread cannot keep it."""
+    kept = frozenset(kept)
+    top = last_cap()
+    bad = sorted(c for c in kept if not isinstance(c, int) or not 0 <= c <= top)
+    if bad:
+        raise ValueError("no such capability on this kernel: %s" % ", ".join(map(str, bad)))
+    missing = kept - before.permitted
+    if missing:
+        raise _refuse("cannot keep %s: not in the permitted set" % describe(missing),
+                      "grant it to the container with docker run --cap-add, or do not keep it")
+    # capset lets the inheritable set grow only within the bounding set.
+    missing = kept - before.bounding - before.inheritable
+    if missing:
+        raise _refuse("cannot keep %s: not in the bounding set" % describe(missing),
+                      "grant it to the container with docker run --cap-add, or do not keep it")
+    return kept
+
+
+def _verify(after: CapState, wanted: dict) -> CapState:
+    wrong = [name for name, want in wanted.items() if getattr(after, name) != want]
+    if wrong:
+        raise _refuse("%s not as intended after the drop (%s)" % (", ".join(wrong), STATUS),
+                      "refusing to run the program with privileges left")
+    return after
+
+
+def can_bound_execve() -> bool:
+    """Whether this thread can shrink its bounding set (CAP_SETPCAP is effective): only then
+    can ``prepare_execve`` decide the program's capabilities while this thread keeps its own."""
+    return lib.CAP_SETPCAP in current().effective
+
+
+def prepare_execve(kept: Iterable[int]) -> CapState:
+    """Make the next execve hand the program exactly ``kept``, keeping this thread's own
+    effective and permitted sets (CAP_NET_ADMIN, to give the network back if execve fails).
+
+    execve computes the program's sets from the bounding, inheritable and ambient sets
+    (capabilities(7)): with all three equal to ``kept`` and no_new_privs, a root program gets
+    ``kept``, a non-root one ``kept`` as ambient, and file capabilities nothing beyond the
+    bounding set. That needs CAP_SETPCAP (to shrink the bounding set); without it use
+    ``drop_to``. Verified against the thread's status; PrivilegeError when not as intended.
+    """
+    before = current()
+    kept = _checked_kept(kept, before)
+    if lib.CAP_SETPCAP not in before.effective:
+        raise _refuse("CAP_SETPCAP is needed to bound the program's capabilities",
+                      "drop with drop_to instead")
+    _step("PR_SET_NO_NEW_PRIVS", set_no_new_privs)
+    for cap in range(last_cap() + 1):
+        if cap not in kept and cap in before.bounding:
+            _step("PR_CAPBSET_DROP %s" % describe([cap]), drop_bounding, cap)
+    _step("capset", capset, before.effective, before.permitted, kept)
+    _step("PR_CAP_AMBIENT_CLEAR_ALL", clear_ambient)
+    _step("PR_CAP_AMBIENT_RAISE", raise_ambient, kept)
+    return _verify(current(), {"effective": before.effective, "permitted": before.permitted,
+                               "inheritable": kept, "bounding": kept, "ambient": kept,
+                               "no_new_privs": True})
+
+
 def drop_to(kept: Iterable[int], ambient: bool = False) -> CapState:
     """Leave the calling thread with exactly ``kept`` and no_new_privs; verify; return the state.
 
@@ -194,21 +254,9 @@ def drop_to(kept: Iterable[int], ambient: bool = False) -> CapState:
     A kept capability the thread cannot keep is refused before anything changes; after
     a failed capset the thread still holds what it had (CAP_NET_ADMIN to undo with).
     """
-    kept = frozenset(kept)
-    top = last_cap()
-    bad = sorted(c for c in kept if not isinstance(c, int) or not 0 <= c <= top)
-    if bad:
-        raise ValueError("no such capability on this kernel: %s" % ", ".join(map(str, bad)))
     before = current()
-    missing = kept - before.permitted
-    if missing:
-        raise _refuse("cannot keep %s: not in the permitted set" % describe(missing),
-                      "grant it to the container with docker run --cap-add, or do not keep it")
-    # capset lets the inheritable set grow only within the bounding set.
-    missing = kept - before.bounding - before.inheritable
-    if missing:
-        raise _refuse("cannot keep %s: not in the bounding set" % describe(missing),
-                      "grant it to the container with docker run --cap-add, or do not keep it")
+    kept = _checked_kept(kept, before)
+    top = last_cap()
     with_setpcap = lib.CAP_SETPCAP in before.effective
 
     _step("PR_SET_NO_NEW_PRIVS", set_no_new_privs)
@@ -221,16 +269,8 @@ def drop_to(kept: Iterable[int], ambient: bool = False) -> CapState:
     if ambient:
         _step("PR_CAP_AMBIENT_RAISE", raise_ambient, kept)
 
-    after = current()
-    want_bounding = kept if with_setpcap else before.bounding
-    want_ambient = kept if ambient else frozenset()
-    wrong = [name for name, got, want in (
-        ("effective", after.effective, kept), ("permitted", after.permitted, kept),
-        ("inheritable", after.inheritable, kept), ("bounding", after.bounding, want_bounding),
-        ("ambient", after.ambient, want_ambient), ("no_new_privs", after.no_new_privs, True),
-    ) if got != want]
-    if wrong:
-        raise _refuse("%s not as intended after the drop (%s)" % (", ".join(wrong), STATUS),
-                      "refusing to run the program with privileges left")
-    return after
+    return _verify(current(), {
+        "effective": kept, "permitted": kept, "inheritable": kept,
+        "bounding": kept if with_setpcap else before.bounding,
+        "ambient": kept if ambient else frozenset(), "no_new_privs": True})
 

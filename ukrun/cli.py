@@ -38,7 +38,8 @@ def parse(argv: list):
 
 def _options(ns) -> dict:
     fields = ("interface", "tap", "wiring", "bridge", "mac", "ip_args", "tender", "net_name",
-              "mem", "tap_fd", "tender_args", "qemu", "cpu", "verbose")
+              "mem", "tap_fd", "tender_args", "qemu", "cpu", "init", "allow_physical",
+              "verbose")
     options = {f: getattr(ns, f) for f in fields if hasattr(ns, f)}
     options["keep_caps"] = tuple(ns.keep_caps) if ns.keep_caps else None
     options["tender_args"] = tuple(options.get("tender_args", ()))

@@ -74,6 +74,15 @@ def _common_options() -> list:
         Option("--keep-cap", action="append", dest="keep_caps", metavar="CAP",
                help="a capability the unikernel keeps (repeatable; default "
                     "NET_BIND_SERVICE when ukrun holds it; 'none' keeps nothing)"),
+        Option("--init", default="auto", choices=("auto", "always", "never"),
+               help="always: the unikernel runs as a child of a small init that forwards "
+                    "signals to it, reaps zombies and exits with its status; never: the "
+                    "unikernel replaces ukrun; auto: always when ukrun is PID 1 (a "
+                    "container's main process) or lacks CAP_SETPCAP, else never "
+                    "(default: %(default)s)"),
+        Option("--allow-physical", action="store_true", default=False,
+               help="hand over the interface even when it is a physical NIC (it has a "
+                    "parent device), not a container's veth (default: off, refuse)"),
         Option("--dry-run", action="store_true", default=False,
                help="print the plan (argv, network, steps) as JSON and change nothing "
                     "(default: off, a run)"),

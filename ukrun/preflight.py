@@ -9,6 +9,7 @@ import os
 import stat
 
 from ukrun.errors import NotExecutableError, NotFoundError, PrivilegeError, UsageError
+from ukrun.handover import INIT_CHOICES
 from ukrun.targets import IP_ARGS, TARGETS
 from ukrun.wiring import WIRINGS, parse_mac
 
@@ -68,7 +69,11 @@ def kept_capabilities(names, notes=None) -> frozenset:
             notes.append("%s is not held, so the unikernel keeps no capability" % DEFAULT_KEPT)
         return frozenset()
     names = list(names)
-    if [n.lower() for n in names if isinstance(n, str)] == ["none"]:
+    nones = [n for n in names if isinstance(n, str) and n.strip().lower() == "none"]
+    if nones and len(names) > 1:
+        raise UsageError("--keep-cap: 'none' cannot be combined with other capabilities",
+                         "pass --keep-cap none alone, or only the capabilities to keep")
+    if nones:
         return frozenset()
     try:
         return frozenset(cap_number(n) for n in names)
@@ -178,6 +183,8 @@ def check_options(o):
             raise UsageError("%s is not available for the %s target" % (spelling, o.target))
     if o.wiring not in WIRINGS:
         raise UsageError("--wiring: %r is not one of %s" % (o.wiring, ", ".join(WIRINGS)))
+    if o.init not in INIT_CHOICES:
+        raise UsageError("--init: %r is not one of %s" % (o.init, ", ".join(INIT_CHOICES)))
     if o.ip_args not in IP_ARGS:
         raise UsageError("--ip-args: %r is not one of %s" % (o.ip_args, ", ".join(IP_ARGS)))
     if o.mac not in ("inherit", "random"):

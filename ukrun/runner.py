@@ -12,10 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ukrun import preflight
+from ukrun import handover, preflight
 from ukrun.errors import DiscoveryError, NetworkError, PrivilegeError, UkrunError
-from ukrun.errors import NotExecutableError, NotFoundError
+from ukrun.errors import NotExecutableError, NotFoundError, UsageError
 from ukrun.targets import IP_ARGS, TAP_FD, Launch, Target
+from ukrun._ffi import lib
 from ukrun.valueclass import fields, fresh, value_class
 from ukrun.wiring import Record, View, Wanted, jsonable, parse_mac, plan_steps, random_mac
 
@@ -57,6 +58,8 @@ class Options:
     tender_args: Sequence[str] = ()
     qemu: str | None = None
     cpu: str | None = None
+    init: str = "auto"  # auto | always | never: stay as the program's init (ukrun.handover)
+    allow_physical: bool = False  # hand over a real NIC (one with a parent device) too
     verbose: bool = False
 
 
@@ -90,6 +93,8 @@ class Plan:
     keep_caps: frozenset
     tap_fd: int | None
     notes: list[str] = fresh(list)
+    exec_mode: str = "direct"  # ukrun.handover.EXEC_MODES
+    init_program: str | None = None  # the init a forked exec becomes
 
     def to_json(self) -> dict:
         from ukrun.caps import cap_name
@@ -97,7 +102,8 @@ class Plan:
         return {"target": self.target.name, "argv": list(self.argv),
                 "network": self.network.to_json(), "guest_mac": self.guest_mac,
                 "steps": [s.to_json() for s in self.steps], "tap_fd": self.tap_fd,
-                "keep_caps": sorted(cap_name(c) for c in self.keep_caps), "notes": self.notes}
+                "keep_caps": sorted(cap_name(c) for c in self.keep_caps),
+                "exec_mode": self.exec_mode, "init": self.init_program, "notes": self.notes}
 
 
 # --- plan ---------------------------------------------------------------------------------
@@ -113,18 +119,38 @@ def resolve_programs(o: Options, target: Target) -> str | None:
     return preflight.find_program(o.tender or target.default_tender, "tender")
 
 
+def _bad_record(tap: str, error: ValueError) -> NetworkError:
+    return NetworkError("%s holds a ukrun record that is not valid: %s" % (tap, error),
+                        "if no guest uses %s, delete it (ip link delete %s) and run again, or "
+                        "pass --tap NAME" % (tap, tap))
+
+
 def _find_record(links, interface: str, tap: str | None = None) -> Record | None:
     """What an earlier run recorded on the tap it gave ``interface`` to (any tap if None).
 
     A record on another tap than ``tap`` is refused: two taps would fight over the interface.
+    The record is input (anything with CAP_NET_ADMIN in the pod can write an alias): one
+    that does not validate is refused on ``tap`` itself, and ignored on other taps unless
+    nothing else is found.
     """
+    invalid = None
     for link in links:
-        record = Record.from_alias(link.alias) if link.kind == "tun" else None
+        if link.kind != "tun":
+            continue
+        try:
+            record = Record.from_alias(link.alias)
+        except ValueError as e:
+            if link.name == tap:
+                raise _bad_record(link.name, e) from None
+            invalid = invalid or _bad_record(link.name, e)
+            continue
         if record is not None and record.interface == interface:
             if tap is not None and link.name != tap:
                 raise NetworkError("%s was handed to tap %s by an earlier run"
                                    % (interface, link.name), "pass --tap %s" % link.name)
             return record
+    if invalid is not None and tap is None:
+        raise invalid
     return None
 
 
@@ -153,7 +179,18 @@ def _network(rtnl, link, record: Record | None) -> Network:
                    found.gateway4, found.gateway4_onlink, found.ipv6, found.gateway6)
 
 
-def read_kernel(rtnl, o: Options):
+def _check_container_interface(link, o: Options) -> None:
+    """A real NIC is not a container's interface: ukrun started on a host by mistake (or with
+    --network host) must not strip the machine's own network."""
+    parent = getattr(link, "parent_dev", None)
+    if parent and not o.allow_physical:
+        raise UsageError("%s is a physical NIC (parent device %s), not a container's interface"
+                         % (link.name, parent),
+                         "run ukrun as a container's entrypoint, not on a host or with "
+                         "--network host; --allow-physical takes it anyway")
+
+
+def read_kernel(rtnl, o: Options, notes: list | None = None):
     """(View, Network): what the kernel holds now; refuses names taken by something else."""
     links = rtnl.links()
     by_name = {link.name: link for link in links}
@@ -161,8 +198,18 @@ def read_kernel(rtnl, o: Options):
     link = by_name.get(o.interface)
     if link is None:
         raise DiscoveryError("interface %s not found" % o.interface, "pass --interface NAME")
+    _check_container_interface(link, o)
     record = _find_record(links, o.interface, o.tap)
     _check_names_free(o, by_name, record)
+    if record is not None:
+        # A tap has carrier exactly while some process holds it open: the guest.
+        if by_name[o.tap].flags & lib.IFF_LOWER_UP:
+            raise NetworkError("%s is already handed to a running guest (%s has a reader)"
+                               % (o.interface, o.tap),
+                               "one guest per interface: stop the other container first")
+        if notes is not None:
+            notes.append("%s holds what an earlier run moved and no guest has it open: this "
+                         "run takes it over" % o.tap)
     network = _network(rtnl, link, record)
     routes = tuple(r for r in rtnl.routes(family=_socket.AF_UNSPEC) if r.oif == link.index)
     ingress = frozenset(names[q.index] for q in rtnl.qdiscs()
@@ -175,6 +222,26 @@ def read_kernel(rtnl, o: Options):
     view = View(links=by_name, addresses=tuple(rtnl.addresses(link.index)), routes=routes,
                 ingress=ingress, redirects=frozenset(redirects), previous=record, names=names)
     return view, network
+
+
+def handover_notes(interface: str, network: Network, addresses, routes) -> list:
+    """What the guest is not given: extra IPv4 addresses (removed with the rest), and IPv6."""
+    notes = []
+    extra4 = [a for a in addresses if a.interface.version == 4 and a.interface != network.ipv4]
+    if extra4:
+        notes.append("only %s is handed over: %s also holds %s, which %s removed and not handed "
+                     "over" % (network.ipv4, interface,
+                               ", ".join(str(a.interface) for a in extra4),
+                               "is" if len(extra4) == 1 else "are"))
+    v6 = [a for a in addresses if a.interface.version == 6 and a.scope == lib.RT_SCOPE_UNIVERSE]
+    if v6:
+        notes.append("IPv6 is not handed over: %s removed from %s"
+                     % (", ".join(str(a.interface) for a in v6), interface))
+    for route in routes:
+        if route.family == _socket.AF_INET6 and route.is_default and route.gateway is not None:
+            notes.append("%s's IPv6 default route via %s stays on %s: IPv6 is not handed over"
+                         % (interface, route.gateway, interface))
+    return notes
 
 
 def choose_guest_mac(o: Options, target: Target, network: Network, previous, notes):
@@ -204,6 +271,7 @@ def _wanted(o: Options, view: View, network: Network, guest_mac, hold_tap: bool)
 
 def plan(options: Options) -> Plan:
     """Discover and check everything; return the steps and the command line. Changes nothing."""
+    from ukrun import caps
     from ukrun.rtnl import Rtnl
 
     o = options
@@ -215,8 +283,18 @@ def plan(options: Options) -> Plan:
     if target.needs_kvm:
         preflight.check_kvm(o.target)
     preflight.check_capabilities(keep)
+    exec_mode = handover.choose_exec_mode(o.init, os.getpid() == 1, caps.can_bound_execve())
+    init_program = None
+    if exec_mode == "forked":
+        from ukrun.pid1 import init_program as find_init
+
+        init_program = find_init()
+    elif exec_mode == "dropped":
+        notes.append("without CAP_SETPCAP and with --init never, capabilities are dropped "
+                     "before execve: an execve that fails cannot give %s back" % o.interface)
     with Rtnl() as rtnl:
-        view, network = read_kernel(rtnl, o)
+        view, network = read_kernel(rtnl, o, notes)
+    notes += handover_notes(o.interface, network, view.addresses, view.routes)
     guest_mac = choose_guest_mac(o, target, network, view.previous, notes)
     tap_fd = TAP_FD if target.tap_fd == "always" or o.tap_fd else None
     steps = plan_steps(_wanted(o, view, network, guest_mac, tap_fd is not None), view)
@@ -224,11 +302,13 @@ def plan(options: Options) -> Plan:
     launch = Launch(unikernel=o.unikernel, args=tuple(o.args), ip_args=ip_args, tap=o.tap,
                     tap_fd=tap_fd, mac=guest_mac, tender=tender,
                     tender_args=tuple(o.tender_args), net_name=o.net_name, mem=o.mem, cpu=o.cpu)
-    return Plan(o, target, network, guest_mac, steps, target.build(launch), keep, tap_fd, notes)
+    return Plan(o, target, network, guest_mac, steps, target.build(launch), keep, tap_fd, notes,
+                exec_mode, init_program)
 
 
 def inspect(interface: str = "eth0") -> dict:
-    """The network a run would hand over (discovered, or recorded by an earlier run)."""
+    """The network a run would hand over (discovered, or recorded by an earlier run), with
+    notes on what it would not hand over."""
     from ukrun.rtnl import Rtnl
 
     with Rtnl() as rtnl:
@@ -236,8 +316,10 @@ def inspect(interface: str = "eth0") -> dict:
         link = next((l for l in links if l.name == interface), None)
         if link is None:
             raise DiscoveryError("interface %s not found" % interface, "pass --interface NAME")
-        return _network(rtnl, link, _find_record(links, interface)).to_json()
-
+        network = _network(rtnl, link, _find_record(links, interface))
+        routes = [r for r in rtnl.routes(family=_socket.AF_UNSPEC) if r.oif == link.index]
+        notes = handover_notes(interface, network, rtnl.addresses(link.index), routes)
+    return dict(network.to_json(), notes=notes)
 
 
 # --- apply ----------------------------------------------------------------------------------
@@ -327,70 +409,171 @@ def log_to_stderr() -> None:
     _verbose = True
 
 
-def close_stray_fds(tap_fd: int | None) -> None:
-    """Leave only 0, 1, 2 and the tap (as TAP_FD) inheritable; everything else close-on-exec."""
-    keep = {0, 1, 2}
-    if tap_fd is not None:
-        if tap_fd != TAP_FD:
-            os.dup2(tap_fd, TAP_FD, inheritable=True)  # the original stays close-on-exec
-        else:
-            os.set_inheritable(TAP_FD, True)
-        keep.add(TAP_FD)
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:  # the fd listdir itself used, closed by now
-                pass
-
-
-def _exec_failed(plan: Plan, e: OSError) -> UkrunError:
+def _exec_failed(plan: Plan, e: OSError, given_back: bool) -> UkrunError:
     message = "executing %s: %s" % (plan.argv[0], e.strerror or e)
-    hint = "%s stays handed over to %s; the next run reuses it" % (plan.network.interface,
-                                                                  plan.options.tap)
+    hint = None if given_back else "%s stays handed over to %s; the next run reuses it" % (
+        plan.network.interface, plan.options.tap)
     if e.errno == errno.ENOENT:
         return NotFoundError(message, hint)
-    if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EPERM):
+    if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EPERM, errno.ETXTBSY):
         return NotExecutableError(message, hint)
     return UkrunError(message, hint)
 
 
-def exec_applied(applied: Applied):
-    """Drop capabilities, tidy fds and become the plan's command line. Never returns."""
-    from ukrun.caps import drop_to
+def _child_failed(plan: Plan, report: bytes) -> UkrunError:
+    """The error a forked child reported instead of exec'ing (ukrun.handover.encode_failure)."""
+    errno_, status, message = handover.decode_failure(report)
+    if errno_ is not None:
+        return _exec_failed(plan, OSError(errno_, os.strerror(errno_)), given_back=True)
+    kinds = {cls.exit_status: cls for cls in (UsageError, PrivilegeError, NotExecutableError,
+                                              NotFoundError)}
+    error = kinds.get(status, UkrunError)(message)
+    error.exit_status = status
+    return error
+
+
+def _give_back(applied: Applied, error: UkrunError) -> UkrunError:
+    """Undo the wiring after ``error``; say so in the error when that fails too."""
+    interface = applied.plan.network.interface
+    try:
+        applied.undo()
+        outcome = "%s was given back" % interface
+    except UkrunError as undo_error:
+        outcome = "giving %s back failed: %s" % (interface, undo_error)
+    if not error.hint or interface + " was given back" not in error.hint:
+        error.hint = "%s; %s" % (error.hint, outcome) if error.hint else outcome
+    return error
+
+
+def _say_exec(argv) -> None:
+    if _heard():
+        import shlex
+
+        _say("exec %s" % shlex.join(argv))
+
+
+def _exec_here(applied: Applied):
+    """Become the program (exec modes direct and dropped). Returns only by raising."""
+    from ukrun import caps
 
     p = applied.plan
+    direct = p.exec_mode == "direct"
     try:
-        drop_to(p.keep_caps)
-    except BaseException:
+        if direct:
+            caps.prepare_execve(p.keep_caps)
+        else:
+            caps.drop_to(p.keep_caps, ambient=True)
+    except BaseException as e:
         # A failed drop leaves CAP_NET_ADMIN held, so the network can still be given back.
+        if isinstance(e, UkrunError):
+            raise _give_back(applied, e)
         try:
             applied.undo()
         except UkrunError as undo_error:
             _say(str(undo_error))
         raise
     tap_fd = applied.tap_fd
-    applied.kernel.rtnl.close()
-    close_stray_fds(tap_fd)
-    if _heard():
-        import shlex
-
-        _say("exec %s" % shlex.join(p.argv))
+    handover.hand_fds(tap_fd, TAP_FD)
+    _say_exec(p.argv)
     sys.stdout.flush()
     sys.stderr.flush()
+    handover.reset_signals()
     try:
         os.execve(p.argv[0], p.argv, os.environ)
     except OSError as e:
-        raise _exec_failed(p, e) from e
+        error = _exec_failed(p, e, given_back=direct)
+    if tap_fd is not None:
+        os.close(TAP_FD)  # the program's copy of the tap: the undo deletes the tap
+    if not direct:
+        raise error
+    raise _give_back(applied, error)
+
+
+def _await_reader(applied: Applied, timeout: float = 1.0) -> None:
+    """Wait (bounded) until the guest holds its tap, so that a run waiting for the namespace
+    lock finds the tap busy rather than a record it would take over."""
+    import time
+
+    rtnl = applied.kernel.rtnl
+    tap = applied.plan.options.tap
+    deadline = time.monotonic() + timeout
+    while not rtnl.link(tap).flags & lib.IFF_LOWER_UP and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def _exec_forked(applied: Applied):
+    """Fork the program; give the network back if its execve fails, else become its init."""
+    from ukrun import caps
+
+    p = applied.plan
+    tap_fd = applied.tap_fd
+
+    def prepare():  # in the child, right before its execve
+        caps.drop_to(p.keep_caps, ambient=True)
+        handover.hand_fds(tap_fd, TAP_FD)
+        handover.reset_signals()
+
+    _say_exec(p.argv)
+    pid, report = handover.fork_exec(p.argv, os.environ, prepare)
+    if report:
+        handover.reap(pid)
+        raise _give_back(applied, _child_failed(p, report))
+    try:
+        applied.kernel.close_taps()  # the child has its own copy
+        _await_reader(applied)
+        applied.kernel.rtnl.close()
+        caps.drop_to(frozenset())  # the init holds nothing
+    except BaseException as e:
+        os.kill(pid, 9)
+        handover.reap(pid)
+        if isinstance(e, UkrunError):
+            e.hint = "the guest was stopped; %s" % (e.hint or "")
+        raise
+    handover.hand_fds(None, TAP_FD)
+    _say("%s runs as pid %d under %s" % (p.argv[0], pid, p.init_program))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(p.init_program, [p.init_program, str(pid)], os.environ)
+    except OSError as e:
+        os.kill(pid, 9)
+        handover.reap(pid)
+        raise UkrunError("executing %s: %s" % (p.init_program, e.strerror),
+                         "the guest was stopped and %s stays handed over to %s; reinstall ukrun"
+                         % (p.network.interface, p.options.tap)) from e
+
+
+def exec_applied(applied: Applied):
+    """Hand the process over to the plan's command line (ukrun.handover). Never returns:
+    raises UkrunError when the program cannot be started, after giving the network back
+    (but in exec mode dropped)."""
+    if applied.plan.exec_mode == "forked":
+        _exec_forked(applied)
+    else:
+        _exec_here(applied)
 
 
 def run(target: str, unikernel: str, args: Sequence[str] = (), **options):
-    """Hand the container's network to ``unikernel`` and exec it; returns only by raising."""
+    """Hand the container's network to ``unikernel`` and exec it; returns only by raising.
+
+    Runs in one network namespace are serialized (handover.NamespaceLock); signals that
+    arrive meanwhile stay pending until the program (or ukrun's init) can take them.
+    """
     o = Options(target=target, unikernel=unikernel, args=tuple(args), **options)
     if o.verbose:
         log_to_stderr()
-    p = plan(o)
-    for note in p.notes:
-        _say(note)
-    exec_applied(apply(p))
+    mask = handover.block_signals()
+    reserved = handover.reserve_fd(TAP_FD)
+    try:
+        with handover.NamespaceLock():
+            p = plan(o)
+            for note in p.notes:
+                _say(note)
+            exec_applied(apply(p))
+    finally:
+        if reserved:
+            try:
+                os.close(TAP_FD)
+            except OSError:
+                pass
+        handover.restore_signals(mask)

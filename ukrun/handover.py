@@ -1,0 +1,200 @@
+"""The last step of a run: give the process to the program, and the network back if it fails.
+
+Three ways to exec (``exec_mode``), chosen in the plan:
+
+- ``direct``: this process becomes the program. The bounding, inheritable and ambient sets are
+  set to the kept ones first (caps.prepare_execve), so execve hands the program exactly those
+  while this process keeps CAP_NET_ADMIN until execve has replaced it: an execve that returns
+  gives the network back. Needs CAP_SETPCAP.
+- ``forked``: the program becomes a child that drops its capabilities and execs; a
+  close-on-exec pipe tells this process whether that execve worked (EOF: it did; bytes: why
+  not). On failure the network is given back; on success this process drops every capability
+  and execs ukrun's small init (ukrun.pid1), which still owns the child, forwards signals to
+  it, reaps zombies and exits with its status. Used when ukrun is PID 1 (the kernel drops a
+  signal to a namespace's init that has no handler for it, so a tender that installs none
+  would ignore ``docker stop``) and when CAP_SETPCAP is missing.
+- ``dropped``: capabilities are dropped, then execve (``--init never`` without CAP_SETPCAP):
+  the program replaces ukrun, but a failed execve can no longer give the network back.
+
+Runs in one network namespace are serialized by ``NamespaceLock``.
+"""
+from __future__ import annotations
+
+import _signal
+import _socket  # not socket: see ukrun.rtnl
+import errno
+import os
+import sys
+import time
+
+from ukrun.errors import NetworkError
+
+EXEC_MODES = ("direct", "forked", "dropped")
+INIT_CHOICES = ("auto", "always", "never")
+
+# The kernel scopes an abstract AF_UNIX name to the network namespace and frees it when its
+# holder exits or execs (the socket is close-on-exec): a lock that no crash can leave behind.
+LOCK_NAME = b"\0ukrun-network-namespace-lock"
+LOCK_WAIT = 10.0  # seconds; a run holds the lock for tens of milliseconds
+
+
+def choose_exec_mode(init: str, pid1: bool, can_bound: bool) -> str:
+    """``init``: auto | always | never; ``can_bound``: CAP_SETPCAP is effective."""
+    if init == "always" or (init == "auto" and (pid1 or not can_bound)):
+        return "forked"
+    return "direct" if can_bound else "dropped"
+
+
+class NamespaceLock:
+    """Held from before a run reads the kernel until its exec: one run per network namespace."""
+
+    def __init__(self, wait: float = LOCK_WAIT):
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+        deadline = time.monotonic() + wait
+        delay = 0.001
+        while True:
+            try:
+                sock.bind(LOCK_NAME)
+                break
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                    sock.close()
+                    if e.errno != errno.EADDRINUSE:
+                        raise
+                    raise NetworkError(
+                        "another ukrun run in this network namespace has not finished in "
+                        "%g s" % wait, "wait for it, or stop the container it runs in") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        self._sock = sock
+
+    def release(self) -> None:
+        self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+# --- signals ------------------------------------------------------------------------------
+
+def block_signals():
+    """Block every signal; returns the mask to restore. A blocked signal is kept pending, even
+    for a namespace's init, so a ``docker stop`` during the run reaches the program later."""
+    return _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+
+
+def restore_signals(mask) -> None:
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+
+
+def reset_signals() -> None:
+    """Default dispositions and an empty mask, as a program started directly has: execve
+    keeps ignored signals (CPython ignores SIGPIPE and SIGXFSZ) and the mask."""
+    for signum in _signal.valid_signals():
+        if signum in (_signal.SIGKILL, _signal.SIGSTOP):
+            continue
+        try:
+            _signal.signal(signum, _signal.SIG_DFL)
+        except (OSError, ValueError):  # numbers libc keeps for itself
+            pass
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+
+
+# --- file descriptors -----------------------------------------------------------------------
+
+def reserve_fd(fd: int):
+    """Put /dev/null on ``fd`` (close-on-exec) when it is free, so no socket a run opens lands
+    there before the tap is dup2()'d onto it; returns whether it did."""
+    try:
+        os.fstat(fd)
+        return False
+    except OSError:
+        pass
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    if null != fd:
+        os.dup2(null, fd, inheritable=False)
+        os.close(null)
+    return True
+
+
+def hand_fds(tap_fd: int | None, as_fd: int) -> None:
+    """Leave only 0, 1, 2 and the tap (dup'd to ``as_fd``) inheritable: all else close-on-exec."""
+    keep = {0, 1, 2}
+    if tap_fd is not None:
+        if tap_fd != as_fd:
+            os.dup2(tap_fd, as_fd, inheritable=True)  # the original stays close-on-exec
+        else:
+            os.set_inheritable(as_fd, True)
+        keep.add(as_fd)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:  # the fd listdir itself used, closed by now
+                pass
+
+
+# --- the forked exec's report ------------------------------------------------------------------
+
+def encode_failure(exc: BaseException) -> bytes:
+    """What the child tells its parent when it cannot exec: b"errno:N" or b"error:S:MESSAGE"."""
+    if isinstance(exc, OSError) and exc.errno:
+        return b"errno:%d" % exc.errno
+    status = getattr(exc, "exit_status", 1)
+    return ("error:%d:%s" % (status, exc)).encode(errors="replace")
+
+
+def decode_failure(data: bytes):
+    """(errno or None, exit status or None, message or None) from ``encode_failure``'s bytes."""
+    kind, _, rest = data.partition(b":")
+    if kind == b"errno" and rest.isdigit():
+        return int(rest), None, None
+    status, _, message = rest.partition(b":")
+    if kind == b"error" and status.isdigit():
+        return None, int(status), message.decode(errors="replace")
+    return None, 1, "the child reported %r" % data[:200]
+
+
+def read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def fork_exec(argv: list, env, prepare) -> tuple:
+    """Fork a child that runs ``prepare()`` then execs ``argv``: (pid, b"") when its execve
+    worked, (pid, report) when it did not (the child has exited; reap it)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # the child never returns into the caller's code
+        try:
+            os.close(read_end)
+            prepare()
+            os.execve(argv[0], argv, env)
+        except BaseException as e:
+            try:
+                os.write(write_end, encode_failure(e))
+            finally:
+                os._exit(127)
+        os._exit(127)
+    os.close(write_end)
+    try:
+        return pid, read_all(read_end)
+    finally:
+        os.close(read_end)
+
+
+def reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
