@@ -117,6 +117,42 @@ def test_attr_string_rejects_nul():
         attr_string(3, "a\0b")
 
 
+def test_text_that_is_not_utf8_is_read_as_the_caller_asks():
+    attr = Attr(3, b"caf\xe9\0")
+    with pytest.raises(NetlinkParseError):
+        attr.string()
+    assert attr.string("surrogateescape") == "caf\udce9"
+    assert attr_string(3, attr.string("surrogateescape")) == attr  # back to the same bytes
+    assert Attrs([attr]).string(3, errors="replace") == "caf\ufffd"
+
+
+@pytest.mark.parametrize("kind, value", [
+    ("u8", 256), ("u8", -1), ("u16", 1 << 16), ("u32", -1), ("u32", 1 << 32), ("s32", 1 << 31),
+    ("u64", 1 << 64), ("u32", 1.5), ("u32", "1"), ("u128", 1)])
+def test_attr_scalar_refuses_a_value_that_does_not_fit_with_value_error(kind, value):
+    """Not struct.error, which is no ValueError: a caller catching bad arguments missed it."""
+    with pytest.raises(ValueError):
+        attr_scalar(1, kind, value)
+
+
+def test_scalar_reader_refuses_an_unknown_kind_with_value_error():
+    with pytest.raises(ValueError):
+        Attr(1, b"\0" * 16).scalar("u128")
+
+
+@pytest.mark.parametrize("message", [
+    Message(1 << 16), Message(1, flags=-1), Message(1, seq=1 << 32),
+    Message(lib.RTM_NEWLINK, body=IfInfoMsg(index=1 << 31)),
+    Message(lib.RTM_NEWROUTE, body=RtMsg(table=256)),
+    Message(lib.RTM_NEWQDISC, body=TcMsg(parent=-1)),
+    Message(lib.NLMSG_ERROR, body=NlMsgErr(error=1 << 31)),
+    Message(lib.NLMSG_DONE, body=Done(1 << 31)),
+], ids=["type", "flags", "seq", "ifindex", "rtm_table", "tcm_parent", "error", "done status"])
+def test_encode_refuses_fields_out_of_range_with_value_error(message):
+    with pytest.raises(ValueError):
+        encode(message)
+
+
 @pytest.mark.parametrize("data, read", [
     (b"\x01\x02\x03", lambda a: a.scalar("u32")),
     (b"\x01", lambda a: a.scalar("u16")),
@@ -200,8 +236,14 @@ MALFORMED = {
     "stray bytes after attributes": header(35, lib.RTM_NEWADDR) + b"\0" * 8
                                     + b"\5\0\1\0x\0\0\0" + b"\1\2\3",
     "nlmsgerr too short": header(20, lib.NLMSG_ERROR) + b"\0" * 4,
-    "nlmsgerr echo longer than the message": header(36, lib.NLMSG_ERROR) + struct.pack("=i", -1) + header(64),
+    "nlmsgerr echo longer than the message": header(40, lib.NLMSG_ERROR) + struct.pack("=i", -1) + header(64)
+                                             + b"abcd",
+    # A kernel that sends ext-ack TLVs (>= 4.12) says NLM_F_CAPPED when it leaves the echo out.
+    "nlmsgerr with TLVs, no echo and not capped": header(36, lib.NLMSG_ERROR, lib.NLM_F_ACK_TLVS)
+                                                  + struct.pack("=i", -1) + header(64),
     "nlmsgerr echo shorter than a header": header(36, lib.NLMSG_ERROR) + struct.pack("=i", -1) + header(3),
+    "capped nlmsgerr answering a request shorter than a header":
+        header(36, lib.NLMSG_ERROR, lib.NLM_F_CAPPED) + struct.pack("=i", -1) + header(3),
     "bad ext ack attribute": header(40, lib.NLMSG_ERROR, lib.NLM_F_CAPPED | lib.NLM_F_ACK_TLVS)
                              + struct.pack("=i", -1) + header(16) + b"\x02\0\1\0",
 }
@@ -256,6 +298,35 @@ def test_uncapped_error_echoes_the_request():
     echoed = parse(NLMSGHDR.struct.pack(request.len, request.type, request.flags, request.seq, request.pid)
                    + message.body.request_payload)
     assert echoed[0].body.attrs.string(lib.IFLA_IFNAME) == "br0"
+
+
+def before_4_12(name):
+    """A real reply as a kernel before 4.12 sends it: these bytes without NLM_F_CAPPED and
+    NLM_F_ACK_TLVS, which came with 4.12 (before, an ack and an error on a NETLINK_CAP_ACK
+    socket carried the request's header alone, and nothing said so)."""
+    data = bytearray(bytes.fromhex(REPLIES["errors"][name][0]))
+    offset = NLMSGHDR.offsetof("nlmsg_flags")
+    flags = struct.unpack_from("=H", data, offset)[0]
+    struct.pack_into("=H", data, offset, flags & ~(lib.NLM_F_CAPPED | lib.NLM_F_ACK_TLVS))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("name, errno_", [("ack", 0), ("bridge_exists", 17)])
+def test_replies_of_kernels_before_4_12(name, errno_):
+    (message,) = parse(before_4_12(name))
+    assert message.type == lib.NLMSG_ERROR and not message.flags & lib.NLM_F_CAPPED
+    err = message.body
+    assert (err.errno, err.request_payload, err.attrs, err.ext_ack) == (errno_, b"", (), None)
+    assert err.request.type == lib.RTM_NEWLINK and err.request.len > NLMSGHDR.size
+    assert err.request.seq == message.seq == 1
+    assert encode(message) == before_4_12(name)
+
+
+def test_an_uncapped_error_of_kernels_before_4_12_still_echoes():
+    """Without NETLINK_CAP_ACK every kernel echoes the request: the echo is read, not skipped."""
+    (message,) = parse(bytes.fromhex(REPLIES["errors"]["bridge_exists_uncapped"][0]))
+    assert not message.flags & (lib.NLM_F_CAPPED | lib.NLM_F_ACK_TLVS)
+    assert len(message.body.request_payload) == message.body.request.len - NLMSGHDR.size > 0
 
 
 # --- fuzzing ------------------------------------------------------------------------------

@@ -8,16 +8,18 @@ import socket
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface, ip_network
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from nsutil import in_netns
 
 from ukrun._ffi import lib
-from ukrun.netlink import Done, Header, Message, NlMsgErr, attr_string, encode, parse
+from ukrun.netlink import (Attr, Attrs, Done, Header, IfInfoMsg, Message, NetlinkParseError, NlMsgErr,
+                           TcMsg, attr_nested, attr_string, attr_u32, encode, parse)
 from ukrun.rtnl import Address, NetlinkError, Route, Rtnl
 from ukrun.rtnl_objects import (address_from_message, address_request, filter_from_message, format_mac,
                                 link_from_message, parse_mac, qdisc_from_message, redirect_request,
                                 route_from_message, route_request)
+from ukrun.valueclass import fields
 
 with open(os.path.join(os.path.dirname(__file__), "data", "netlink_replies.json")) as _f:
     REPLIES = json.load(_f)
@@ -202,11 +204,32 @@ def test_error_reply_raises_with_the_operation():
         rtnl.create_bridge("br0")
 
 
-@pytest.mark.parametrize("name", ["", "x" * 16, "a\0b", 5.0])
-def test_bad_names_are_refused_before_any_request(name):
+@pytest.mark.parametrize("name, error", [
+    ("", ValueError), ("x" * 16, ValueError), ("a\0b", ValueError), (5.0, TypeError),
+    ("br%d", ValueError), ("a b", ValueError), ("a/b", ValueError), ("a:b", ValueError), (".", ValueError),
+    ("a\x0bb", ValueError), ("t\u00e0", ValueError), ("a\ud800", ValueError)],
+    ids=["empty", "16 bytes", "nul", "float", "percent-d", "space", "slash", "colon", "dot",
+         "vertical tab", "byte a0 (the kernel's isspace)", "lone surrogate"])
+def test_bad_names_are_refused_before_any_request(name, error):
     rtnl = scripted()  # no answers: a request would fail differently
-    with pytest.raises(ValueError):
+    with pytest.raises(error):
         rtnl.create_bridge(name)
+    with pytest.raises(error):
+        rtnl.link(name)
+
+
+def old_kernel_reply(error):
+    """An NLMSG_ERROR as kernels before 4.12 send an ack, or an error on a NETLINK_CAP_ACK
+    socket: the request's header alone, and neither NLM_F_CAPPED nor NLM_F_ACK_TLVS."""
+    return lambda seq: [encode(Message(lib.NLMSG_ERROR, 0, seq, 0,
+                                       NlMsgErr(error, Header(56, lib.RTM_NEWLINK, 0x605, seq))))]
+
+
+def test_acks_and_errors_of_kernels_before_4_12():
+    rtnl = scripted(old_kernel_reply(0), old_kernel_reply(-errno.EEXIST))
+    rtnl.set_mtu(7, 1400)  # acked
+    with pytest.raises(NetlinkError, match=r"^creating bridge br0: \[Errno 17\] File exists$"):
+        rtnl.create_bridge("br0")
 
 
 # --- against the kernel, in test namespaces ---------------------------------------------
@@ -423,3 +446,255 @@ def test_a_dump_cut_short_does_not_wedge_the_socket(netns, rtnl, monkeypatch):
             rtnl.links()
     assert sorted(l.name for l in rtnl.links()) == expected
     assert rtnl.link("lo").name == "lo"
+
+
+# --- foreign state: what others put in the namespace never breaks a read ---------------------
+
+def with_attrs(body, attrs):
+    """``body`` with other attributes, through bytes, as the kernel would send it."""
+    values = {name: getattr(body, name) for name in fields(body)}
+    values["attrs"] = Attrs(attrs)
+    (message,) = parse(encode(Message(MESSAGE_TYPES[type(body).__name__], body=type(body)(**values))))
+    return message.body
+
+
+MESSAGE_TYPES = {"IfInfoMsg": lib.RTM_NEWLINK, "IfAddrMsg": lib.RTM_NEWADDR, "RtMsg": lib.RTM_NEWROUTE,
+                 "TcMsg": lib.RTM_NEWTFILTER}
+# Each decoder, the real bodies it is fed, and the attribute types it reads: any other type,
+# whatever it holds, must leave its result as it was.
+DECODERS = {
+    "link": (link_from_message, fixture_bodies("links", lib.RTM_NEWLINK),
+             {lib.IFLA_IFNAME, lib.IFLA_IFALIAS, lib.IFLA_ADDRESS, lib.IFLA_MTU, lib.IFLA_MASTER,
+              lib.IFLA_LINKINFO, lib.IFLA_PARENT_DEV_NAME, lib.IFLA_PARENT_DEV_BUS_NAME}),
+    "address": (address_from_message, fixture_bodies("addresses", lib.RTM_NEWADDR),
+                {lib.IFA_LOCAL, lib.IFA_ADDRESS, lib.IFA_BROADCAST, lib.IFA_LABEL, lib.IFA_FLAGS}),
+    "route": (route_from_message, fixture_bodies("routes4", lib.RTM_NEWROUTE)
+              + fixture_bodies("routes6", lib.RTM_NEWROUTE),
+              {lib.RTA_DST, lib.RTA_GATEWAY, lib.RTA_OIF, lib.RTA_TABLE, lib.RTA_PRIORITY, lib.RTA_PREFSRC}),
+    "qdisc": (qdisc_from_message, fixture_bodies("qdiscs", lib.RTM_NEWQDISC), {lib.TCA_KIND}),
+    "filter": (filter_from_message, fixture_bodies("filters", lib.RTM_NEWTFILTER),
+               {lib.TCA_KIND, lib.TCA_OPTIONS}),
+}
+# Text a decoder reads but never fails on: names, labels and kinds are whatever bytes the
+# kernel holds (kinds decide nothing unless they are ASCII words ukrun knows).
+TEXT = {"link": [lib.IFLA_IFNAME, lib.IFLA_IFALIAS, lib.IFLA_ADDRESS, lib.IFLA_PARENT_DEV_NAME,
+                 lib.IFLA_PARENT_DEV_BUS_NAME],
+        "address": [lib.IFA_LABEL], "qdisc": [lib.TCA_KIND]}
+
+any_attr = st.builds(Attr, st.integers(0, lib.NLA_TYPE_MASK & 0xFFFF), st.binary(max_size=40),
+                     st.sampled_from([0, lib.NLA_F_NESTED, lib.NLA_F_NET_BYTEORDER]))
+
+
+def _decode(decoder, body):
+    try:
+        return decoder(body)
+    except NetlinkParseError:
+        return NetlinkParseError
+
+
+@given(st.sampled_from(sorted(DECODERS)), st.data())
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_attributes_a_decoder_does_not_read_never_change_its_result(name, data):
+    decoder, bodies, reads = DECODERS[name]
+    body = data.draw(st.sampled_from(bodies))
+    extra = data.draw(st.lists(any_attr.filter(lambda a: a.type not in reads), max_size=6))
+    attrs = list(body.attrs)
+    for attr in extra:
+        attrs.insert(data.draw(st.integers(0, len(attrs))), attr)
+    assert decoder(with_attrs(body, attrs)) == decoder(body)
+
+
+@given(st.sampled_from(sorted(TEXT)), st.data())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_odd_text_never_makes_a_decoder_fail(name, data):
+    decoder, bodies, _ = DECODERS[name]
+    body = data.draw(st.sampled_from(bodies))
+    odd = data.draw(st.lists(st.builds(Attr, st.sampled_from(TEXT[name]), st.binary(max_size=40)),
+                             min_size=1, max_size=4))
+    decoded = decoder(with_attrs(body, list(body.attrs) + odd))
+    if name == "link":
+        names = [a.data for a in odd if a.type == lib.IFLA_IFNAME]
+        if names:  # the name goes back to the kernel as the bytes it came as
+            assert decoded.name.encode("utf-8", "surrogateescape") == names[-1].split(b"\0")[0]
+        if decoded.alias is not None:
+            decoded.alias.encode()  # only UTF-8 text: no record is read from anything else
+
+
+def test_an_alias_that_is_not_utf8_is_none():
+    """lo as `ip link set lo alias $'caf\\xe9'` leaves it: readable, and no record."""
+    lo = [b for b in DECODERS["link"][1] if b.attrs.string(lib.IFLA_IFNAME) == "lo"][0]
+    link = link_from_message(with_attrs(lo, list(lo.attrs) + [Attr(lib.IFLA_IFALIAS, b"caf\xe9")]))
+    assert (link.name, link.alias) == ("lo", None)
+
+
+@given(st.sampled_from(sorted(DECODERS)), st.data())
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_any_attribute_anywhere_raises_nothing_but_netlink_parse_error(name, data):
+    decoder, bodies, reads = DECODERS[name]
+    body = data.draw(st.sampled_from(bodies))
+    read_attr = st.builds(Attr, st.sampled_from(sorted(reads)), st.binary(max_size=40))
+    extra = data.draw(st.lists(st.one_of(any_attr, read_attr), min_size=1, max_size=6))
+    attrs = list(body.attrs)
+    for attr in extra:
+        attrs.insert(data.draw(st.integers(0, len(attrs))), attr)
+    _decode(decoder, with_attrs(body, attrs))
+
+
+ETH0 = [b for b in DECODERS["link"][1] if b.attrs.string(lib.IFLA_IFNAME) == "eth0"][0]
+
+
+@pytest.mark.parametrize("attr, named", [
+    (Attr(lib.IFLA_MTU, b"\x05\xdc\0"), "IFLA_MTU"),
+    (Attr(lib.IFLA_MASTER, b"\1\0"), "IFLA_MASTER"),
+    (Attr(lib.IFLA_LINKINFO, b"\x03\0\1\0"), "IFLA_LINKINFO"),
+])
+def test_a_malformed_attribute_a_link_needs_is_named(attr, named):
+    with pytest.raises(NetlinkParseError, match=r"^link %d: %s: " % (ETH0.index, named)):
+        link_from_message(with_attrs(ETH0, list(ETH0.attrs) + [attr]))
+
+
+def test_a_filter_ukrun_does_not_read_may_hold_anything():
+    """Only u32's options are read: a bpf (or any other) classifier's are not even parsed."""
+    body = TcMsg(index=3, parent=0xFFFFFFF1, attrs=[attr_string(lib.TCA_KIND, "bpf"),
+                                                    Attr(lib.TCA_OPTIONS, b"\x03\0\1\0garbage")])
+    filter_ = filter_from_message(with_attrs(body, body.attrs))
+    assert (filter_.kind, filter_.redirect_to) == ("bpf", None)
+
+
+def test_a_parent_device_makes_a_physical_link():
+    """What the kernel adds for a NIC on a bus (`ip -d link` shows it as parentbus/parentdev)."""
+    assert not link_from_message(ETH0).is_physical
+    nic = link_from_message(with_attrs(ETH0, list(ETH0.attrs) + [
+        attr_string(lib.IFLA_PARENT_DEV_NAME, "0000:00:03.0"),
+        attr_string(lib.IFLA_PARENT_DEV_BUS_NAME, "pci")]))
+    assert (nic.parent_dev, nic.parent_bus, nic.is_physical) == ("0000:00:03.0", "pci", True)
+    assert (nic.name, nic.kind) == ("eth0", "veth")
+
+
+def test_addresses_of_other_links_are_not_decoded():
+    from ukrun.netlink import IfAddrMsg
+    mine = IfAddrMsg(2, 24, 0, 0, 7, [Attr(lib.IFA_LOCAL, b"\x0a\0\0\2")])
+    broken = IfAddrMsg(2, 24, 0, 0, 8, [Attr(lib.IFA_LOCAL, b"\x0a\0")])  # 2 bytes: no IPv4 address
+    rtnl = scripted(lambda seq: [encode(Message(lib.RTM_NEWADDR, lib.NLM_F_MULTI, seq, 0, body))
+                                 for body in (broken, mine)]
+                    + [encode(Message(lib.NLMSG_DONE, lib.NLM_F_MULTI, seq, 0, Done()))])
+    assert [str(a.interface) for a in rtnl.addresses(7)] == ["10.0.0.2/24"]
+
+
+# --- foreign state, against the kernel -------------------------------------------------------
+
+NOT_UTF8 = "v\udce9"  # the bytes b"v\xe9", as Python holds them (surrogateescape)
+
+
+def sys_class_net(ns):
+    """The link names in the namespace as bytes, from sysfs (ip -j cannot carry them)."""
+    return set(ns.exec("ls", "/sys/class/net", text=False).stdout.split())
+
+
+def test_links_with_names_and_aliases_that_are_not_utf8(netns, rtnl):
+    netns.ip("link", "set", "lo", "alias", "caf\udce9")
+    netns.ip("link", "add", NOT_UTF8, "type", "veth", "peer", "name", "vb")
+    netns.ip("link", "set", "vb", "alias", "ukrun-test")
+    assert b"v\xe9" in sys_class_net(netns)
+    links = {l.name: l for l in rtnl.links()}
+    assert set(links) == {"lo", NOT_UTF8, "vb"}
+    assert (links["lo"].alias, links["vb"].alias) == (None, "ukrun-test")
+    odd = rtnl.link(NOT_UTF8)  # the name goes back to the kernel as the bytes it came as
+    assert odd == links[NOT_UTF8] and odd.kind == "veth"
+    rtnl.set_mtu(odd.index, 1400)
+    rtnl.set_alias(odd.index, "mine")
+    assert rtnl.link(odd.index).mtu == 1400 and rtnl.link(NOT_UTF8).alias == "mine"
+
+
+def kernel_takes(rtnl, name: bytes) -> bool:
+    """Whether the kernel creates a bridge of this name (then removed); no check of ours."""
+    kind = attr_nested(lib.IFLA_LINKINFO, [attr_string(lib.IFLA_INFO_KIND, "bridge")])
+    body = IfInfoMsg(attrs=[Attr(lib.IFLA_IFNAME, name + b"\0"), kind])
+    try:
+        rtnl._request(lib.RTM_NEWLINK, body, "creating", lib.NLM_F_CREATE | lib.NLM_F_EXCL)
+    except NetlinkError as e:
+        return e.errno == errno.EEXIST  # "lo": valid, and taken
+    rtnl.delete_link(rtnl.link(name.decode("utf-8", "surrogateescape")).index)
+    return True
+
+
+name_bytes = st.lists(st.one_of(st.sampled_from(list(b"a./: \t\n\v\f\r\xa0\x1c\x7f\x85\xc3\xe9\xff")),
+                                st.integers(1, 255)), max_size=17).map(bytes)
+
+
+@given(name_bytes.filter(lambda b: b"%" not in b and b"\0" not in b))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(b"t\xc3\xa0")  # "tà": its byte A0 is a space to the kernel's isspace()
+@example(b"x\xe3\x80\x80")  # U+3000 is a space to Python, not to the kernel
+@example(b"x\x1c")
+@example(b"lo")
+def test_the_name_rule_is_the_kernels(rtnl, name):
+    from ukrun.tap import validate_ifname
+    try:
+        ours = validate_ifname(name.decode("utf-8", "surrogateescape")) is not None
+    except ValueError:
+        ours = False
+    assert ours == kernel_takes(rtnl, name), name
+
+
+def test_foreign_state_breaks_no_discover_inspect_or_run(container, ukrun_exe, tmp_path):
+    """Names and aliases someone else left in the container: ukrun reads past them."""
+    import ukrun
+    container.ip("link", "set", "lo", "alias", "caf\udce9")
+    container.ip("link", "add", NOT_UTF8, "type", "veth", "peer", "name", "w\udcff")
+    container.ip("link", "set", "w\udcff", "alias", "\udcfe\udcff")
+    with in_netns(container.name):
+        config = ukrun.discover("eth0")
+    assert str(config.ipv4) == "172.30.0.2/16" and config.mac == container.mac
+    inspected = container.exec(ukrun_exe, "inspect", check=False)
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["ipv4"] == "172.30.0.2/16"
+    plan = container.exec(ukrun_exe, "unix", "--dry-run", "/bin/true", check=False)
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["network"]["ipv4"] == "172.30.0.2/16"
+    run = container.exec(ukrun_exe, "unix", "/bin/true", check=False)
+    assert (run.returncode, run.stderr) == (0, "")
+    assert "tap0" in {l["ifname"] for l in container.ip_json("link", "show", "type", "tun")}
+
+
+# --- real NIC or container interface ---------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["veth", "macvlan", "macvtap", "ipvlan", "netkit", "bridge"])
+def test_container_interfaces_have_no_parent_device(netns, rtnl, kind):
+    netns.ip("link", "add", "va", "type", "veth", "peer", "name", "vb")
+    args = {"veth": [], "bridge": [], "netkit": []}.get(kind, ["link", "va"])
+    made = netns.ip("link", "add", *args, "x0", "type", kind, check=False)
+    if "Unknown device type" in made.stderr:
+        pytest.skip("this kernel has no %s: %s" % (kind, made.stderr.strip()))
+    assert made.returncode == 0, made.stderr
+    link = rtnl.link("x0")
+    assert (link.kind, link.parent_dev, link.parent_bus, link.is_physical) == (kind, None, None, False)
+    witness = netns.ip_json("-d", "link", "show", "x0")[0]
+    assert "parentdev" not in witness
+    assert netns.exec("test", "-e", "/sys/class/net/x0/device", check=False).returncode != 0
+
+
+def test_physical_nics_of_this_machine_are_physical():
+    """The only parented devices here are the machine's own NICs, which no test may move:
+    read its namespace (nothing else), and check against sysfs, the kernel's other view."""
+    with Rtnl() as rtnl:
+        links = rtnl.links()
+    checked = 0
+    for link in links:
+        base = "/sys/class/net/%s" % link.name
+        try:
+            with open(base + "/ifindex") as f:
+                if int(f.read()) != link.index:
+                    continue  # this sysfs belongs to another namespace
+        except OSError:
+            continue
+        device = os.path.join(base, "device")
+        if os.path.exists(device):
+            bus = os.path.basename(os.path.realpath(os.path.join(device, "subsystem")))
+            assert (link.parent_dev, link.parent_bus, link.is_physical) == \
+                (os.path.basename(os.path.realpath(device)), bus, True), link
+            checked += 1
+        else:
+            assert (link.parent_dev, link.is_physical) == (None, False), link
+    if not checked:
+        pytest.skip("no interface of this machine sits on a device (/sys/class/net/*/device)")

@@ -129,8 +129,13 @@ def test_a_device_that_is_not_a_tap_is_refused_with_the_kernels_errno(netns):
     ("..", ValueError),
     ("tap\0", ValueError),
     (b"tap0", TypeError),
+    ("tap\x0b", ValueError),
+    ("t\u00e0", ValueError),             # "à" is C3 A0, and A0 is a space to the kernel
+    ("\u00e0p\u00e0", ValueError),
+    ("tap\ud800", ValueError),           # a lone surrogate that stands for no byte
 ], ids=["empty", "16-bytes", "16-utf8-bytes", "percent", "slash", "colon", "space", "tab",
-        "newline", "dot", "dotdot", "nul", "bytes"])
+        "newline", "dot", "dotdot", "nul", "bytes", "vertical-tab", "byte-a0", "byte-a0-twice",
+        "lone-surrogate"])
 def test_bad_names_are_refused_before_any_syscall(monkeypatch, name, error):
     calls = []
 
@@ -151,6 +156,25 @@ def test_bad_names_are_refused_before_any_syscall(monkeypatch, name, error):
 def test_longest_valid_name_is_accepted():
     assert tap.validate_ifname("a" * (lib.IFNAMSIZ - 1)) == "a" * 15
     assert tap.validate_ifname("tap-0_x.y") == "tap-0_x.y"
+
+
+def test_one_name_rule_for_taps_and_netlink():
+    import ukrun.ifname
+    import ukrun.rtnl
+    assert tap.validate_ifname is ukrun.ifname.validate_ifname is ukrun.rtnl.validate_ifname
+
+
+@pytest.mark.parametrize("name, raw", [
+    ("t\udce9", b"t\xe9"),                 # not UTF-8: held as surrogateescape does
+    ("x\u3000", b"x\xe3\x80\x80"),          # a space to Python, not to the kernel
+    ("x\x1c", b"x\x1c"),
+    ("\u00e9" * 7, "\u00e9".encode() * 7),   # 14 bytes
+], ids=["not-utf8", "ideographic-space", "control-1c", "14-utf8-bytes"])
+def test_names_the_kernel_takes_make_taps_of_exactly_those_bytes(netns, name, raw):
+    with in_netns(netns.name), tap.open_tap(name, persist=True) as t:
+        assert t.name == name
+        tap.disable_offloads(name)
+    assert raw in netns.exec("ls", "/sys/class/net", text=False).stdout.split()
 
 
 def ethtool_k(netns, name):

@@ -8,7 +8,8 @@ the only exception it raises is ``NetlinkParseError`` (a ValueError), whatever t
 Attributes are kept as raw bytes (``Attr``) and decoded on request (``Attrs.u32``,
 ``Attr.nested`` ...), because whether an attribute is nested depends on its type and
 message kind, not on anything the bytes say (the kernel often leaves NLA_F_NESTED unset).
-Readers raise NetlinkParseError too when the bytes do not fit the type asked for.
+Readers raise NetlinkParseError too when the bytes do not fit the type asked for. Encoding
+raises ValueError (never struct.error) for a field that does not fit its C type.
 
 Numbers and layouts come from the system headers through csrc/netlink.cdef.
 """
@@ -97,15 +98,17 @@ class Attr(namedtuple("Attr", "type data flags", defaults=(b"", 0))):
 
     def scalar(self, kind: str) -> int:
         """The payload as "u8", "u16", "u32", "s32" or "u64"; its size must be exact."""
-        codec = _SCALARS[kind]
+        codec = _scalar_codec(kind)
         if len(self.data) != codec.size:
             raise NetlinkParseError("attribute %d: %d bytes, not a %s" % (self.type, len(self.data), kind))
         return codec.unpack(self.data)[0]
 
-    def string(self) -> str:
-        """The payload up to its first NUL (the kernel sends NUL-terminated strings)."""
+    def string(self, errors: str = "strict") -> str:
+        """The payload up to its first NUL (the kernel sends NUL-terminated strings), as
+        UTF-8. ``errors`` is codecs': "strict" raises NetlinkParseError on other bytes;
+        "surrogateescape" never raises and keeps them, so the text encodes back to them."""
         try:
-            return self.data.split(b"\0", 1)[0].decode()
+            return self.data.split(b"\0", 1)[0].decode("utf-8", errors)
         except UnicodeDecodeError as e:
             raise NetlinkParseError("attribute %d: not UTF-8 text: %s" % (self.type, e)) from None
 
@@ -141,9 +144,9 @@ class Attrs(tuple):
     def u32(self, type_: int, default=None):
         return self.scalar(type_, "u32", default)
 
-    def string(self, type_: int, default=None):
+    def string(self, type_: int, default=None, errors: str = "strict"):
         attr = self.get(type_)
-        return default if attr is None else attr.string()
+        return default if attr is None else attr.string(errors)
 
     def nested(self, type_: int) -> "Attrs":
         """The attributes nested in ``type_``; empty when it is absent."""
@@ -187,10 +190,27 @@ def parse_attrs(data) -> Attrs:
     return Attrs(attrs)
 
 
+def _scalar_codec(kind: str) -> struct.Struct:
+    try:
+        return _SCALARS[kind]
+    except KeyError:
+        raise ValueError("%r is not one of %s" % (kind, ", ".join(_SCALARS))) from None
+
+
+def _pack(codec: struct.Struct, what: str, *values) -> bytes:
+    """codec.pack, with ValueError naming ``what`` instead of struct.error: a value out
+    of its field's range is the caller's mistake, found before anything is sent."""
+    try:
+        return codec.pack(*values)
+    except struct.error as e:
+        raise ValueError("%s: %s: %r" % (what, e, values)) from None
+
+
 # Builders for the attribute kinds the kernel uses.
 def attr_scalar(type_: int, kind: str, value: int) -> Attr:
-    """A "u8", "u16", "u32", "s32" or "u64" attribute (struct.error when out of range)."""
-    return Attr(type_, _SCALARS[kind].pack(value))
+    """A "u8", "u16", "u32", "s32" or "u64" attribute; ValueError when ``value`` is out
+    of the kind's range or not an integer."""
+    return Attr(type_, _pack(_scalar_codec(kind), "attribute %d (%s)" % (type_, kind), value))
 
 
 def attr_u32(type_: int, value: int) -> Attr:
@@ -198,8 +218,10 @@ def attr_u32(type_: int, value: int) -> Attr:
 
 
 def attr_string(type_: int, value: str) -> Attr:
-    """A NUL-terminated string (NLA_STRING / NLA_NUL_STRING both accept it)."""
-    encoded = value.encode()
+    """A NUL-terminated string (NLA_STRING / NLA_NUL_STRING both accept it), UTF-8 with lone
+    surrogates as the bytes they stand for: what ``Attr.string("surrogateescape")`` read
+    goes back as it came."""
+    encoded = value.encode("utf-8", "surrogateescape")
     if b"\0" in encoded:
         raise ValueError("attribute %d: string %r holds a NUL" % (type_, value))
     return Attr(type_, encoded + b"\0")
@@ -238,7 +260,7 @@ class _StructAndAttrs(_WithAttrs):
 
     def pack(self) -> bytes:
         values = [getattr(self, name) for name in self._fields if name != "attrs"]
-        return self._layout.struct.pack(*values) + self.attrs.pack()
+        return _pack(self._layout.struct, self._layout.cname, *values) + self.attrs.pack()
 
 
 @value_class(frozen=True)
@@ -318,7 +340,12 @@ def _ack_tlvs(view: memoryview, start: int, msg_flags: int) -> Attrs:
 @value_class(frozen=True)
 class NlMsgErr(_WithAttrs):
     """NLMSG_ERROR: error 0 is an ack, else -errno; with the request's header, its payload
-    (unless NLM_F_CAPPED) and extended-ack attributes (when NLM_F_ACK_TLVS)."""
+    (unless NLM_F_CAPPED) and extended-ack attributes (when NLM_F_ACK_TLVS).
+
+    Kernels before 4.12 have neither flag: an ack, and an error on a NETLINK_CAP_ACK
+    socket, carry the request's header alone, with nothing saying the payload is left out.
+    So without both flags, a message that ends right after the header is read as capped.
+    """
 
     error: int = 0
     request: Header = Header()
@@ -331,17 +358,22 @@ class NlMsgErr(_WithAttrs):
 
     @property
     def ext_ack(self) -> str | None:
-        """The kernel's NLMSGERR_ATTR_MSG text, when it sent one."""
-        return self.attrs.string(lib.NLMSGERR_ATTR_MSG)
+        """The kernel's NLMSGERR_ATTR_MSG text, when it sent one (a message to show, so
+        bytes that are not UTF-8 become U+FFFD rather than an error)."""
+        return self.attrs.string(lib.NLMSGERR_ATTR_MSG, errors="replace")
 
     @classmethod
     def unpack(cls, view: memoryview, msg_flags: int) -> "NlMsgErr":
         error, *request = _fixed(NLMSGERR, view)
         request = Header(*request)
+        if request.len < NLMSGHDR.size:
+            raise NetlinkParseError("NLMSG_ERROR answers a request of length %d" % request.len)
         payload = b""
-        if not msg_flags & lib.NLM_F_CAPPED:
+        room = len(view) - NLMSGERR.size
+        capped_before_4_12 = room == 0 and not msg_flags & lib.NLM_F_ACK_TLVS
+        if not msg_flags & lib.NLM_F_CAPPED and not capped_before_4_12:
             size = request.len - NLMSGHDR.size
-            if size < 0 or NLMSGERR.size + size > len(view):
+            if size > room:
                 raise NetlinkParseError("NLMSG_ERROR echoes a request of length %d in %d bytes"
                                         % (request.len, len(view)))
             payload = bytes(view[NLMSGERR.size:NLMSGERR.size + size])
@@ -350,7 +382,8 @@ class NlMsgErr(_WithAttrs):
 
     def pack(self) -> bytes:
         r = self.request
-        head = NLMSGERR.struct.pack(self.error, r.len, r.type, r.flags, r.seq, r.pid) + self.request_payload
+        head = (_pack(NLMSGERR.struct, NLMSGERR.cname, self.error, r.len, r.type, r.flags, r.seq, r.pid)
+                + self.request_payload)
         return head + b"\0" * (NLMSG_ALIGN(len(head)) - len(head)) + self.attrs.pack()
 
 
@@ -368,7 +401,7 @@ class Done(_WithAttrs):
         return cls(_S32.unpack_from(view, 0)[0], _ack_tlvs(view, _S32.size, msg_flags))
 
     def pack(self) -> bytes:
-        return _S32.pack(self.status) + self.attrs.pack()
+        return _pack(_S32, "NLMSG_DONE status", self.status) + self.attrs.pack()
 
 
 _BODIES = {lib.NLMSG_ERROR: NlMsgErr, lib.NLMSG_DONE: Done}
@@ -400,7 +433,8 @@ def encode(message: Message) -> bytes:
     length = NLMSGHDR.size + len(payload)
     if length > 0xFFFFFFFF:
         raise ValueError("message of %d bytes does not fit nlmsg_len" % length)
-    header = NLMSGHDR.struct.pack(length, message.type, message.flags, message.seq, message.pid)
+    header = _pack(NLMSGHDR.struct, NLMSGHDR.cname, length, message.type, message.flags, message.seq,
+                   message.pid)
     return header + payload + b"\0" * (NLMSG_ALIGN(length) - length)
 
 

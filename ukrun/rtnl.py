@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 
 from ukrun._ffi import lib
+from ukrun.ifname import validate_ifname
 from ukrun.netlink import (Attr, IfAddrMsg, IfInfoMsg, Message, RtMsg, TcMsg, attr_nested,
                            attr_string, attr_u32, encode, parse)
 from ukrun.rtnl_objects import (INGRESS_HANDLE, Address, Filter, Link, Qdisc, Route,
@@ -41,12 +42,6 @@ class NetlinkError(OSError):
     def __str__(self):
         text = "%s: [Errno %d] %s" % (self.op, self.errno, self.strerror)
         return "%s (%s)" % (text, self.ext_ack) if self.ext_ack else text
-
-
-def _check_ifname(name) -> str:
-    if not isinstance(name, str) or not 0 < len(name.encode()) < lib.IFNAMSIZ or "\0" in name:
-        raise ValueError("%r is not an interface name (1 to %d bytes)" % (name, lib.IFNAMSIZ - 1))
-    return name
 
 
 class Rtnl:
@@ -118,7 +113,8 @@ class Rtnl:
                 if message.type == lib.NLMSG_DONE:
                     done = message.body
                     if done.status < 0:  # the dump failed part-way
-                        return [], (-done.status, done.attrs.string(lib.NLMSGERR_ATTR_MSG))
+                        text = done.attrs.string(lib.NLMSGERR_ATTR_MSG, errors="replace")
+                        return [], (-done.status, text)
                     return replies, None
                 if message.type not in (lib.NLMSG_NOOP, lib.NLMSG_OVERRUN):
                     replies.append(message)
@@ -165,7 +161,7 @@ class Rtnl:
         if isinstance(name_or_index, int):
             body = IfInfoMsg(index=name_or_index, attrs=attrs)
         else:
-            body = IfInfoMsg(attrs=attrs + [attr_string(lib.IFLA_IFNAME, _check_ifname(name_or_index))])
+            body = IfInfoMsg(attrs=attrs + [attr_string(lib.IFLA_IFNAME, validate_ifname(name_or_index))])
         op = "looking up link %s" % name_or_index
         for message in self._request(lib.RTM_GETLINK, body, op):
             if message.type == lib.RTM_NEWLINK:
@@ -182,7 +178,7 @@ class Rtnl:
 
     def create_bridge(self, name: str) -> Link:
         kind = attr_nested(lib.IFLA_LINKINFO, [attr_string(lib.IFLA_INFO_KIND, "bridge")])
-        body = IfInfoMsg(attrs=[attr_string(lib.IFLA_IFNAME, _check_ifname(name)), kind])
+        body = IfInfoMsg(attrs=[attr_string(lib.IFLA_IFNAME, validate_ifname(name)), kind])
         self._request(lib.RTM_NEWLINK, body, "creating bridge %s" % name, _CREATE)
         return self.link(name)
 
@@ -229,8 +225,9 @@ class Rtnl:
 
     def addresses(self, index: int | None = None, family: int | None = None) -> list:
         body = IfAddrMsg(family=family or _socket.AF_UNSPEC)
+        # Other links' addresses are not decoded: nothing of theirs can make this fail.
         found = (address_from_message(m.body) for m in self._dump(lib.RTM_GETADDR, body, "listing addresses")
-                 if m.type == lib.RTM_NEWADDR)
+                 if m.type == lib.RTM_NEWADDR and index in (None, m.body.index))
         return [a for a in found if a is not None and index in (None, a.index)
                 and family in (None, _socket.AF_UNSPEC, a.family)]
 

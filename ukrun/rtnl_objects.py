@@ -60,6 +60,17 @@ def _ip(data: bytes | None, family: int, what: str) -> IPv4Address | IPv6Address
 
 @value_class(frozen=True)
 class Link:
+    """A network interface as RTM_NEWLINK reports it.
+
+    ``name`` holds bytes that are not UTF-8 as lone surrogates (surrogateescape), so it goes
+    back to the kernel unchanged. ``alias`` is IFLA_IFALIAS when it is UTF-8 text, else None:
+    ukrun writes its records as UTF-8, so any other alias is someone else's and no record.
+    ``kind`` is IFLA_INFO_KIND ("veth", "tun", "bridge" ...; None for a real NIC or lo).
+    ``parent_dev`` and ``parent_bus`` are the device the interface sits on and its bus
+    (IFLA_PARENT_DEV_NAME / _BUS_NAME: "0000:00:03.0" on "pci", "virtio2" on "virtio"),
+    None when it has none: veth, macvlan, ipvlan, netkit, tun, bridges and lo have none.
+    """
+
     index: int
     name: str
     mac: str | None
@@ -68,23 +79,49 @@ class Link:
     master: int | None
     kind: str | None
     alias: str | None
+    parent_dev: str | None = None
+    parent_bus: str | None = None
 
     @property
     def up(self) -> bool:
         return bool(self.flags & lib.IFF_UP)
 
+    @property
+    def is_physical(self) -> bool:
+        """Whether the kernel reports a parent device: a real (or emulated) NIC, which no
+        container runtime hands a container as its eth0."""
+        return self.parent_dev is not None
+
+
+def _link_attr(index: int, what: str, read):
+    """``read()``, with a NetlinkParseError naming the attribute and the link."""
+    try:
+        return read()
+    except NetlinkParseError as e:
+        raise NetlinkParseError("link %d: %s: %s" % (index, what, e)) from None
+
 
 def link_from_message(body: IfInfoMsg) -> Link:
-    attrs = body.attrs
-    name = attrs.string(lib.IFLA_IFNAME)
+    """The link in an RTM_NEWLINK body. Only the attributes a Link holds are read, so no
+    other attribute can make it fail; among those, text never fails (see Link), and one
+    of the wrong size raises NetlinkParseError naming it."""
+    attrs, index = body.attrs, body.index
+    name = attrs.string(lib.IFLA_IFNAME, errors="surrogateescape")
     if name is None:
-        raise NetlinkParseError("link %d comes without IFLA_IFNAME" % body.index)
+        raise NetlinkParseError("link %d comes without IFLA_IFNAME" % index)
+    try:
+        alias = attrs.string(lib.IFLA_IFALIAS) or None
+    except NetlinkParseError:
+        alias = None
     mac = attrs.data(lib.IFLA_ADDRESS)
-    return Link(index=body.index, name=name, mac=format_mac(mac) if mac else None,
-                mtu=attrs.u32(lib.IFLA_MTU, 0), flags=body.flags,
-                master=attrs.u32(lib.IFLA_MASTER) or None,
-                kind=attrs.nested(lib.IFLA_LINKINFO).string(lib.IFLA_INFO_KIND),
-                alias=attrs.string(lib.IFLA_IFALIAS) or None)
+    linkinfo = _link_attr(index, "IFLA_LINKINFO", lambda: attrs.nested(lib.IFLA_LINKINFO))
+    return Link(index=index, name=name, mac=format_mac(mac) if mac else None,
+                mtu=_link_attr(index, "IFLA_MTU", lambda: attrs.u32(lib.IFLA_MTU, 0)),
+                flags=body.flags,
+                master=_link_attr(index, "IFLA_MASTER", lambda: attrs.u32(lib.IFLA_MASTER)) or None,
+                kind=linkinfo.string(lib.IFLA_INFO_KIND, errors="surrogateescape"), alias=alias,
+                parent_dev=attrs.string(lib.IFLA_PARENT_DEV_NAME, errors="surrogateescape"),
+                parent_bus=attrs.string(lib.IFLA_PARENT_DEV_BUS_NAME, errors="surrogateescape"))
 
 
 @value_class(frozen=True)
@@ -120,7 +157,7 @@ def address_from_message(body: IfAddrMsg) -> Address | None:
     return Address(index=body.index, interface=interface, scope=body.scope,
                    flags=attrs.u32(lib.IFA_FLAGS, body.flags),
                    broadcast=_ip(attrs.data(lib.IFA_BROADCAST), body.family, "IFA_BROADCAST"),
-                   label=attrs.string(lib.IFA_LABEL),
+                   label=attrs.string(lib.IFA_LABEL, errors="surrogateescape"),
                    peer=address if local is not None and address != local else None)
 
 
@@ -205,7 +242,8 @@ class Qdisc:
 
 
 def qdisc_from_message(body: TcMsg) -> Qdisc:
-    return Qdisc(body.index, body.attrs.string(lib.TCA_KIND, ""), body.handle, body.parent)
+    return Qdisc(body.index, body.attrs.string(lib.TCA_KIND, "", "surrogateescape"), body.handle,
+                 body.parent)
 
 
 def ingress_qdisc_request(index: int) -> TcMsg:
@@ -228,12 +266,12 @@ class Filter:
 def filter_from_message(body: TcMsg) -> Filter | None:
     """The rule in an RTM_NEWTFILTER body, or None for what a dump also reports but is no
     rule: the per-priority header (no TCA_OPTIONS) and u32's hash tables (no selector)."""
-    kind = body.attrs.string(lib.TCA_KIND, "")
+    kind = body.attrs.string(lib.TCA_KIND, "", "surrogateescape")
     if body.attrs.get(lib.TCA_OPTIONS) is None:
         return None
-    options = body.attrs.nested(lib.TCA_OPTIONS)
     redirect_to = None
-    if kind == "u32":
+    if kind == "u32":  # the only classifier whose options ukrun reads
+        options = body.attrs.nested(lib.TCA_OPTIONS)
         if options.get(lib.TCA_U32_SEL) is None:
             return None
         redirect_to = _mirred_redirect(options.nested(lib.TCA_U32_ACT))
@@ -244,7 +282,7 @@ def filter_from_message(body: TcMsg) -> Filter | None:
 def _mirred_redirect(actions) -> int | None:
     for action in actions:  # each is nested, typed by its order (1, 2, ...)
         action = action.nested()
-        if action.string(lib.TCA_ACT_KIND) != "mirred":
+        if action.string(lib.TCA_ACT_KIND, errors="surrogateescape") != "mirred":
             continue
         parms = action.nested(lib.TCA_ACT_OPTIONS).data(lib.TCA_MIRRED_PARMS)
         if parms is None or len(parms) < TC_MIRRED.size:

@@ -1,7 +1,8 @@
 """Tap devices: create or attach one by name, make it persistent, turn its offloads off.
 
-Every rule about names lives here, checked before any syscall; the C in csrc/ only
-does TUNSETIFF and SIOCETHTOOL. Kernel failures raise OSError with the errno.
+Every name is checked before any syscall, by the one rule in ukrun.ifname (re-exported
+here as ``validate_ifname``); the C in csrc/ only does TUNSETIFF and SIOCETHTOOL.
+Kernel failures raise OSError with the errno.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import errno
 import os
 
 from ukrun._ffi import check, ffi, lib
+from ukrun.ifname import ifname_bytes, validate_ifname  # also ukrun.tap.validate_ifname
 
 TUN_DEVICE = "/dev/net/tun"
 
@@ -20,29 +22,6 @@ OFFLOADS = (
     ("gso", lib.ETHTOOL_GGSO, lib.ETHTOOL_SGSO),
     ("tso", lib.ETHTOOL_GTSO, lib.ETHTOOL_STSO),
 )
-
-
-def validate_ifname(name: str) -> str:
-    """Return ``name`` if the kernel would take it as an interface name as it is.
-
-    Mirrors the kernel's dev_valid_name() and refuses ``%`` as well, since a
-    ``%d`` makes the kernel pick the name itself ("yes, that's really in the
-    Linux API", Solo5's tap_attach).
-    """
-    if not isinstance(name, str):
-        raise TypeError("interface name must be a str, not %s" % type(name).__name__)
-    if not name:
-        raise ValueError("interface name is empty")
-    if len(name.encode()) >= lib.IFNAMSIZ:
-        raise ValueError("interface name %r is longer than %d bytes" % (name, lib.IFNAMSIZ - 1))
-    if name in (".", ".."):
-        raise ValueError("interface name %r is not allowed" % name)
-    if "%" in name:
-        raise ValueError("interface name %r contains '%%': the kernel would choose the name" % name)
-    for char in name:
-        if char in "/:\0" or char.isspace():
-            raise ValueError("interface name %r contains %r" % (name, char))
-    return name
 
 
 class Tap:
@@ -86,16 +65,16 @@ def open_tap(name: str, persist: bool = False, exclusive: bool = False) -> Tap:
     ``exclusive`` refuses (EBUSY) to attach to one that already exists. Creating needs
     CAP_NET_ADMIN; attaching to a persistent tap with no owner or group does not.
     """
-    validate_ifname(name)
+    asked = ifname_bytes(validate_ifname(name))
     actual = ffi.new("char[]", lib.IFNAMSIZ)
-    fd = check(lib.ukrun_tap_open(name.encode(), int(bool(exclusive)), actual),
-               "opening tap %s" % name)
+    fd = check(lib.ukrun_tap_open(asked, int(bool(exclusive)), actual), "opening tap %s" % name)
     tap = Tap(fd, name)
     try:
-        got = ffi.string(actual).decode(errors="replace")
-        if got != name:
+        got = ffi.string(actual)
+        if got != asked:
             # validate_ifname makes this unreachable; never hand out a tap we did not ask for.
-            raise OSError(errno.EINVAL, "the kernel named it %r" % got, "opening tap %s" % name)
+            raise OSError(errno.EINVAL, "the kernel named it %r" % got.decode("utf-8", "replace"),
+                          "opening tap %s" % name)
         # Persist only once the name is checked, so no stray persistent tap is left behind.
         if persist:
             tap.set_persist(True)
@@ -113,7 +92,7 @@ def tun_usable() -> None:
 
 def _ethtool(name: str, cmd: int, value: int, what: str) -> int:
     data = ffi.new("uint32_t *", value)
-    check(lib.ukrun_ethtool_value(name.encode(), cmd, data), what)
+    check(lib.ukrun_ethtool_value(ifname_bytes(name), cmd, data), what)
     return data[0]
 
 
