@@ -44,5 +44,5 @@ man: build
 	$(VPY) man/build.py man/ukrun.1
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info ukrun/_core.* ukrun/*.so .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info ukrun/_core.* ukrun/*.so ukrun/ukrun-init .pytest_cache .hypothesis
 	find . -name __pycache__ -prune -exec rm -rf {} +

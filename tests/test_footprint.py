@@ -47,6 +47,15 @@ def test_wheel_is_under_200_kib(wheel):
     assert os.path.getsize(wheel) < 200 * 1024
 
 
+def test_wheel_carries_the_init_executable(wheel):
+    # ukrun-init (csrc/init.c) stays as PID 1 when ukrun forks the unikernel (ukrun.pid1).
+    with zipfile.ZipFile(wheel) as z:
+        mode = z.getinfo("ukrun/ukrun-init").external_attr >> 16
+        head = z.read("ukrun/ukrun-init")[:4]
+    assert head == b"\x7fELF"
+    assert mode & 0o777 == 0o755
+
+
 def test_wheel_depends_on_cffi_alone(wheel):
     with zipfile.ZipFile(wheel) as z:
         (name,) = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
