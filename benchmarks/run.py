@@ -1,9 +1,9 @@
-"""`make bench`: setup latency, boot to first packet and data path, as tables and JSON.
+"""`make bench`: setup latency, boot to first packet, data path, PID 1 memory; tables, JSON.
 
 Needs root (it makes network namespaces; never touches the machine's own), gcc, iproute2 and,
 for the VM guest, qemu-system-x86_64. Results go to benchmarks/results/<UTC time>.json.
-Sections: run.py [setup] [boot] [datapath] (default: all three).
-UKRUN_BENCH_RUNS=N shortens the setup section for smoke runs (see setup_latency.py).
+Sections: run.py [setup] [boot] [datapath] [init] (default: all four).
+UKRUN_BENCH_RUNS=N shortens the setup and init sections for smoke runs (see setup_latency.py).
 """
 import datetime
 import json
@@ -18,7 +18,7 @@ sys.path.insert(0, HERE)
 
 import common  # noqa: E402
 
-SECTIONS = ("setup", "boot", "datapath")
+SECTIONS = ("setup", "boot", "datapath", "init")
 
 
 def machine():
@@ -50,6 +50,9 @@ def main(argv):
     if "datapath" in wanted:
         import datapath
         out["data_path"] = datapath.main()
+    if "init" in wanted:
+        import init_rss
+        out["init_rss"] = init_rss.main()
     out["seconds"] = time.monotonic() - began
     results = os.path.join(HERE, "results")
     os.makedirs(results, exist_ok=True)
