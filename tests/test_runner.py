@@ -14,6 +14,8 @@ import threading
 import pytest
 
 import ukrun
+import ukrun.rtnl
+import ukrun.runner
 from nsutil import in_netns
 from snapshots import snapshot, wiring_state
 from ukrun.errors import NetworkError, PrivilegeError, UsageError
@@ -66,6 +68,45 @@ def test_plan_changes_nothing(wiring, rich, programs):
     assert data["network"]["ipv6"] == "2001:db8::2/64"
     assert data["argv"][-2:] == ["--ipv4=172.30.0.2/16", "--ipv4-gateway=172.30.0.1"]
     assert any("remove 172.30.0.9/16 from eth0" == s["do"] for s in data["steps"])
+    # What is not handed over is said, not removed in silence.
+    notes = "\n".join(data["notes"])
+    assert "only 172.30.0.2/16 is handed over: eth0 also holds 172.30.0.9/16" in notes
+    assert "IPv6 is not handed over: 2001:db8::2/64 removed from eth0" in notes
+    assert "IPv6 default route via 2001:db8::1 stays on eth0" in notes
+
+
+def test_inspect_says_what_a_run_would_not_hand_over(rich):
+    with in_netns(rich.name):
+        data = ukrun.runner.inspect("eth0")
+    assert data["ipv4"] == "172.30.0.2/16"
+    assert any("172.30.0.9/16" in n for n in data["notes"])
+    assert any("2001:db8::2/64" in n for n in data["notes"])
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_a_physical_nic_is_refused_unless_allowed(allow, container, programs, monkeypatch):
+    # Nothing with a parent device can enter a test namespace here: eth0 is made to report
+    # one, as a virtio NIC's link does (IFLA_PARENT_DEV_NAME).
+    from ukrun import rtnl_objects
+
+    real = rtnl_objects.link_from_message
+
+    def with_parent(body):
+        link = real(body)
+        if link.name == "eth0":
+            link = type(link)(**dict(vars(link), parent_dev="virtio2", parent_bus="virtio"))
+        return link
+
+    monkeypatch.setattr(ukrun.rtnl, "link_from_message", with_parent)
+    before = snapshot(container)
+    with in_netns(container.name):
+        if allow:
+            assert plan(spt(programs, allow_physical=True)).steps
+        else:
+            with pytest.raises(UsageError) as failed:
+                plan(spt(programs))
+            assert "eth0 is a physical NIC (parent device virtio2)" in str(failed.value)
+    assert snapshot(container) == before
 
 
 @pytest.mark.parametrize("wiring", ["tc", "bridge"])
@@ -211,7 +252,8 @@ def test_a_second_run_with_the_other_wiring_rebuilds_it(container, programs):
     (dict(target="unix", mem=64), "--mem"),
     (dict(target="spt", cpu="max"), "--cpu"),
     (dict(target="spt", tender_args=("-x",), mem=0), "--mem"),
-    (dict(target="spt", keep_caps=("none", "kill")), "--keep-cap"),
+    (dict(target="spt", keep_caps=("none", "kill")), "'none' cannot be combined"),
+    (dict(target="spt", init="sometimes"), "--init"),
     (dict(target="spt", args=("ok", 5)), "strings"),
 ])
 def test_library_options_are_checked_first(bad, needle, netns, programs):
