@@ -74,6 +74,33 @@ def context(tmp_path, binaries, monkeypatch):
     return tmp_path
 
 
+# ---- today's output, pinned: a refactoring of ukrun.docker must not change a byte ----
+
+GOLDEN = os.path.join(ROOT, "tests", "data", "dockerfile")
+GOLDEN_ARGS = ["--ipv4-only=true", 'a "quoted" $word', "--"]
+
+
+def golden_cases():
+    """(file name, target, keyword arguments of docker.dockerfile) for each pinned output."""
+    for target, unikernel in UNIKERNEL.items():
+        yield "%s.Dockerfile" % target, target, dict(
+            unikernel=unikernel, args=GOLDEN_ARGS, run_options=["--mem=64", "-v"])
+        yield "%s-from.Dockerfile" % target, target, dict(
+            unikernel=unikernel, base="debian:bookworm-slim")
+
+
+@pytest.mark.parametrize("name, target, kwargs", list(golden_cases()),
+                         ids=[case[0] for case in golden_cases()])
+def test_output_is_pinned(context, name, target, kwargs):
+    # The version is the only thing that may change: it is written as @VERSION@.
+    text = docker.dockerfile(target, **kwargs).replace(__version__, "@VERSION@")
+    if os.environ.get("UKRUN_WRITE_GOLDEN"):  # to pin a deliberate change: review the diff
+        with open(os.path.join(GOLDEN, name), "w") as f:
+            f.write(text)
+    with open(os.path.join(GOLDEN, name)) as f:
+        assert text == f.read()
+
+
 # ---- each target's Dockerfile ----
 
 @pytest.mark.parametrize("target", list(docker.TARGETS))

@@ -1,0 +1,30 @@
+# Dockerfile for the kvm unikernel app.virtio, written by ukrun @VERSION@ (ukrun dockerfile).
+# Build it from the build context (the directory given to docker build) holding
+#     app.virtio
+#     ukrun-@VERSION@.tar.gz (ukrun's source distribution)
+# as in: docker build -t IMAGE -f Dockerfile .
+# (--build-arg ALPINE_VERSION=X.Y picks another Alpine release.)
+# Run it with the flags this host needs:
+#     docker run --rm $(ukrun docker-args kvm) IMAGE [ARG...]
+
+ARG ALPINE_VERSION=3.20
+
+# Stage 1: compile ukrun's wheel against musl and install it in a virtual environment.
+FROM alpine:${ALPINE_VERSION} AS ukrun-build
+RUN apk add --no-cache python3 python3-dev gcc musl-dev linux-headers libffi-dev
+COPY ["ukrun-@VERSION@.tar.gz", "/src/ukrun-@VERSION@.tar.gz"]
+RUN python3 -m venv /opt/ukrun \
+    && /opt/ukrun/bin/pip wheel --no-cache-dir --wheel-dir /wheels /src/ukrun-@VERSION@.tar.gz \
+    && /opt/ukrun/bin/pip install --no-cache-dir --no-index --find-links /wheels ukrun
+
+# Stage 2: the same Alpine (so the same python3) with ukrun and the unikernel.
+FROM alpine:${ALPINE_VERSION}
+RUN apk add --no-cache python3 qemu-system-x86_64
+COPY --from=ukrun-build /opt/ukrun /opt/ukrun
+ENV PATH="/opt/ukrun/bin:${PATH}"
+COPY ["app.virtio", "/unikernel/app.virtio"]
+# Exec form, no shell: ukrun is PID 1 and execs the tender (or the unikernel), so
+# the SIGTERM of `docker stop` reaches it.
+ENTRYPOINT ["ukrun", "kvm", "--mem=64", "-v", "/unikernel/app.virtio"]
+# The unikernel's arguments: `docker run IMAGE ARG...` replaces them.
+CMD ["--ipv4-only=true", "a \"quoted\" $word", "--"]

@@ -1,0 +1,17 @@
+# Dockerfile for the ukvm unikernel app.ukvm, written by ukrun @VERSION@ (ukrun dockerfile).
+# Build it from the build context (the directory given to docker build) holding
+#     ukvm-bin
+#     app.ukvm
+# as in: docker build -t IMAGE -f Dockerfile .
+# debian:bookworm-slim must provide ukrun on PATH.
+# Run it with the flags this host needs:
+#     docker run --rm $(ukrun docker-args ukvm) IMAGE [ARG...]
+
+FROM debian:bookworm-slim
+COPY ["ukvm-bin", "/unikernel/ukvm"]
+COPY ["app.ukvm", "/unikernel/app.ukvm"]
+# Exec form, no shell: ukrun is PID 1 and execs the tender (or the unikernel), so
+# the SIGTERM of `docker stop` reaches it.
+ENTRYPOINT ["ukrun", "ukvm", "/unikernel/app.ukvm"]
+# The unikernel's arguments: `docker run IMAGE ARG...` replaces them.
+CMD []
