@@ -29,5 +29,18 @@
 #include <linux/pkt_sched.h>
 #include <linux/pkt_cls.h>
 #include <linux/tc_act/tc_mirred.h>
+#include <elf.h>
+#include <limits.h>
+#include <linux/binfmts.h>
+
+/* linux/binfmts.h defines MAX_ARG_STRLEN as (PAGE_SIZE * 32), and userspace has no fixed
+ * PAGE_SIZE (musl defines one on some machines): evaluated with a page of one byte it is the
+ * number of pages, which ukrun.programs multiplies by the running kernel's page size. */
+#pragma push_macro("PAGE_SIZE")
+#undef PAGE_SIZE
+#define PAGE_SIZE 1
+enum { UKRUN_ARG_STRLEN_PAGES = MAX_ARG_STRLEN };
+#undef PAGE_SIZE
+#pragma pop_macro("PAGE_SIZE")
 
 #endif

@@ -101,6 +101,17 @@ def test_both_classes_and_byte_orders(cls, little):
     assert static.static and static.dynamic
 
 
+def test_the_first_pt_interp_is_the_one_the_kernel_loads():
+    data = make_elf(phdrs=[(PT_INTERP, 176, 4), (PT_INTERP, 180, 4)], payload=b"/ld\0/xx\0")
+    assert elf.parse_elf(data).interpreter == "/ld"
+
+
+def test_pt_interp_of_path_max_bytes_is_read():
+    path = b"/" * 4095 + b"\0"
+    assert elf.parse_elf(make_elf(phdrs=[(PT_INTERP, 120, 4096)], payload=path)).interpreter \
+        == "/" * 4095
+
+
 def test_larger_program_header_entries_are_stepped_over():
     table = struct.pack("<IIQQQQQQ", PT_INTERP, 0, 64 + 64, 0, 0, 5, 0, 0) + bytes(8)
     data = make_elf(phdrs=(), phnum=1, phentsize=64, payload=table + b"/ld\0\0")
@@ -123,9 +134,12 @@ def test_larger_program_header_entries_are_stepped_over():
     (make_elf(phdrs=[(PT_INTERP, 10 ** 6, 10)]), "beyond the end of the file"),
     (make_elf(phdrs=[(PT_INTERP, 120, 2 ** 40)]), "PT_INTERP of 1099511627776 bytes"),
     (make_elf(phdrs=[(PT_INTERP, 120, 0)]), "PT_INTERP of 0 bytes"),
-    (make_elf(phdrs=[(PT_INTERP, 120, 1)], payload=b"\0"), "empty PT_INTERP"),
-    (make_elf(phdrs=[(PT_INTERP, 176, 4), (PT_INTERP, 176, 4)], payload=b"/ld\0"),
-     "more than one PT_INTERP"),
+    # The kernel's own bounds (load_elf_binary()): 2 to PATH_MAX bytes, the last one a NUL.
+    (make_elf(phdrs=[(PT_INTERP, 120, 1)], payload=b"/"), "PT_INTERP of 1 bytes"),
+    (make_elf(phdrs=[(PT_INTERP, 120, 4097)], payload=b"/" * 4096 + b"\0"),
+     "PT_INTERP of 4097 bytes"),
+    (make_elf(phdrs=[(PT_INTERP, 120, 3)], payload=b"/ld"), "not NUL-terminated"),
+    (make_elf(phdrs=[(PT_INTERP, 120, 2)], payload=b"\0\0"), "empty PT_INTERP"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_malformed(data, message):
     with pytest.raises(ElfError, match=re.escape(message)):

@@ -5,7 +5,8 @@ library is musl: a program linked against glibc's loader cannot start there, and
 a confusing "not found" from execve. The answer is in the program headers: an executable that
 names a loader carries a PT_INTERP segment; a static one (ET_EXEC) and a static-pie (ET_DYN with
 PT_DYNAMIC but no PT_INTERP: it relocates itself) carry none. ``ldd`` is not used because it runs
-the loader, and cannot say anything about a foreign-libc binary.
+the loader, and cannot say anything about a foreign-libc binary. A run's preflight reads the
+same headers (ukrun.programs) to name a missing loader before execve fails with ENOENT.
 
 The numbers below are fixed by the System V gABI (``<elf.h>``); tests/test_elf.py checks them
 against the system header. No ukrun C is involved, so this module stays cheap to import.
@@ -116,9 +117,8 @@ def _parse(view):
             order + _PHDR[elf_class], view, e_phoff + i * e_phentsize)
         if p_type == PT_DYNAMIC:
             dynamic = True
-        elif p_type == PT_INTERP:
-            if interpreter is not None:
-                raise ElfError("more than one PT_INTERP segment")
+        elif p_type == PT_INTERP and interpreter is None:
+            # The kernel loads the first one and ignores the rest (load_elf_binary()).
             interpreter = _read_interpreter(view, p_offset, p_filesz)
     return ElfInfo(elf_class=32 if elf_class == ELFCLASS32 else 64,
                    little_endian=data_encoding == ELFDATA2LSB, type=e_type,
@@ -126,10 +126,14 @@ def _parse(view):
 
 
 def _read_interpreter(view, offset, size):
-    if size == 0 or size > _MAX_INTERP:
+    # The kernel's own limits (load_elf_binary()): ENOEXEC for a path of fewer than 2 or more
+    # than PATH_MAX bytes, or one without its NUL; EIO for one past the end of the file.
+    if size < 2 or size > _MAX_INTERP:
         raise ElfError("PT_INTERP of %d bytes" % size)
     if offset > len(view) or size > len(view) - offset:
         raise ElfError("PT_INTERP lies beyond the end of the file")
+    if view[offset + size - 1] != 0:
+        raise ElfError("PT_INTERP is not NUL-terminated")
     path = bytes(view[offset:offset + size]).split(b"\0", 1)[0]
     if not path:
         raise ElfError("empty PT_INTERP")

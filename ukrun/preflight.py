@@ -10,6 +10,9 @@ import stat
 
 from ukrun.errors import NotExecutableError, NotFoundError, PrivilegeError, UsageError
 from ukrun.handover import INIT_CHOICES
+# Will execve take the program: its own module, as it is most of a preflight; exported here.
+from ukrun.programs import (check_exec_size, check_program_image,  # noqa: F401
+                            check_usable_unprivileged)
 from ukrun.targets import IP_ARGS, TARGETS
 from ukrun.wiring import WIRINGS, parse_mac
 
