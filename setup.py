@@ -64,6 +64,14 @@ setup(
     license="ISC",
     packages=["ukrun"],
     python_requires=">=3.9",
+    # tests/test_valueclass.py runs under each of these (and reads this list).
+    classifiers=[
+        "Programming Language :: Python :: 3.9",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+    ],
     setup_requires=["cffi>=1.15"],
     install_requires=["cffi>=1.15"],
     cffi_modules=["ukrun/_build.py:ffi"],

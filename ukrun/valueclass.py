@@ -105,6 +105,22 @@ def _frozen_delattr(self, name):
                               % (name, type(self).__name__))
 
 
+def _own_annotation_names(cls):
+    """The names ``cls`` itself annotates (not its bases), in the order written."""
+    # Up to Python 3.13, and on 3.14 under ``from __future__ import annotations`` (every ukrun
+    # module), the class body leaves its annotations as a dict in the class namespace: the
+    # cheap path, and on 3.9 the only one (there cls.__annotations__ may be a base's).
+    annotations = vars(cls).get("__annotations__")
+    if annotations is None and getattr(cls, "__annotate__", None) is not None:
+        # Python 3.14+ without that import (PEP 649/749): the namespace holds an annotate
+        # function instead. FORWARDREF reads it without evaluating names defined later
+        # (which would raise NameError); annotationlib is imported only here, off ukrun's path.
+        import annotationlib
+
+        annotations = annotationlib.get_annotations(cls, format=annotationlib.Format.FORWARDREF)
+    return annotations or ()
+
+
 def value_class(cls=None, *, frozen: bool = False):
     """Give ``cls`` an ``__init__`` over its annotated fields, ``__repr__``, ``__eq__`` and,
     when ``frozen``, immutability and ``__hash__`` (else it is unhashable, as a dataclass)."""
@@ -116,7 +132,7 @@ def value_class(cls=None, *, frozen: bool = False):
                 if name not in names:
                     names.append(name)
             defaults.update(vars(base).get("_defaults", {}))
-        for name in vars(cls).get("__annotations__", {}):
+        for name in _own_annotation_names(cls):
             if name not in names:
                 names.append(name)
             if name in vars(cls):
