@@ -30,7 +30,7 @@ MODES = ("never", "always")  # --init: direct exec, or forked under ukrun's init
 RAW_CLI = textwrap.dedent("""\
     import sys
     from ukrun import preflight, runner
-    def unchecked(o, target):
+    def unchecked(o, target, *rest):
         return None if target.default_tender is None else (o.tender or o.qemu)
     runner.resolve_programs = unchecked
     for name in dir(preflight):
@@ -336,3 +336,25 @@ def test_concurrent_runs_in_one_namespace_leave_one_guest(init, container, ukrun
             for p in procs:
                 p.wait(5)
         # The guest is gone: the next round finds its record on a tap without a reader.
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN))
+def test_dry_run_reports_what_execve_would_refuse(broken, container, ukrun_exe, shared_dir):
+    # The preflight's verdict matches execve's own (the exit status above), before any change.
+    make, status = BROKEN[broken]
+    program = make(shared_dir)
+    before = snapshot(container)
+    proc = container.exec(ukrun_exe, "unix", "--dry-run", program, check=False)
+    assert_one_line_error(proc, status)
+    assert snapshot(container) == before
+
+
+def test_dry_run_reports_arguments_past_the_kernels_limit(container, status_program):
+    # The word is made inside the child: too long for any command line, including ukrun's.
+    code = ("import sys; from ukrun.cli import main; "
+            "sys.exit(main(['unix', '--dry-run', %r, 'x' * (256 * 1024)]))" % status_program)
+    before = snapshot(container)
+    proc = container.exec(sys.executable, "-c", code, check=False)
+    line = assert_one_line_error(proc, 1)
+    assert "over the kernel's limit" in line, line
+    assert snapshot(container) == before

@@ -108,15 +108,27 @@ class Plan:
 
 # --- plan ---------------------------------------------------------------------------------
 
-def resolve_programs(o: Options, target: Target) -> str | None:
-    """Check the unikernel and find the tender; returns the tender's path (None for unix)."""
+def resolve_programs(o: Options, target: Target, keep: frozenset = frozenset(),
+                     exec_mode: str = "direct") -> str | None:
+    """Check the unikernel and find the tender; returns the tender's path (None for unix).
+
+    What is exec'd must be an executable this machine runs (``preflight.check_program_image``),
+    and what a tender loads must stay readable once the capabilities are dropped. Execve runs
+    without CAP_DAC_OVERRIDE except in exec mode direct, where ukrun still holds it.
+    """
+    dropped = exec_mode != "direct"
     if target.default_tender is None:
         preflight.check_executable(o.unikernel, "unikernel")
+        preflight.check_program_image(o.unikernel, "unikernel", keep=keep, dropped=dropped)
         return None
     preflight.check_readable(o.unikernel, "unikernel")
+    preflight.check_usable_unprivileged(o.unikernel, "unikernel", keep=keep)
     if target.name in ("qemu", "kvm"):
-        return preflight.find_program(o.qemu or target.default_tender, "QEMU")
-    return preflight.find_program(o.tender or target.default_tender, "tender")
+        program = preflight.find_program(o.qemu or target.default_tender, "QEMU")
+    else:
+        program = preflight.find_program(o.tender or target.default_tender, "tender")
+    return preflight.check_program_image(program, "QEMU" if target.name in ("qemu", "kvm")
+                                         else "tender", keep=keep, dropped=dropped)
 
 
 def _bad_record(tap: str, error: ValueError) -> NetworkError:
@@ -278,12 +290,12 @@ def plan(options: Options) -> Plan:
     target = preflight.check_options(o)
     notes = []
     keep = preflight.kept_capabilities(o.keep_caps, notes)
-    tender = resolve_programs(o, target)
+    exec_mode = handover.choose_exec_mode(o.init, os.getpid() == 1, caps.can_bound_execve())
+    tender = resolve_programs(o, target, keep, exec_mode)
     preflight.check_tun()
     if target.needs_kvm:
         preflight.check_kvm(o.target)
     preflight.check_capabilities(keep)
-    exec_mode = handover.choose_exec_mode(o.init, os.getpid() == 1, caps.can_bound_execve())
     init_program = None
     if exec_mode == "forked":
         from ukrun.pid1 import init_program as find_init
@@ -302,8 +314,10 @@ def plan(options: Options) -> Plan:
     launch = Launch(unikernel=o.unikernel, args=tuple(o.args), ip_args=ip_args, tap=o.tap,
                     tap_fd=tap_fd, mac=guest_mac, tender=tender,
                     tender_args=tuple(o.tender_args), net_name=o.net_name, mem=o.mem, cpu=o.cpu)
-    return Plan(o, target, network, guest_mac, steps, target.build(launch), keep, tap_fd, notes,
-                exec_mode, init_program)
+    argv = target.build(launch)
+    preflight.check_exec_size(argv, os.environ)
+    return Plan(o, target, network, guest_mac, steps, argv, keep, tap_fd, notes, exec_mode,
+                init_program)
 
 
 def inspect(interface: str = "eth0") -> dict:
