@@ -40,12 +40,26 @@ def format_mac(data: bytes) -> str:
     return ":".join("%02x" % b for b in data)
 
 
-def parse_mac(text: str) -> bytes:
-    """"aa:bb:cc:dd:ee:ff" (either case) to 6 bytes; ValueError for anything else."""
-    parts = text.split(":") if isinstance(text, str) else []
-    if len(parts) != 6 or not all(len(p) == 2 and p.strip("0123456789abcdefABCDEF") == "" for p in parts):
+_MAC_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def parse_mac(text: str, unicast: bool = False) -> bytes:
+    """"aa:bb:cc:dd:ee:ff" (either case) to 6 bytes; ValueError for anything else.
+
+    Exactly six groups of two ASCII hex digits: int(x, 16) alone also takes " a", "+a", "_a"
+    or other scripts' digits, and a MAC reaches QEMU's and Solo5's command lines as written.
+    ``unicast``: also refuse what no interface can have as its own address, multicast
+    (broadcast included) and all zeros (the kernel's is_valid_ether_addr).
+    """
+    if not (isinstance(text, str) and len(text) == 17
+            and all(c == ":" if i % 3 == 2 else c in _MAC_HEX for i, c in enumerate(text))):
         raise ValueError("%r is not a MAC address like aa:bb:cc:dd:ee:ff" % (text,))
-    return bytes(int(p, 16) for p in parts)
+    octets = bytes.fromhex(text.replace(":", ""))
+    if unicast and octets[0] & 1:
+        raise ValueError("%s is a multicast MAC address, not a unicast one" % text)
+    if unicast and not any(octets):
+        raise ValueError("00:00:00:00:00:00 is not a usable MAC address")
+    return octets
 
 
 def _ip(data: bytes | None, family: int, what: str) -> IPv4Address | IPv6Address | None:

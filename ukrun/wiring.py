@@ -8,19 +8,20 @@ Two wirings (DESIGN.md):
 ``plan_steps`` is pure: it compares what is wanted with a ``View`` of the kernel and returns
 only the steps still missing, so a second run in the same namespace (a container restart)
 reuses what the first built. ``Kernel`` (in ukrun.steps) carries the steps out.
+
+The record of what a run moved (ukrun.record) is input: anything holding CAP_NET_ADMIN in the
+pod can write it. So a plan names only the interface, the tap, and a bridge ukrun made for that
+tap, which carries ``bridge_mark(tap)`` as its alias; a record naming any other is refused.
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 
 from ukrun._ffi import lib
+# The record lives in ukrun.record; these names stay importable from here too.
+from ukrun.record import (ALIAS_MAX, RECORD_PREFIX, RECORD_VERSION, WIRINGS,  # noqa: F401
+                          Record, RecordError, parse_mac, record_problem)
 from ukrun.valueclass import fields, fresh, is_value, value_class
-
-WIRINGS = ("tc", "bridge")
-RECORD_PREFIX = "ukrun:"
-RECORD_VERSION = "1"
-ALIAS_MAX = 255  # IFALIASZ - 1: the kernel refuses a longer IFLA_IFALIAS
 
 
 @value_class(frozen=True)
@@ -52,79 +53,11 @@ def jsonable(value):
 
 # --- MAC addresses -------------------------------------------------------------------------
 
-def parse_mac(text: str) -> str:
-    """``text`` as a unicast MAC in lower case; ValueError when it is not one."""
-    parts = text.split(":")
-    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
-        raise ValueError("%r is not a MAC address (XX:XX:XX:XX:XX:XX)" % text)
-    try:
-        octets = bytes(int(p, 16) for p in parts)
-    except ValueError:
-        raise ValueError("%r is not a MAC address (XX:XX:XX:XX:XX:XX)" % text) from None
-    if octets[0] & 1:
-        raise ValueError("%s is a multicast MAC address; a guest needs a unicast one" % text)
-    if octets == bytes(6):
-        raise ValueError("00:00:00:00:00:00 is not a usable MAC address")
-    return text.lower()
-
-
 def random_mac(raw: bytes | None = None) -> str:
     """A fresh locally administered unicast MAC (bit 1 of the first octet set, bit 0 clear)."""
     raw = bytearray(os.urandom(6) if raw is None else raw[:6])
     raw[0] = (raw[0] & 0xFC) | 0x02
     return ":".join("%02x" % b for b in raw)
-
-
-# --- what an earlier run moved, kept on the tap's IFLA_IFALIAS -------------------------------
-
-@value_class(frozen=True)
-class Record:
-    """What a run handed to the guest, so a later run in the same namespace can hand it again."""
-
-    interface: str
-    wiring: str
-    bridge: str | None
-    ipv4: ipaddress.IPv4Interface
-    gateway4: ipaddress.IPv4Address | None
-    gateway4_onlink: bool
-    guest_mac: str | None
-    interface_mac: str  # the interface's own MAC before the run (bridge wiring may change it)
-
-    # The alias reads "ukrun:1 i=eth0 w=tc b= 4=172.30.0.2/16 g=172.30.0.1 o=0 m=MAC e=MAC":
-    # words that `ip link` shows as they are, and no json to load on a run's path. No value
-    # can hold a space (interface names, addresses and MACs cannot); an empty one is None.
-    def to_alias(self) -> str:
-        fields = (("i", self.interface), ("w", self.wiring), ("b", self.bridge),
-                  ("4", self.ipv4.with_prefixlen), ("g", self.gateway4),
-                  ("o", int(self.gateway4_onlink)), ("m", self.guest_mac),
-                  ("e", self.interface_mac))
-        words = ["%s=%s" % (key, "" if value is None else value) for key, value in fields]
-        alias = RECORD_PREFIX + " ".join([RECORD_VERSION] + words)
-        if any(word.split() != [word] for word in words):
-            raise ValueError("record %r: a value holds white space" % alias)
-        if len(alias.encode()) > ALIAS_MAX:  # cannot happen with valid names; keep it honest
-            raise ValueError("record %r is longer than %d bytes" % (alias, ALIAS_MAX))
-        return alias
-
-    @classmethod
-    def from_alias(cls, alias: str | None) -> "Record" | None:
-        """The record in ``alias``, or None when it is not one of ours (or not readable)."""
-        if not alias or not alias.startswith(RECORD_PREFIX):
-            return None
-        version, *words = alias[len(RECORD_PREFIX):].split(" ")
-        data = dict(word.partition("=")[::2] for word in words)
-        if (version != RECORD_VERSION or len(data) != len(words) or set(data) != set("iwb4gome")
-                or data["w"] not in WIRINGS or data["o"] not in ("0", "1")
-                or not data["i"] or not data["e"]):
-            return None
-        try:
-            return cls(interface=data["i"], wiring=data["w"], bridge=data["b"] or None,
-                       ipv4=ipaddress.IPv4Interface(data["4"]),
-                       gateway4=ipaddress.IPv4Address(data["g"]) if data["g"] else None,
-                       gateway4_onlink=data["o"] == "1", guest_mac=data["m"] or None,
-                       interface_mac=data["e"])
-        except ValueError:  # an address that does not parse
-            return None
 
 
 # --- the plan ---------------------------------------------------------------------------------
@@ -158,6 +91,44 @@ class View:
     def master_of(self, name: str) -> str | None:
         link = self.links.get(name)
         return self.names.get(link.master) if link is not None and link.master else None
+
+
+# --- what is ukrun's -----------------------------------------------------------------------
+
+def bridge_mark(tap: str) -> str:
+    """The alias a bridge ukrun creates for ``tap`` carries: what lets a later run delete it.
+
+    Not a record (no "ukrun:" prefix), and naming the tap, so that the bridge of another
+    tap's wiring is not this one's to take down.
+    """
+    return "ukrun bridge of %s" % tap
+
+
+def owns_bridge(view: View, name: str | None, tap: str) -> bool:
+    """Whether ``name`` is a bridge ukrun made for ``tap``: kind bridge and carrying the mark."""
+    link = view.links.get(name) if name is not None else None
+    return link is not None and link.kind == "bridge" and link.alias == bridge_mark(tap)
+
+
+def check_record_against(record: Record | None, view: View, tap: str) -> None:
+    """RecordError when ``record`` (read from ``tap``) is invalid, or names a bridge that is
+    there but is not one ukrun made: a forged ``b=eth1`` must not get eth1 released, enslaved
+    or deleted. A recorded bridge that is gone is fine: there is nothing left to take down.
+    """
+    if record is None:
+        return
+    record.check(tap)  # again: a View may hold a Record that never went through from_alias
+    if record.bridge is None or record.bridge not in view.links:
+        return
+    if not owns_bridge(view, record.bridge, tap):
+        link = view.links[record.bridge]
+        raise RecordError("b=%r names %s, which ukrun did not make (kind %s, alias %r)"
+                          % (record.bridge, record.bridge, link.kind, link.alias), tap)
+
+
+def _ports(view: View, bridge: str) -> set:
+    index = view.links[bridge].index
+    return {name for name, link in view.links.items() if link.master == index}
 
 
 def _step(op, text, undo=(), **args) -> Step:
@@ -268,16 +239,17 @@ def teardown_steps(want: Wanted, view: View) -> list:
                                    "earlier run)" % source, undo, name=source))
         return steps
     bridge = prev.bridge
-    for name in (want.interface, want.tap):
-        if view.master_of(name) == bridge:
-            steps.append(_step("release", "release %s from %s (left by an earlier run)"
-                               % (name, bridge),
-                               [_step("enslave", "enslave %s to %s" % (name, bridge),
-                                      name=name, master=bridge)], name=name))
-    if bridge in view.links:
-        steps.append(_step("delete_link", "delete bridge %s (left by an earlier run)" % bridge,
-                           [_step("create_bridge", "create bridge %s" % bridge, name=bridge),
-                            _step("set_up", "set %s up" % bridge, name=bridge)], name=bridge))
+    if owns_bridge(view, bridge, want.tap):  # else gone, or foreign (plan_steps refused that)
+        for name in (want.interface, want.tap):
+            if view.master_of(name) == bridge:
+                steps.append(_step("release", "release %s from %s (left by an earlier run)"
+                                   % (name, bridge),
+                                   [_step("enslave", "enslave %s to %s" % (name, bridge),
+                                          name=name, master=bridge)], name=name))
+        # Deleting a bridge releases every port: one that someone else added stays enslaved.
+        if not _ports(view, bridge) - {want.interface, want.tap}:
+            steps.append(_step("delete_link", "delete bridge %s (left by an earlier run)"
+                               % bridge, _bridge_undo(view, bridge, want.tap), name=bridge))
     if want.wiring == "tc":
         # Its own MAC back: under tc the interface and the guest share it again. (Moving to
         # another bridge keeps the fresh one: a bridge port must not hold the guest's MAC.)
@@ -292,6 +264,21 @@ def tc_steps(want: Wanted, view: View) -> list:
             + flush_steps(want, view))
 
 
+def _mark_step(bridge: str, tap: str) -> Step:
+    return _step("set_alias", "mark %s as ukrun's" % bridge,
+                 [_step("set_alias", "clear the mark on %s" % bridge, name=bridge, alias="")],
+                 name=bridge, alias=bridge_mark(tap))
+
+
+def _bridge_undo(view: View, bridge: str, tap: str) -> list:
+    """What puts a deleted bridge back: created, marked, and up if it was."""
+    undo = [_step("create_bridge", "create bridge %s" % bridge, name=bridge),
+            _mark_step(bridge, tap)]
+    if view.links[bridge].up:
+        undo.append(_step("set_up", "set %s up" % bridge, name=bridge))
+    return undo
+
+
 def bridge_steps(want: Wanted, view: View) -> list:
     """The old runner's order: bridge, tap, enslave both, flush the address, tap up, bridge up."""
     steps = []
@@ -299,6 +286,10 @@ def bridge_steps(want: Wanted, view: View) -> list:
         steps.append(_step("create_bridge", "create bridge %s" % want.bridge,
                            [_step("delete_link", "delete bridge %s" % want.bridge,
                                   name=want.bridge)], name=want.bridge))
+        steps.append(_mark_step(want.bridge, want.tap))
+    elif not owns_bridge(view, want.bridge, want.tap):
+        # The runner refuses a taken name before planning; this keeps the plan honest alone.
+        raise ValueError("%s exists and was not made by ukrun" % want.bridge)
     steps += tap_steps(want, view)
     # Before enslaving: a bridge keeps frames for a port's own MAC for itself.
     steps += _mac_step(want.interface, view, want.interface_mac)
@@ -309,8 +300,14 @@ def bridge_steps(want: Wanted, view: View) -> list:
 
 
 def plan_steps(want: Wanted, view: View) -> list:
-    """The steps that turn ``view`` into ``want``, in order; empty when it is there already."""
+    """The steps that turn ``view`` into ``want``, in order; empty when it is there already.
+
+    Every step names the interface, the tap, or a bridge ukrun made (marked) or makes now:
+    RecordError when the earlier record names a bridge that is not ukrun's, ValueError when
+    the wanted bridge is taken by someone else's link.
+    """
     if want.wiring not in WIRINGS:
         raise ValueError("unknown wiring %r (choose from %s)" % (want.wiring, ", ".join(WIRINGS)))
+    check_record_against(view.previous, view, want.tap)
     build = tc_steps if want.wiring == "tc" else bridge_steps
     return teardown_steps(want, view) + build(want, view)

@@ -1,0 +1,224 @@
+"""The restart record: what a run handed to the guest, kept on the tap's IFLA_IFALIAS so that a
+later run in the same network namespace (a container restarted in a kept pod) hands it again.
+
+The alias is input: anything holding CAP_NET_ADMIN in the pod can write it. ``Record.from_alias``
+reads only what ``Record.to_alias`` writes for a valid record and checks every field;
+anything else that starts "ukrun:" is a RecordError that names the tap and the field.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+from ukrun.rtnl_objects import format_mac
+from ukrun.rtnl_objects import parse_mac as _parse_mac
+from ukrun.valueclass import value_class
+
+WIRINGS = ("tc", "bridge")
+RECORD_PREFIX = "ukrun:"
+RECORD_VERSION = "1"
+ALIAS_MAX = 255  # IFALIASZ - 1: the kernel refuses a longer IFLA_IFALIAS
+
+
+def parse_mac(text: str) -> str:
+    """``text`` as a unicast MAC in lower case; ValueError when it is not one."""
+    return format_mac(_parse_mac(text, unicast=True))
+
+
+class RecordError(ValueError):
+    """An alias that starts like ukrun's record but is not a valid one: damaged or forged
+    (anything holding CAP_NET_ADMIN in the namespace can write it).
+
+    ``str(e)`` names the tap and the field ("record on tap0: b='eth0' is the interface itself");
+    ``hint`` says how to recover.
+    """
+
+    def __init__(self, problem: str, tap: str | None = None):
+        super().__init__("record on %s: %s" % (tap, problem) if tap else "record: " + problem)
+        self.problem = problem
+        self.tap = tap
+
+    @property
+    def hint(self) -> str:
+        tap = self.tap or "the tap"
+        return ("ukrun did not write it: if no guest uses %s, delete it (ip link delete %s) "
+                "and start the container again" % (tap, tap))
+
+
+_KEYS = "iwb4gome"  # the words of a record, in the order to_alias writes them
+
+
+@value_class(frozen=True)
+class Record:
+    """What a run handed to the guest, so a later run in the same namespace can hand it again."""
+
+    interface: str
+    wiring: str
+    bridge: str | None
+    ipv4: ipaddress.IPv4Interface
+    gateway4: ipaddress.IPv4Address | None
+    gateway4_onlink: bool
+    guest_mac: str | None
+    interface_mac: str  # the interface's own MAC before the run (bridge wiring may change it)
+
+    # The alias reads "ukrun:1 i=eth0 w=tc b= 4=172.30.0.2/16 g=172.30.0.1 o=0 m=MAC e=MAC":
+    # words that `ip link` shows as they are, and no json to load on a run's path. No value
+    # can hold a space (interface names, addresses and MACs cannot); an empty one is None.
+    def to_alias(self) -> str:
+        values = (self.interface, self.wiring, self.bridge, self.ipv4.with_prefixlen,
+                  self.gateway4, int(self.gateway4_onlink), self.guest_mac, self.interface_mac)
+        words = ["%s=%s" % (key, "" if value is None else value)
+                 for key, value in zip(_KEYS, values)]
+        alias = RECORD_PREFIX + " ".join([RECORD_VERSION] + words)
+        if any(word.split() != [word] for word in words):
+            raise ValueError("record %r: a value holds white space" % alias)
+        if len(alias.encode()) > ALIAS_MAX:  # cannot happen with valid names; keep it honest
+            raise ValueError("record %r is longer than %d bytes" % (alias, ALIAS_MAX))
+        return alias
+
+    @classmethod
+    def from_alias(cls, alias: str | None, tap: str | None = None) -> "Record" | None:
+        """The record in ``alias`` (read from tap ``tap``), every field checked.
+
+        None when the alias is not ours (None, empty, or not starting "ukrun:"); RecordError
+        when it is but does not hold exactly what ``to_alias`` writes for a valid record.
+        """
+        if not alias or not alias.startswith(RECORD_PREFIX):
+            return None
+        version, *words = alias[len(RECORD_PREFIX):].split(" ")
+        if version != RECORD_VERSION:
+            raise RecordError("version %r is not %s" % (version, RECORD_VERSION), tap)
+        data = {}
+        for word in words:
+            key, equals, value = word.partition("=")
+            if not equals or len(key) != 1 or key not in _KEYS:
+                raise RecordError("%r is not one of the words %s" % (
+                    word, " ".join(k + "=" for k in _KEYS)), tap)
+            if key in data:
+                raise RecordError("%s= comes twice" % key, tap)
+            data[key] = value
+        missing = [key + "=" for key in _KEYS if key not in data]
+        if missing:
+            raise RecordError("%s missing" % " ".join(missing), tap)
+        record = cls(data["i"], data["w"], data["b"] or None, _ipv4_word(data["4"], tap),
+                     _gateway_word(data["g"], tap), _onlink_word(data["o"], tap),
+                     data["m"] or None, data["e"]).check(tap)
+        written = record.to_alias()
+        if written != alias:  # e.g. 4=10.0.0.2/255.0.0.0 or 4=10.0.0.2, words reordered
+            raise RecordError("not written the way ukrun writes it (%r)" % written, tap)
+        return record
+
+    def check(self, tap: str | None = None) -> "Record":
+        """This record when every field is one a run can hand over; else RecordError."""
+        problem = record_problem(self, tap)
+        if problem is not None:
+            raise RecordError(problem, tap)
+        return self
+
+
+def _ipv4_word(text: str, tap):
+    try:
+        return ipaddress.IPv4Interface(text)
+    except ValueError:
+        raise RecordError("4=%r is not an IPv4 address/prefix" % text, tap) from None
+
+
+def _gateway_word(text: str, tap):
+    try:
+        return ipaddress.IPv4Address(text) if text else None
+    except ValueError:
+        raise RecordError("g=%r is not an IPv4 address" % text, tap) from None
+
+
+def _onlink_word(text: str, tap) -> bool:
+    if text not in ("0", "1"):
+        raise RecordError("o=%r is neither 0 nor 1" % text, tap)
+    return text == "1"
+
+
+def _name_problem(key: str, name) -> str | None:
+    from ukrun.tap import validate_ifname
+
+    try:
+        validate_ifname(name)
+        name.encode()
+    except UnicodeError:  # the kernel takes any bytes; an alias is UTF-8 text
+        return "%s=%r is not UTF-8, which a record cannot hold" % (key, name)
+    except (ValueError, TypeError) as e:
+        return "%s=%r is no interface name: %s" % (key, name, e)
+    if name.split() != [name]:  # the kernel allows some spaces (U+2028, ...); words cannot
+        return "%s=%r holds white space, which a record cannot" % (key, name)
+    return None
+
+
+def _mac_problem(key: str, mac) -> str | None:
+    try:
+        if parse_mac(mac) == mac:
+            return None
+    except ValueError as e:
+        return "%s=%r: %s" % (key, mac, e)
+    return "%s=%r is not in lower case" % (key, mac)
+
+
+# 0.0.0.0/8 is "this network": no host answers for an address in it.
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
+
+def _host_problem(key: str, ip, network, link_local_ok: bool) -> str | None:
+    """Why ``ip`` cannot be a host's unicast address on ``network``, or None."""
+    kind = ("multicast" if ip.is_multicast else "loopback" if ip.is_loopback
+            else "reserved or broadcast" if ip.is_reserved
+            else "'this network'" if ip in _THIS_NETWORK
+            else "link-local" if ip.is_link_local and not link_local_ok else None)
+    if kind is not None:
+        return "%s=%s is a %s address" % (key, ip, kind)
+    # /31 (RFC 3021) and /32 have no network or broadcast address to avoid.
+    if ip in network and network.prefixlen <= 30 and ip in (network.network_address,
+                                                           network.broadcast_address):
+        return "%s=%s is the network or broadcast address of %s" % (key, ip, network)
+    return None
+
+
+def _ipv4_problem(record: Record) -> str | None:
+    ipv4, gateway = record.ipv4, record.gateway4
+    if not isinstance(ipv4, ipaddress.IPv4Interface):
+        return "4=%r is not an IPv4 address/prefix" % (ipv4,)
+    if not 1 <= ipv4.network.prefixlen <= 32:
+        return "4=%s: the prefix must be 1 to 32" % ipv4.with_prefixlen
+    # A guest's own address is never link-local here: CNIs hand out routable ones, and
+    # 169.254.0.0/16 is where Calico puts its gateway.
+    problem = _host_problem("4", ipv4.ip, ipv4.network, link_local_ok=False)
+    if problem is not None or gateway is None:
+        return problem
+    if not isinstance(gateway, ipaddress.IPv4Address):
+        return "g=%r is not an IPv4 address" % (gateway,)
+    if gateway == ipv4.ip:
+        return "g=%s is the address itself" % gateway
+    # Outside the prefix is fine: Calico (169.254.1.1) and Cilium reach a /32's gateway through
+    # a link-scope route to it, without the onlink flag; the guest is told the gateway alone.
+    return _host_problem("g", gateway, ipv4.network, link_local_ok=True)
+
+
+def _problems(r: Record, tap: str | None):
+    """Each check's problem or None, lazily: a check runs only when those before it passed."""
+    yield _name_problem("i", r.interface)
+    yield "i=%r is the tap itself" % r.interface if r.interface == tap else None
+    yield None if r.wiring in WIRINGS else "w=%r is not one of %s" % (r.wiring, ", ".join(WIRINGS))
+    if r.wiring == "bridge":
+        yield None if r.bridge is not None else "w=bridge without b="
+        yield _name_problem("b", r.bridge)
+        yield "b=%r is the interface itself" % r.bridge if r.bridge == r.interface else None
+        yield "b=%r is the tap itself" % r.bridge if r.bridge == tap else None
+    else:
+        yield None if r.bridge is None else "b=%r is set but w=%s has no bridge" % (r.bridge,
+                                                                                  r.wiring)
+    yield _ipv4_problem(r)
+    yield None if isinstance(r.gateway4_onlink, bool) else "o=%r is not a boolean" % (
+        r.gateway4_onlink,)
+    yield "o=1 without a gateway" if r.gateway4_onlink and r.gateway4 is None else None
+    yield None if r.guest_mac is None else _mac_problem("m", r.guest_mac)
+    yield _mac_problem("e", r.interface_mac)
+
+
+def record_problem(record: Record, tap: str | None = None) -> str | None:
+    """What is wrong with ``record`` (read from ``tap``): the first problem found, or None."""
+    return next((p for p in _problems(record, tap) if p is not None), None)
