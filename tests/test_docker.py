@@ -1,8 +1,6 @@
 """ukrun.docker: each target's Dockerfile read back by a strict parser (and Docker's own, when
 installed), the static-tender check on binaries built here, docker_args on this machine's real
-devices, and the two subcommands."""
-import argparse
-import errno
+devices (and refused ones, as a user they are refused to), and the two commands through the CLI."""
 import os
 import re
 import shutil
@@ -13,9 +11,10 @@ import zipfile
 import pytest
 
 from dockerfile_check import parse_dockerfile
-from ukrun import docker
+from ukrun import cli, docker, preflight, tap
 from ukrun._version import __version__
 from ukrun.errors import NotExecutableError, NotFoundError, PrivilegeError, UsageError
+from ukrun.targets import TARGETS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SDIST = "ukrun-%s.tar.gz" % __version__
@@ -103,7 +102,7 @@ def test_output_is_pinned(context, name, target, kwargs):
 
 # ---- each target's Dockerfile ----
 
-@pytest.mark.parametrize("target", list(docker.TARGETS))
+@pytest.mark.parametrize("target", list(TARGETS))
 def test_alpine_dockerfile(context, target):
     unikernel = UNIKERNEL[target]
     text = docker.dockerfile(target, unikernel, args=["--ipv4-only=true"])
@@ -136,7 +135,7 @@ def test_alpine_dockerfile(context, target):
     assert parsed[-2][0] == "ENTRYPOINT" and parsed[-1][0] == "CMD"
 
 
-@pytest.mark.parametrize("target", list(docker.TARGETS))
+@pytest.mark.parametrize("target", list(TARGETS))
 def test_from_base_is_one_stage_without_sdist_or_static_check(context, binaries, target):
     os.remove(SDIST)
     for tender, _ in TENDERS.values():  # --from: the base's C library decides, not Alpine's
@@ -179,7 +178,7 @@ def test_exec_form_quoting_round_trips(context):
          "/unikernel/app.hvt"]]
 
 
-@pytest.mark.parametrize("target", list(docker.TARGETS))
+@pytest.mark.parametrize("target", list(TARGETS))
 @pytest.mark.parametrize("base", [None, "debian:bookworm-slim"])
 def test_dockers_own_parser_agrees(context, target, base):
     """The Dockerfile as BuildKit's parser (the `dockerfile` package) reads it."""
@@ -395,7 +394,7 @@ def usable(path):
         return False
 
 
-@pytest.mark.parametrize("target", list(docker.TARGETS))
+@pytest.mark.parametrize("target", list(TARGETS))
 def test_docker_args_on_this_machine(target):
     needs_kvm = target in ("hvt", "ukvm", "kvm")
     if not usable("/dev/net/tun") or (needs_kvm and not usable("/dev/kvm")):
@@ -409,7 +408,7 @@ def test_docker_args_on_this_machine(target):
 
 
 def test_docker_args_without_kvm(monkeypatch, tmp_path):
-    monkeypatch.setattr(docker, "KVM_DEVICE", str(tmp_path / "kvm"))
+    monkeypatch.setattr(preflight, "KVM_DEVICE", str(tmp_path / "kvm"))
     with pytest.raises(PrivilegeError, match="kvm is not usable: No such file") as e:
         docker.docker_args("hvt")
     assert "spt or qemu target" in e.value.hint and e.value.exit_status == 77
@@ -422,24 +421,40 @@ def test_docker_args_without_kvm(monkeypatch, tmp_path):
 
 
 def test_docker_args_without_tun(monkeypatch, tmp_path):
-    monkeypatch.setattr(docker, "TUN_DEVICE", str(tmp_path / "tun"))
+    monkeypatch.setattr(tap, "TUN_DEVICE", str(tmp_path / "tun"))
     with pytest.raises(PrivilegeError, match="tun is not usable") as e:
         docker.docker_args("unix")
     assert "modprobe tun" in e.value.hint
 
 
-def test_docker_args_device_permission_denied(monkeypatch):
-    real_open = os.open
-
-    def deny_kvm(path, flags, *rest):
-        if path == docker.KVM_DEVICE:
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
-        return real_open(path, flags, *rest)
-
-    monkeypatch.setattr(docker.os, "open", deny_kvm)
-    with pytest.raises(PrivilegeError, match="Permission denied") as e:
+def test_docker_args_file_that_is_no_device(monkeypatch, tmp_path):
+    # It opens read-write, but a tender's ioctls on it would fail: the probe is preflight's.
+    (tmp_path / "kvm").write_bytes(b"")
+    monkeypatch.setattr(preflight, "KVM_DEVICE", str(tmp_path / "kvm"))
+    monkeypatch.setattr(tap, "TUN_DEVICE", "/dev/null")
+    with pytest.raises(PrivilegeError, match="kvm is not usable: not a character device"):
         docker.docker_args("ukvm")
-    assert "group that owns /dev/kvm" in e.value.hint
+    assert docker.docker_args("qemu")[1] == "--device=/dev/null:/dev/null"
+
+
+def as_nobody(*argv):
+    """Run ``argv`` as uid/gid 65534 with no groups: devices owned by root mode 0600 refuse it."""
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+                          + list(argv), capture_output=True, text=True, cwd="/")
+
+
+@pytest.mark.parametrize("device", ["/dev/net/tun", "/dev/kvm"])
+def test_docker_args_device_permission_denied(device):
+    if not os.path.exists(device) or os.stat(device).st_mode & 0o006:
+        pytest.skip("%s is missing or open to everyone here: no user is refused it" % device)
+    code = ("from ukrun import docker, errors, tap\n"
+            "tap.TUN_DEVICE = %r\n"  # the other device usable, to reach the one tested
+            "try:\n    docker.docker_args('ukvm')\n"
+            "except errors.PrivilegeError as e:\n    print(e.exit_status, e)\n"
+            % ("/dev/null" if device == "/dev/kvm" else device))
+    proc = as_nobody(sys.executable, "-c", code)
+    assert proc.stdout == ("77 %s is not usable: Permission denied (run as root or as a member "
+                           "of the group that owns %s)\n" % (device, device)), proc.stderr
 
 
 def test_docker_args_unknown_target():
@@ -447,52 +462,84 @@ def test_docker_args_unknown_target():
         docker.docker_args("xen")
 
 
-# ---- the subcommands ----
+# ---- the library's face: what the CLI does, import ukrun does ----
 
-@pytest.fixture
-def parser():
-    p = argparse.ArgumentParser(prog="ukrun")
-    docker.add_subcommands(p.add_subparsers(dest="command"))
-    return p
+def test_public_functions_are_the_modules():
+    import ukrun
 
-
-def run(parser, argv):
-    ns = parser.parse_args(argv)
-    return ns.func(ns)
+    assert ukrun.dockerfile is docker.dockerfile and ukrun.docker_args is docker.docker_args
 
 
-def test_dockerfile_command_prints_the_dockerfile(context, parser, capsys):
+def test_the_tables_are_ukrun_targets():
+    """What an image holds for a target is derived from ukrun.targets, not kept beside it."""
+    assert {name: docker.tender_in_image(t) for name, t in TARGETS.items()} == {
+        name: TENDERS[name][1] if name in TENDERS else None for name in TARGETS}
+    assert {name: docker.packaged_program(t) for name, t in TARGETS.items()} == {
+        "unix": None, "hvt": None, "spt": None, "ukvm": None,
+        "qemu": "qemu-system-x86_64", "kvm": "qemu-system-x86_64"}
+
+
+@pytest.mark.parametrize("words, text", [
+    ([], ""), (["a"], "a"), (["a", "b"], "a or b"), (["a", "b", "c"], "a, b or c")])
+def test_listed(words, text):
+    assert docker.listed(iter(words), "or") == text
+
+
+# ---- the two commands, through the CLI ----
+
+def ukrun_main(argv, capsys):
+    status = cli.main(argv)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_dockerfile_command_prints_the_dockerfile(context, capsys):
     argv = ["dockerfile", "hvt", "--run-option=--mem=64", "--tender", "solo5-hvt", "app.hvt",
             "--ipv4-only=true", "-v"]
-    assert run(parser, argv) == 0
-    assert capsys.readouterr().out == docker.dockerfile(
+    assert ukrun_main(argv, capsys) == (0, docker.dockerfile(
         "hvt", "app.hvt", tender="solo5-hvt", args=["--ipv4-only=true", "-v"],
-        run_options=["--mem=64"])
+        run_options=["--mem=64"]), "")
 
 
-def test_dockerfile_command_double_dash(context, parser, capsys):
-    assert run(parser, ["dockerfile", "--from", "me/ukrun", "qemu", "app.virtio", "--",
-                        "--ipv4-only=true", "-h"]) == 0
-    cmd = instructions(parse_dockerfile(capsys.readouterr().out), "CMD")
-    assert cmd == [["--ipv4-only=true", "-h"]]
+def test_dockerfile_command_double_dash(context, capsys):
+    status, out, _ = ukrun_main(["dockerfile", "--from", "me/ukrun", "qemu", "app.virtio", "--",
+                                 "--ipv4-only=true", "-h"], capsys)
+    assert status == 0
+    assert instructions(parse_dockerfile(out), "CMD") == [["--ipv4-only=true", "-h"]]
 
 
-def test_dockerfile_command_refuses_options_after_unikernel(context, parser):
-    with pytest.raises(UsageError, match="--tender=x comes after UNIKERNEL"):
-        run(parser, ["dockerfile", "hvt", "app.hvt", "--tender=x"])
+@pytest.mark.parametrize("misplaced", ["--tender=x", "--from", "--context", "--sdist=y",
+                                       "--run-option"])
+def test_dockerfile_command_refuses_options_after_unikernel(context, capsys, misplaced):
+    status, out, err = ukrun_main(["dockerfile", "hvt", "app.hvt", "--", misplaced], capsys)
+    assert (status, out) == (2, "")
+    assert err.startswith("ukrun: error: %s comes after UNIKERNEL" % misplaced)
 
 
-def test_dockerfile_command_unknown_target(parser, capsys):
-    with pytest.raises(SystemExit) as e:
-        parser.parse_args(["dockerfile", "xen", "app"])
-    assert e.value.code == 2 and "invalid choice: 'xen'" in capsys.readouterr().err
+def test_dockerfile_command_error_is_one_line(context, capsys):
+    status, out, err = ukrun_main(["dockerfile", "unix", "--tender", "solo5-hvt", "app"], capsys)
+    assert (status, out) == (2, "")
+    assert err == "ukrun: error: --tender is for hvt, spt and ukvm, not unix\n"
 
 
-def test_docker_args_command(parser, capsys):
+def test_dockerfile_command_unknown_target(capsys):
+    status, _, err = ukrun_main(["dockerfile", "xen", "app"], capsys)
+    assert status == 2 and "invalid choice: 'xen'" in err
+
+
+def test_docker_args_command(capsys):
     if not usable("/dev/net/tun"):
         pytest.skip("/dev/net/tun is not usable here (covered by test_docker_args_on_this_machine)")
-    assert run(parser, ["docker-args", "spt"]) == 0
-    out, err = capsys.readouterr()
+    status, out, err = ukrun_main(["docker-args", "spt"], capsys)
+    assert status == 0
     assert out == "--cap-add=NET_ADMIN\n--device=/dev/net/tun:/dev/net/tun\n"
     assert err == docker.ARP_NOTE + "\n"
     assert "arp_accept" in err and "MAC" in err and "no longer applies" in err
+
+
+def test_docker_args_command_refused_device():
+    if not os.path.exists("/dev/net/tun") or os.stat("/dev/net/tun").st_mode & 0o006:
+        pytest.skip("/dev/net/tun is missing or open to everyone here: no user is refused it")
+    proc = as_nobody(sys.executable, "-m", "ukrun", "docker-args", "spt")
+    assert (proc.returncode, proc.stdout) == (77, "")
+    assert proc.stderr.startswith("ukrun: error: /dev/net/tun is not usable: Permission denied")

@@ -11,6 +11,11 @@ The library does everything the ``ukrun`` command does (the CLI only parses and 
   ``Applied.undo()`` gives the network back.
 - ``run(target, unikernel, args=(), **options)``: plan, apply, drop capabilities, exec the
   unikernel; returns only by raising a ``ukrun.errors.UkrunError``.
+- ``dockerfile(target, unikernel, tender=None, base=None, args=(), context=".", sdist=None,
+  run_options=()) -> str``: the Dockerfile ``ukrun dockerfile`` prints, after checking every
+  file it names (``ukrun.docker`` has the details).
+- ``docker_args(target) -> list``: the ``docker run`` flags this host needs for a target,
+  after opening its devices; ``ukrun.docker.ARP_NOTE`` is the note the CLI prints with them.
 
 The public API is loaded lazily so that ``import ukrun`` (and the CLI) stay cheap.
 """
@@ -24,6 +29,8 @@ _LAZY = {
     "apply": "ukrun.runner",
     "Plan": "ukrun.runner",
     "Options": "ukrun.runner",
+    "dockerfile": "ukrun.docker",
+    "docker_args": "ukrun.docker",
 }
 
 __all__ = ["__version__"] + sorted(_LAZY)

@@ -53,9 +53,23 @@ def _print_json(value) -> None:
     sys.stdout.write("\n")
 
 
+def _docker_command(ns) -> int:
+    from ukrun import docker
+
+    if ns.command == "dockerfile":
+        sys.stdout.write(docker.dockerfile(ns.target, ns.unikernel, tender=ns.tender,
+                                           base=ns.base, args=ns.args, context=ns.context,
+                                           sdist=ns.sdist, run_options=ns.run_option))
+        return 0
+    for flag in docker.docker_args(ns.target):
+        print(flag)
+    print(docker.ARP_NOTE, file=sys.stderr)
+    return 0
+
+
 def execute(ns) -> int:
-    if hasattr(ns, "func"):
-        return ns.func(ns)
+    if ns.command in ("dockerfile", "docker-args"):
+        return _docker_command(ns)
     from ukrun import runner
 
     if ns.command == "inspect":

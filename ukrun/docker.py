@@ -23,47 +23,23 @@ import errno
 import json
 import os
 import re
-import sys
 
 from ukrun import elf
 from ukrun._version import __version__
 from ukrun.errors import NotExecutableError, NotFoundError, PrivilegeError, UsageError
-from ukrun.valueclass import value_class
+from ukrun.targets import TARGETS
 
 ALPINE_VERSION = "3.20"
 BUILDER_PACKAGES = ("python3", "python3-dev", "gcc", "musl-dev", "linux-headers", "libffi-dev")
 IMAGE_DIR = "/unikernel"
 VENV = "/opt/ukrun"
-TUN_DEVICE = "/dev/net/tun"
-KVM_DEVICE = "/dev/kvm"
 
+# What `ukrun docker-args` prints on stderr after the flags.
 ARP_NOTE = (
     "note: ukrun gives the unikernel the container's own MAC address (--mac inherit, the "
     "default), so the Docker host's neighbour entry for the container stays right: the old "
     "runner's warning about arp_accept and gratuitous ARP on the Docker bridge no longer "
     "applies (with --mac random it would again).")
-
-
-@value_class(frozen=True)
-class TargetImage:
-    """What a target needs in its image and from the host."""
-
-    tender_file: str | None = None  # the tender's default file name in the build context
-    tender_in_image: str | None = None  # its path in the image
-    tender_option: bool = False  # pass --tender (ukvm's default is already /unikernel/ukvm)
-    needs_kvm: bool = False
-    packages: tuple = ()  # Alpine packages the final stage adds
-
-
-_QEMU = ("qemu-system-x86_64",)  # its ROMs (virtio-net's efi-virtio.rom) come with it
-TARGETS = {
-    "unix": TargetImage(),
-    "hvt": TargetImage("solo5-hvt", IMAGE_DIR + "/solo5-hvt", True, needs_kvm=True),
-    "spt": TargetImage("solo5-spt", IMAGE_DIR + "/solo5-spt", True),
-    "ukvm": TargetImage("ukvm-bin", IMAGE_DIR + "/ukvm", False, needs_kvm=True),
-    "qemu": TargetImage(packages=_QEMU),
-    "kvm": TargetImage(needs_kvm=True, packages=_QEMU),
-}
 
 # COPY expands $VARIABLES and treats \ as an escape and *?[ as a pattern, even in its JSON form.
 _COPY_UNSAFE = re.compile(r"[\x00-\x1f\x7f$\\*?\[]")
@@ -71,13 +47,38 @@ _IMAGE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
 _SDIST_NAME = re.compile(r"^ukrun-[A-Za-z0-9._+-]+\.tar\.gz$")
 
 
-def _target(target) -> TargetImage:
+# ---- what an image holds for a target, derived from ukrun.targets ----
+
+def _target(name):
     try:
-        return TARGETS[target]
+        return TARGETS[name]
     except (KeyError, TypeError):
-        raise UsageError("unknown target %r" % (target,),
+        raise UsageError("unknown target %r" % (name,),
                          "choose one of %s" % ", ".join(TARGETS)) from None
 
+
+def tender_in_image(target) -> str | None:
+    """Where an image holds ``target``'s tender (a ukrun.targets.Target), copied from the
+    build context under the name ukrun runs it by; None when there is nothing to copy."""
+    if target.tender_file is None:
+        return None
+    return IMAGE_DIR + "/" + os.path.basename(target.default_tender)
+
+
+def packaged_program(target) -> str | None:
+    """The program the image's packages must provide (QEMU), or None."""
+    return target.default_tender if target.tender_file is None else None
+
+
+def listed(words, conjunction: str) -> str:
+    """``a, b and c``: how messages and help name several things."""
+    words = list(words)
+    if len(words) < 2:
+        return "".join(words)
+    return "%s %s %s" % (", ".join(words[:-1]), conjunction, words[-1])
+
+
+# ---- ukrun dockerfile ----
 
 def dockerfile(target, unikernel, tender=None, base=None, args=(), context=".", sdist=None,
                run_options=()) -> str:
@@ -89,89 +90,112 @@ def dockerfile(target, unikernel, tender=None, base=None, args=(), context=".", 
     NotFoundError or NotExecutableError, naming the file and how to fix it.
     """
     spec = _target(target)
+    _check_base(base)
+    args, run_options = _exec_words(args, "argument"), _run_options(run_options)
+    _check_context(context)
+    copies = _tender_copies(spec, tender, base, context)  # (source in the context, in the image)
+    copies.append(_unikernel_copy(spec, unikernel, base, context))
+    entrypoint = _entrypoint(spec, run_options, copies[-1][1])
+    sources = [source for source, _ in copies]
+    if base is None:
+        sdist_source = _sdist_source(sdist, context)
+        sources.append(sdist_source + " (ukrun's source distribution)")
+        stages = _alpine_stages(sdist_source, packaged_program(spec))
+    else:
+        stages = ["FROM " + base]
+    lines = (_header(spec, unikernel, sources, base) + stages + _copy_lines(copies)
+             + _entrypoint_lines(entrypoint, args))
+    return "\n".join(lines) + "\n"
+
+
+def _check_base(base):
     if base is not None and not _IMAGE_REFERENCE.match(base):
         raise UsageError("--from %r is not an image reference" % (base,),
                          "give a name such as debian:bookworm-slim or registry/ukrun:1")
-    args, run_options = _exec_words(args, "argument"), _exec_words(run_options, "run option")
-    for option in run_options:
+
+
+def _run_options(words) -> list:
+    words = _exec_words(words, "run option")
+    for option in words:
         if not option.startswith("-"):
             raise UsageError("run option %r is not an option" % option,
                              "write ukrun's own options, e.g. --mem=64")
+    return words
+
+
+def _check_context(context):
     if not os.path.exists(context):
         raise NotFoundError("build context %s not found" % context)
     if not os.path.isdir(context):
         raise UsageError("build context %s is not a directory" % context)
 
-    copies = []  # (source in the context, path in the image)
-    if spec.tender_file is None:
+
+def _tender_copies(spec, tender, base, context) -> list:
+    """[(source, path in the image)] for the target's tender: [] when it has none to copy."""
+    destination = tender_in_image(spec)
+    if destination is None:
         if tender is not None:
-            raise UsageError("--tender is for hvt, spt and ukvm, not %s" % target)
-    else:
-        tender = os.path.join(context, spec.tender_file) if tender is None else tender
-        _check_executable(tender, "tender", context)
-        if base is None:
-            _require_static(tender)
-        copies.append((_copy_source(tender, "tender", context), spec.tender_in_image))
-    if target == "unix":
+            raise UsageError("--tender is for %s, not %s" % (listed(
+                (t.name for t in TARGETS.values() if tender_in_image(t)), "and"), spec.name))
+        return []
+    if tender is None:
+        tender = os.path.join(context, spec.tender_file)
+    _check_executable(tender, "tender", context)
+    if base is None:
+        _require_static(tender)
+    return [(_copy_source(tender, "tender", context), destination)]
+
+
+def _unikernel_copy(spec, unikernel, base, context) -> tuple:
+    """(source, path in the image) for the unikernel, /unikernel/NAME."""
+    if spec.default_tender is None:  # unix: the unikernel is the program ukrun execs
         _check_executable(unikernel, "unikernel", context)
         if base is None:
             _require_musl_or_static(unikernel)
     else:
         _check_exists(unikernel, "unikernel", context)
-    unikernel_in_image = IMAGE_DIR + "/" + _copy_name(os.path.basename(unikernel), "unikernel")
-    if unikernel_in_image == spec.tender_in_image:
+    destination = IMAGE_DIR + "/" + _copy_name(os.path.basename(unikernel), "unikernel")
+    if destination == tender_in_image(spec):
         raise UsageError("unikernel %s would overwrite the tender at %s in the image"
-                         % (unikernel, unikernel_in_image), "rename the unikernel")
-    copies.append((_copy_source(unikernel, "unikernel", context), unikernel_in_image))
-
-    entrypoint = ["ukrun", target] + run_options
-    if spec.tender_option:
-        entrypoint += ["--tender", spec.tender_in_image]
-    entrypoint.append(unikernel_in_image)
-
-    needed = [source for source, _ in copies]
-    if base is None:
-        if sdist is None:
-            sdist = os.path.join(context, "ukrun-%s.tar.gz" % __version__)
-        sdist_source = _sdist_source(sdist, context)
-        needed.append(sdist_source + " (ukrun's source distribution)")
-        lines = _header(target, unikernel, needed, base)
-        lines += _alpine_stages(sdist_source, spec.packages)
-    else:
-        lines = _header(target, unikernel, needed, base) + ["FROM " + base]
-    lines += ["COPY " + _json([source, destination]) for source, destination in copies]
-    lines += [
-        "# Exec form, no shell: ukrun is PID 1 and execs the tender (or the unikernel), so",
-        "# the SIGTERM of `docker stop` reaches it.",
-        "ENTRYPOINT " + _json(entrypoint),
-        "# The unikernel's arguments: `docker run IMAGE ARG...` replaces them.",
-        "CMD " + _json(args),
-    ]
-    return "\n".join(lines) + "\n"
+                         % (unikernel, destination), "rename the unikernel")
+    return _copy_source(unikernel, "unikernel", context), destination
 
 
-def _header(target, unikernel, needed, base):
-    name = os.path.basename(unikernel)
+def _entrypoint(spec, run_options, unikernel_in_image) -> list:
+    """ukrun's command line in the image; --tender only where the target would look elsewhere
+    (ukvm's default is already /unikernel/ukvm)."""
+    words = ["ukrun", spec.name] + run_options
+    tender = tender_in_image(spec)
+    if tender is not None and tender != spec.default_tender:
+        words += ["--tender", tender]
+    return words + [unikernel_in_image]
+
+
+def _header(spec, unikernel, sources, base) -> list:
     lines = [
         "# Dockerfile for the %s unikernel %s, written by ukrun %s (ukrun dockerfile)."
-        % (target, name, __version__),
+        % (spec.name, os.path.basename(unikernel), __version__),
         "# Build it from the build context (the directory given to docker build) holding",
-    ] + ["#     " + source for source in needed] + [
+    ] + ["#     " + source for source in sources] + [
         "# as in: docker build -t IMAGE -f Dockerfile .",
     ]
     if base is None:
         lines.append("# (--build-arg ALPINE_VERSION=X.Y picks another Alpine release.)")
     else:
+        program = packaged_program(spec)
         lines.append("# %s must provide ukrun on PATH%s." % (
-            base, " and qemu-system-x86_64" if TARGETS[target].packages else ""))
+            base, " and " + program if program else ""))
     return lines + [
         "# Run it with the flags this host needs:",
-        "#     docker run --rm $(ukrun docker-args %s) IMAGE [ARG...]" % target,
+        "#     docker run --rm $(ukrun docker-args %s) IMAGE [ARG...]" % spec.name,
         "",
     ]
 
 
-def _alpine_stages(sdist_source, packages):
+def _alpine_stages(sdist_source, program) -> list:
+    """Build ukrun's wheel against musl, then a final stage with it and ``program``, whose
+    Alpine package has its name (qemu-system-x86_64 brings its ROMs, virtio-net's
+    efi-virtio.rom)."""
     sdist_in_image = "/src/" + os.path.basename(sdist_source)
     return [
         "ARG ALPINE_VERSION=" + ALPINE_VERSION,
@@ -186,9 +210,23 @@ def _alpine_stages(sdist_source, packages):
         "",
         "# Stage 2: the same Alpine (so the same python3) with ukrun and the unikernel.",
         "FROM alpine:${ALPINE_VERSION}",
-        "RUN apk add --no-cache " + " ".join(("python3",) + tuple(packages)),
+        "RUN apk add --no-cache python3" + (" " + program if program else ""),
         "COPY --from=ukrun-build %s %s" % (VENV, VENV),
         'ENV PATH="%s/bin:${PATH}"' % VENV,
+    ]
+
+
+def _copy_lines(copies) -> list:
+    return ["COPY " + _json([source, destination]) for source, destination in copies]
+
+
+def _entrypoint_lines(entrypoint, args) -> list:
+    return [
+        "# Exec form, no shell: ukrun is PID 1 and execs the tender (or the unikernel), so",
+        "# the SIGTERM of `docker stop` reaches it.",
+        "ENTRYPOINT " + _json(entrypoint),
+        "# The unikernel's arguments: `docker run IMAGE ARG...` replaces them.",
+        "CMD " + _json(args),
     ]
 
 
@@ -252,6 +290,8 @@ def _check_executable(path, role, context):
 
 
 def _sdist_source(sdist, context):
+    if sdist is None:
+        sdist = os.path.join(context, "ukrun-%s.tar.gz" % __version__)
     _check_exists(sdist, "ukrun source distribution", context,
                   "the Alpine image builds ukrun from it: run `python3 setup.py sdist` in a "
                   "ukrun %s checkout and copy dist/%s into the build context %s, give --sdist "
@@ -298,114 +338,37 @@ def _require_musl_or_static(unikernel):
     return info
 
 
-def _probe_device(path, hint_missing):
-    """Open PATH read-write, as the tender or ukrun will: existing is not enough."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno in (errno.EACCES, errno.EPERM):
-            hint = "run as root or as a member of the group that owns %s" % path
-        else:  # ENOENT, or ENXIO/ENODEV: a device node without its driver
-            hint = hint_missing
-        raise PrivilegeError("%s is not usable: %s" % (path, e.strerror), hint) from None
-    os.close(fd)
-
+# ---- ukrun docker-args ----
 
 def docker_args(target) -> list:
     """The ``docker run`` flags a TARGET container needs on this host, after probing it.
 
     Raises PrivilegeError when /dev/net/tun, or /dev/kvm for hvt, ukvm and kvm, cannot be opened.
+    ``ARP_NOTE`` is what the CLI prints with them.
     """
     spec = _target(target)
-    _probe_device(TUN_DEVICE, "load the tun module: modprobe tun")
-    flags = ["--cap-add=NET_ADMIN", "--device=%s:%s" % (TUN_DEVICE, TUN_DEVICE)]
+    # Loaded here: they load the cffi module, which dockerfile() never needs.
+    from ukrun import preflight, tap
+
+    flags = ["--cap-add=NET_ADMIN",
+             _device_flag(tap.TUN_DEVICE, "load the tun module: modprobe tun")]
     if spec.needs_kvm:
-        _probe_device(KVM_DEVICE, "the %s target needs KVM: load kvm_intel or kvm_amd, enable "
-                      "virtualisation, or use the %s target" % (
-                          target, "qemu" if target == "kvm" else "spt or qemu"))
-        flags.append("--device=%s:%s" % (KVM_DEVICE, KVM_DEVICE))
+        flags.append(_device_flag(preflight.KVM_DEVICE, "the %s target needs KVM: load kvm_intel "
+                                  "or kvm_amd, enable virtualisation, or use the %s target" % (
+                                      target, "qemu" if target == "kvm" else "spt or qemu")))
     return flags
 
 
-# ---- the two subcommands; cli.get_parser() calls add_subcommands ----
+def _device_flag(path, hint_missing) -> str:
+    """``--device=PATH:PATH``, once PATH opened as the tender will open it."""
+    from ukrun.preflight import open_device
 
-_DOCKERFILE_OPTIONS = ("--tender", "--from", "--context", "--sdist", "--run-option")
-
-
-def _dockerfile_command(ns) -> int:
-    words = list(ns.args)
-    if words[:1] == ["--"]:  # argparse keeps or drops it depending on what came before
-        del words[0]
-    for word in words:
-        # Everything after UNIKERNEL is the unikernel's, as in `ukrun TARGET`; an option of
-        # ours there is a misplaced option, not an argument anyone meant to bake into CMD.
-        if word.split("=", 1)[0] in _DOCKERFILE_OPTIONS:
-            raise UsageError(
-                "%s comes after UNIKERNEL, where it would be an argument of the unikernel"
-                % word, "put ukrun dockerfile's options before UNIKERNEL; a unikernel that "
-                "really takes it can get it from docker run IMAGE ARG...")
-    sys.stdout.write(dockerfile(ns.target, ns.unikernel, tender=ns.tender, base=ns.base,
-                                args=words, context=ns.context, sdist=ns.sdist,
-                                run_options=ns.run_option))
-    return 0
-
-
-def _docker_args_command(ns) -> int:
-    for flag in docker_args(ns.target):
-        print(flag)
-    print(ARP_NOTE, file=sys.stderr)
-    return 0
-
-
-def add_subcommands(subparsers):
-    """Add ``dockerfile`` and ``docker-args`` to an argparse subparsers object.
-
-    Each sets ``func(namespace) -> int``; failures raise ukrun.errors.UkrunError for the CLI.
-    """
-    import argparse
-
-    p = subparsers.add_parser(
-        "dockerfile", help="print a Dockerfile that runs a unikernel under ukrun",
-        allow_abbrev=False, description=(
-            "Print a Dockerfile whose entrypoint is `ukrun TARGET /unikernel/NAME` in exec form. "
-            "By default it is a two-stage Alpine build: the build context (--context) must hold "
-            "UNIKERNEL, the tender (hvt, spt, ukvm; statically linked, which is checked) and "
-            "ukrun's source distribution ukrun-%s.tar.gz. In the image the unikernel is "
-            "/unikernel/NAME and the tender /unikernel/solo5-hvt, /unikernel/solo5-spt or "
-            "/unikernel/ukvm. As with `ukrun TARGET`, every word after UNIKERNEL is the "
-            "unikernel's: they become the image's CMD, which `docker run IMAGE ARG...` "
-            "replaces." % __version__))
-    p.add_argument("target", metavar="TARGET", choices=list(TARGETS),
-                   help="the target to run: %s" % ", ".join(TARGETS))
-    p.add_argument("--tender", metavar="PATH",
-                   help="the tender to copy into the image (hvt, spt, ukvm; default: "
-                   "solo5-hvt, solo5-spt or ukvm-bin in the build context)")
-    p.add_argument("--from", dest="base", metavar="IMAGE",
-                   help="build on IMAGE, which already has ukrun installed (one stage, no "
-                   "static-tender check) (default: a two-stage Alpine build)")
-    p.add_argument("--context", metavar="DIR", default=".",
-                   help="the directory docker build will be given; every file must be inside "
-                   "it (default: the current directory)")
-    p.add_argument("--sdist", metavar="PATH",
-                   help="ukrun's source distribution in the build context (default: "
-                   "ukrun-%s.tar.gz)" % __version__)
-    p.add_argument("--run-option", metavar="OPTION", action="append", default=[],
-                   help="an option for ukrun TARGET in the entrypoint, e.g. "
-                   "--run-option=--mem=64 (repeatable; default: none)")
-    p.add_argument("unikernel", metavar="UNIKERNEL",
-                   help="the unikernel, inside the build context; options go before it")
-    p.add_argument("args", metavar="ARG", nargs=argparse.REMAINDER,
-                   help="the unikernel's default arguments (`--` may come first; default: none)")
-    p.set_defaults(func=_dockerfile_command)
-
-    p = subparsers.add_parser(
-        "docker-args", help="print the docker run flags a unikernel container needs here",
-        allow_abbrev=False, description=(
-            "Print, one per line, the docker run flags a TARGET container needs on this host: "
-            "--cap-add=NET_ADMIN, --device for /dev/net/tun and, for hvt, ukvm and kvm, "
-            "/dev/kvm. Each device is opened read-write first; an unusable one is an error "
-            "(exit status 77). Use as: docker run $(ukrun docker-args hvt) IMAGE. Since ukrun "
-            "gives the unikernel the container's MAC, the Docker bridge needs no arp_accept."))
-    p.add_argument("target", metavar="TARGET", choices=list(TARGETS),
-                   help="the target the container runs: %s" % ", ".join(TARGETS))
-    p.set_defaults(func=_docker_args_command)
+    try:
+        open_device(path)
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM):
+            hint = "run as root or as a member of the group that owns %s" % path
+        else:  # ENOENT, or ENXIO/ENODEV: a device node without its driver, or no device
+            hint = hint_missing
+        raise PrivilegeError("%s is not usable: %s" % (path, e.strerror), hint) from None
+    return "--device=%s:%s" % (path, path)

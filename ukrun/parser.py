@@ -2,15 +2,19 @@
 
 It serves --help, the man page (argparse-manpage reads ``get_parser()``), the commands besides
 a run (inspect, dockerfile, docker-args) and every command line ``options.fast_parse`` leaves
-to it, which it parses the same way and words the error for.
+to it, which it parses the same way and words the error for. ``dockerfile`` and
+``docker-args`` are declared here too, from ukrun.targets' table; ukrun.docker returns what
+they print, and ukrun.cli prints it.
 """
 from __future__ import annotations
 
 import argparse
 
+from ukrun import docker  # pure: no cffi, no netlink
 from ukrun._version import __version__
 from ukrun.errors import UsageError
-from ukrun.options import DESCRIPTION, TARGET_HELP, run_options, split_at_unikernel, value_flags
+from ukrun.options import (DESCRIPTION, TARGET_HELP, Option, run_options, split_at_unikernel,
+                           value_flags)
 from ukrun.targets import TARGETS
 
 
@@ -31,8 +35,8 @@ def _argparse_type(convert):
     return checked
 
 
-def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    for option in run_options(name):
+def _add_options(p: argparse.ArgumentParser, options) -> None:
+    for option in options:
         kwargs = dict(option.kwargs, action=option.action)
         if option.default is not None:
             kwargs["default"] = option.default
@@ -41,6 +45,10 @@ def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> argparse.Argume
         if option.convert is not None:
             kwargs["type"] = _argparse_type(option.convert)
         p.add_argument(*option.flags, **kwargs)
+
+
+def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    _add_options(p, run_options(name))
     p.add_argument("unikernel", metavar="UNIKERNEL", help="the unikernel to run")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARG",
                    help="arguments for the unikernel, passed untouched")
@@ -63,10 +71,97 @@ def get_parser() -> argparse.ArgumentParser:
                             allow_abbrev=False)
     p.add_argument("--interface", default="eth0", metavar="NAME",
                    help="the interface to inspect (default: %(default)s)")
-    from ukrun import docker  # pure: no cffi, no netlink
-
-    docker.add_subcommands(commands)  # dockerfile, docker-args: each sets func(namespace)
+    _add_docker_commands(commands)
     return parser
+
+
+# ---- ukrun dockerfile and ukrun docker-args (ukrun.docker does the work) ----
+
+def _copied_tenders() -> list:
+    """The targets whose tender ``ukrun dockerfile`` copies into the image."""
+    return [t for t in TARGETS.values() if docker.tender_in_image(t)]
+
+
+def _dockerfile_options() -> list:
+    """The options of ``ukrun dockerfile``: declared to argparse, and refused after UNIKERNEL."""
+    copied = _copied_tenders()
+    return [
+        Option("--tender", metavar="PATH",
+               help="the tender to copy into the image (%s; default: %s in the build context)"
+               % (", ".join(t.name for t in copied),
+                  docker.listed((t.tender_file for t in copied), "or"))),
+        Option("--from", dest="base", metavar="IMAGE",
+               help="build on IMAGE, which already has ukrun installed (one stage, no "
+               "static-tender check) (default: a two-stage Alpine build)"),
+        Option("--context", metavar="DIR", default=".",
+               help="the directory docker build will be given; every file must be inside "
+               "it (default: the current directory)"),
+        Option("--sdist", metavar="PATH",
+               help="ukrun's source distribution in the build context (default: "
+               "ukrun-%s.tar.gz)" % __version__),
+        Option("--run-option", metavar="OPTION", action="append", default=[],
+               help="an option for ukrun TARGET in the entrypoint, e.g. "
+               "--run-option=--mem=64 (repeatable; default: none)"),
+    ]
+
+
+def _dockerfile_description() -> str:
+    copied = _copied_tenders()
+    return (
+        "Print a Dockerfile whose entrypoint is `ukrun TARGET /unikernel/NAME` in exec form. "
+        "By default it is a two-stage Alpine build: the build context (--context) must hold "
+        "UNIKERNEL, the tender (%s; statically linked, which is checked) and "
+        "ukrun's source distribution ukrun-%s.tar.gz. In the image the unikernel is "
+        "/unikernel/NAME and the tender %s. As with `ukrun TARGET`, every word after UNIKERNEL "
+        "is the unikernel's: they become the image's CMD, which `docker run IMAGE ARG...` "
+        "replaces." % (", ".join(t.name for t in copied), __version__,
+                       docker.listed((docker.tender_in_image(t) for t in copied), "or")))
+
+
+def _docker_args_description() -> str:
+    return (
+        "Print, one per line, the docker run flags a TARGET container needs on this host: "
+        "--cap-add=NET_ADMIN, --device for /dev/net/tun and, for %s, "
+        "/dev/kvm. Each device is opened read-write first; an unusable one is an error "
+        "(exit status 77). Use as: docker run $(ukrun docker-args hvt) IMAGE. Since ukrun "
+        "gives the unikernel the container's MAC, the Docker bridge needs no arp_accept."
+        % docker.listed((t.name for t in TARGETS.values() if t.needs_kvm), "and"))
+
+
+def _add_docker_commands(commands) -> None:
+    p = commands.add_parser("dockerfile", allow_abbrev=False,
+                            help="print a Dockerfile that runs a unikernel under ukrun",
+                            description=_dockerfile_description())
+    p.add_argument("target", metavar="TARGET", choices=list(TARGETS),
+                   help="the target to run: %s" % ", ".join(TARGETS))
+    _add_options(p, _dockerfile_options())
+    p.add_argument("unikernel", metavar="UNIKERNEL",
+                   help="the unikernel, inside the build context; options go before it")
+    p.add_argument("args", metavar="ARG", nargs=argparse.REMAINDER,
+                   help="the unikernel's default arguments (`--` may come first; default: none)")
+
+    p = commands.add_parser("docker-args", allow_abbrev=False,
+                            help="print the docker run flags a unikernel container needs here",
+                            description=_docker_args_description())
+    p.add_argument("target", metavar="TARGET", choices=list(TARGETS),
+                   help="the target the container runs: %s" % ", ".join(TARGETS))
+
+
+def _dockerfile_args(words: list) -> list:
+    """The words after UNIKERNEL, which become the image's CMD, without a leading ``--``."""
+    words = list(words)
+    if words[:1] == ["--"]:  # argparse keeps or drops it depending on what came before
+        del words[0]
+    own = {flag for option in _dockerfile_options() for flag in option.flags}
+    for word in words:
+        # Everything after UNIKERNEL is the unikernel's, as in `ukrun TARGET`; an option of
+        # ours there is a misplaced option, not an argument anyone meant to bake into CMD.
+        if word.split("=", 1)[0] in own:
+            raise UsageError(
+                "%s comes after UNIKERNEL, where it would be an argument of the unikernel"
+                % word, "put ukrun dockerfile's options before UNIKERNEL; a unikernel that "
+                "really takes it can get it from docker run IMAGE ARG...")
+    return words
 
 
 def target_parser(name: str) -> argparse.ArgumentParser:
@@ -78,7 +173,10 @@ def target_parser(name: str) -> argparse.ArgumentParser:
 def parse(argv: list) -> argparse.Namespace:
     """Any command line, through argparse (UsageError when it is not one)."""
     if not argv or argv[0] not in TARGETS:
-        return get_parser().parse_args(argv)  # --version, --help, inspect, or an error
+        ns = get_parser().parse_args(argv)  # --version, --help, another command, or an error
+        if ns.command == "dockerfile":
+            ns.args = _dockerfile_args(ns.args)
+        return ns
     sub = target_parser(argv[0])
     head, rest = split_at_unikernel(value_flags(run_options(argv[0])), argv[1:])
     # "--" makes argparse take UNIKERNEL as it is, even when it starts with '-'.

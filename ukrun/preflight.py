@@ -5,6 +5,7 @@ thing is wrong (2 options, 127 not found, 126 not executable, 77 privilege or de
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -126,18 +127,21 @@ def check_readable(path: str, what: str) -> str:
     return path
 
 
+def open_device(path: str) -> None:
+    """Open ``path`` read-write and close it, as ukrun or the tender will (existing is not
+    enough): OSError when it cannot, ENODEV when it is not a character device. The one probe
+    behind a run's preflight and ``ukrun docker-args``, which word its failure each their way."""
+    if not stat.S_ISCHR(os.stat(path).st_mode):
+        raise OSError(errno.ENODEV, "not a character device", path)
+    os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+
+
 def check_device(path: str, hint: str) -> None:
     """``path`` is a character device this process can open read-write."""
     try:
-        mode = os.stat(path).st_mode
+        open_device(path)
     except FileNotFoundError:
         raise PrivilegeError("%s not found" % path, hint) from None
-    except OSError as e:
-        raise PrivilegeError("cannot use %s: %s" % (path, e.strerror), hint) from None
-    if not stat.S_ISCHR(mode):
-        raise PrivilegeError("%s is not a character device" % path, hint)
-    try:
-        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
     except OSError as e:
         raise PrivilegeError("cannot open %s: %s" % (path, e.strerror), hint) from None
 

@@ -43,6 +43,9 @@ class Target:
     sets_mac: bool  # False: --mac is ignored (the guest picks its own)
     tap_fd: str  # "never", "optional" (--tap-fd) or "always"
     options: tuple[str, ...]  # the target-specific CLI options it accepts
+    # The tender's file as its build names it, which `ukrun dockerfile` copies into an image
+    # from the build context; None: no tender, or one the image's packages provide (QEMU).
+    tender_file: str | None = None
 
 
 def mirage_ip_args(ipv4, gateway4=None) -> tuple[str, ...]:
@@ -132,11 +135,12 @@ TARGETS = {
     "unix": Target("unix", build_unix, None, needs_kvm=False, sets_mac=False, tap_fd="never",
                    options=()),
     "hvt": Target("hvt", build_solo5, "solo5-hvt", needs_kvm=True, sets_mac=True,
-                  tap_fd="optional", options=_SOLO5_OPTIONS),
+                  tap_fd="optional", options=_SOLO5_OPTIONS, tender_file="solo5-hvt"),
     "spt": Target("spt", build_solo5, "solo5-spt", needs_kvm=False, sets_mac=True,
-                  tap_fd="optional", options=_SOLO5_OPTIONS),
+                  tap_fd="optional", options=_SOLO5_OPTIONS, tender_file="solo5-spt"),
     "ukvm": Target("ukvm", build_ukvm, "/unikernel/ukvm", needs_kvm=True, sets_mac=False,
-                   tap_fd="always", options=("tender", "mem", "tender_args")),
+                   tap_fd="always", options=("tender", "mem", "tender_args"),
+                   tender_file="ukvm-bin"),  # what Solo5's ukvm build wrote
     "qemu": Target("qemu", build_qemu, "qemu-system-x86_64", needs_kvm=False, sets_mac=True,
                    tap_fd="optional", options=_QEMU_OPTIONS),
     "kvm": Target("kvm", build_kvm, "qemu-system-x86_64", needs_kvm=True, sets_mac=True,
