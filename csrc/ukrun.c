@@ -130,11 +130,6 @@ int ukrun_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable)
 
 /* The prctls.  Unused arguments are passed as 0: the kernel rejects anything
  * else with EINVAL for PR_SET_NO_NEW_PRIVS and PR_CAP_AMBIENT. */
-int ukrun_capbset_read(int cap)
-{
-    return prctl(PR_CAPBSET_READ, (unsigned long)cap, 0UL, 0UL, 0UL);
-}
-
 int ukrun_capbset_drop(int cap)
 {
     return prctl(PR_CAPBSET_DROP, (unsigned long)cap, 0UL, 0UL, 0UL);
@@ -145,37 +140,12 @@ int ukrun_set_no_new_privs(void)
     return prctl(PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL);
 }
 
-int ukrun_get_no_new_privs(void)
-{
-    return prctl(PR_GET_NO_NEW_PRIVS, 0UL, 0UL, 0UL, 0UL);
-}
-
-int ukrun_set_keepcaps(int keep)
-{
-    return prctl(PR_SET_KEEPCAPS, (unsigned long)(keep != 0), 0UL, 0UL, 0UL);
-}
-
-int ukrun_get_keepcaps(void)
-{
-    return prctl(PR_GET_KEEPCAPS, 0UL, 0UL, 0UL, 0UL);
-}
-
 int ukrun_ambient_raise(int cap)
 {
     return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, (unsigned long)cap, 0UL, 0UL);
 }
 
-int ukrun_ambient_lower(int cap)
-{
-    return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, (unsigned long)cap, 0UL, 0UL);
-}
-
 int ukrun_ambient_clear_all(void)
 {
     return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0UL, 0UL, 0UL);
-}
-
-int ukrun_ambient_is_set(int cap)
-{
-    return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, (unsigned long)cap, 0UL, 0UL);
 }

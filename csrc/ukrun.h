@@ -25,15 +25,9 @@ int ukrun_ethtool_value(const char *ifname, uint32_t cmd, uint32_t *data);
 int ukrun_capget(uint64_t *effective, uint64_t *permitted, uint64_t *inheritable);
 int ukrun_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable);
 
-/* prctl: bounding set, no_new_privs, keepcaps, ambient set.  The queries return
- * 0 or 1. */
-int ukrun_capbset_read(int cap);
+/* prctl: the steps of the drop (bounding set, no_new_privs, ambient set).  What
+ * the drop leaves is read back from /proc/thread-self/status, not through prctl. */
 int ukrun_capbset_drop(int cap);
 int ukrun_set_no_new_privs(void);
-int ukrun_get_no_new_privs(void);
-int ukrun_set_keepcaps(int keep);
-int ukrun_get_keepcaps(void);
 int ukrun_ambient_raise(int cap);
-int ukrun_ambient_lower(int cap);
 int ukrun_ambient_clear_all(void);
-int ukrun_ambient_is_set(int cap);

@@ -42,9 +42,9 @@ def kvm_usable():
 
 
 def _setns(fd):
-    from ukrun._core import lib
+    import sysheaders
 
-    if _libc.setns(fd, lib.CLONE_NEWNET) != 0:
+    if _libc.setns(fd, sysheaders.lib.CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), "setns")
 

@@ -55,13 +55,13 @@ def test_check_passes_results_through():
 
 
 def test_check_raises_oserror_with_the_calls_errno():
-    # PR_CAPBSET_READ of a capability that does not exist: EINVAL, and no state change.
+    # Raising a capability that does not exist as ambient: EINVAL, and no state change.
     with pytest.raises(OSError) as e:
-        check(lib.ukrun_capbset_read(-1), "reading the bounding set")
+        check(lib.ukrun_ambient_raise(-1), "raising an ambient capability")
     assert type(e.value) is OSError
     assert e.value.errno == errno.EINVAL
     assert e.value.strerror == os.strerror(errno.EINVAL)
-    assert e.value.filename == "reading the bounding set"
+    assert e.value.filename == "raising an ambient capability"
 
 
 def test_check_gives_the_builtin_subclasses():

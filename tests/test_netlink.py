@@ -8,7 +8,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ukrun._ffi import ffi, lib
+import sysheaders
+from sysheaders import lib as hdr
+from ukrun._ffi import lib
 from ukrun.netlink import (IFADDRMSG, IFINFOMSG, NLA_ALIGN, NLMSG_ALIGN, NLMSGERR, NLMSGHDR,
                            RTA_ALIGN, RTATTR, RTMSG, TCMSG, Attr, Attrs, Done, Header, IfAddrMsg,
                            IfInfoMsg, Message, NetlinkParseError, NlMsgErr, RtMsg, TcMsg,
@@ -33,6 +35,7 @@ def header(length, type_=lib.NLMSG_NOOP, flags=0, seq=0, pid=0):
 @pytest.mark.parametrize("layout", [NLMSGHDR, NLMSGERR, RTATTR, IFINFOMSG, IFADDRMSG, RTMSG, TCMSG,
                                     TC_U32_KEY, TC_U32_SEL, TC_MIRRED], ids=lambda l: l.cname)
 def test_layout_matches_the_c_compiler(layout):
+    ffi = sysheaders.ffi
     assert layout.size == ffi.sizeof(layout.cname)
     for name, _ in layout.fields:
         if name:
@@ -40,8 +43,8 @@ def test_layout_matches_the_c_compiler(layout):
 
 
 def test_header_length_is_the_kernels():
-    assert NLMSGHDR.size == lib.NLMSG_HDRLEN
-    assert RTATTR.size == lib.NLA_HDRLEN
+    assert NLMSGHDR.size == hdr.NLMSG_HDRLEN
+    assert RTATTR.size == hdr.NLA_HDRLEN
 
 
 @pytest.mark.parametrize("length, aligned", [(0, 0), (1, 4), (3, 4), (4, 4), (5, 8), (16, 16), (17, 20)])
@@ -168,7 +171,7 @@ def test_readers_reject_bytes_that_do_not_fit(data, read):
 
 ATTRS = [attr_string(lib.IFLA_IFNAME, "eth0"), attr_u32(lib.IFLA_MTU, 1500)]
 MESSAGES = {
-    "ifinfomsg": Message(lib.RTM_NEWLINK, lib.NLM_F_MULTI, 7, 42, IfInfoMsg(0, 1, 2, 0x1003, 0, ATTRS)),
+    "ifinfomsg": Message(lib.RTM_NEWLINK, hdr.NLM_F_MULTI, 7, 42, IfInfoMsg(0, 1, 2, 0x1003, 0, ATTRS)),
     "ifaddrmsg": Message(lib.RTM_NEWADDR, 0, 1, 0,
                          IfAddrMsg(2, 16, 0x80, 0, 2, [Attr(lib.IFA_LOCAL, b"\xac\x1e\0\2")])),
     "rtmsg": Message(lib.RTM_NEWROUTE, 0, 1, 0,
@@ -184,9 +187,9 @@ MESSAGES = {
                                            [attr_string(lib.NLMSGERR_ATTR_MSG, "Unknown device type")])),
     "error echoing and ext ack": Message(lib.NLMSG_ERROR, lib.NLM_F_ACK_TLVS, 9, 0,
                                          NlMsgErr(-22, Header(17, 1, 0, 9, 0), b"x",
-                                                  [attr_u32(lib.NLMSGERR_ATTR_OFFS, 16)])),
-    "done": Message(lib.NLMSG_DONE, lib.NLM_F_MULTI, 3, 0, Done(0)),
-    "done with a dump error": Message(lib.NLMSG_DONE, lib.NLM_F_MULTI | lib.NLM_F_ACK_TLVS, 3, 0,
+                                                  [attr_u32(hdr.NLMSGERR_ATTR_OFFS, 16)])),
+    "done": Message(lib.NLMSG_DONE, hdr.NLM_F_MULTI, 3, 0, Done(0)),
+    "done with a dump error": Message(lib.NLMSG_DONE, hdr.NLM_F_MULTI | lib.NLM_F_ACK_TLVS, 3, 0,
                                       Done(-90, [attr_string(lib.NLMSGERR_ATTR_MSG, "too big")])),
     "noop": Message(lib.NLMSG_NOOP, 0, 0, 0, b""),
     "unknown type, unaligned": Message(0x7FFF, 0, 0, 0, b"\1\2\3\4\5"),
@@ -265,7 +268,7 @@ def test_real_dumps_parse_whole_and_end_with_done():
     for name, replies in REPLIES["dumps"].items():
         messages = [m for h in replies for m in parse(bytes.fromhex(h))]
         assert messages[-1].type == lib.NLMSG_DONE and messages[-1].body.status == 0, name
-        assert all(m.flags & lib.NLM_F_MULTI for m in messages), name
+        assert all(m.flags & hdr.NLM_F_MULTI for m in messages), name
         assert all(m.seq == 1 for m in messages), name
 
 

@@ -9,9 +9,11 @@ import sys
 
 import pytest
 
+import sysheaders
 from nsutil import in_netns
+from sysheaders import lib as hdr
 from ukrun import tap
-from ukrun._ffi import ffi, lib
+from ukrun._ffi import lib
 
 
 def link_names(netns):
@@ -27,8 +29,9 @@ def tun_info(netns, name):
 
 def fd_flags(fd):
     """The tun flags of an open fd, as TUNGETIFF fills a struct ifreq."""
-    ifr = fcntl.ioctl(fd, lib.TUNGETIFF, bytes(ffi.sizeof("struct ifreq")))
-    return struct.unpack_from("=h", ifr, lib.IFNAMSIZ)[0] & 0xFFFF
+    ffi = sysheaders.ffi
+    ifr = fcntl.ioctl(fd, hdr.TUNGETIFF, bytes(ffi.sizeof("struct ifreq")))
+    return struct.unpack_from("=h", ifr, ffi.offsetof("struct ifreq", "ifr_flags"))[0] & 0xFFFF
 
 
 def test_persistent_tap_is_a_tap_without_packet_info(netns):
@@ -38,7 +41,7 @@ def test_persistent_tap_is_a_tap_without_packet_info(netns):
         assert t.name == "tap0"
         info = tun_info(netns, "tap0")
         assert (info["type"], info["pi"], info["persist"]) == ("tap", False, True)
-        assert fd_flags(t.fd) & (lib.IFF_TAP | lib.IFF_NO_PI) == lib.IFF_TAP | lib.IFF_NO_PI
+        assert fd_flags(t.fd) & (hdr.IFF_TAP | hdr.IFF_NO_PI) == hdr.IFF_TAP | hdr.IFF_NO_PI
     assert t.closed
     assert "tap0" in link_names(netns)
 
@@ -191,7 +194,7 @@ OFFLOAD_NAMES = {"gro": "generic-receive-offload", "gso": "generic-segmentation-
 def test_disable_offloads_turns_gro_gso_tso_off(netns):
     with in_netns(netns.name), tap.open_tap("tap6") as t:
         # Give the tap TSO as a tender with vnet headers would, so all three start on.
-        fcntl.ioctl(t.fd, lib.TUNSETOFFLOAD, lib.TUN_F_CSUM | lib.TUN_F_TSO4 | lib.TUN_F_TSO6)
+        fcntl.ioctl(t.fd, hdr.TUNSETOFFLOAD, hdr.TUN_F_CSUM | hdr.TUN_F_TSO4 | hdr.TUN_F_TSO6)
         before = ethtool_k(netns, "tap6")
         assert tap.offloads("tap6") == {"gro": True, "gso": True, "tso": True}
         tap.disable_offloads("tap6")
@@ -206,14 +209,3 @@ def test_disable_offloads_on_a_missing_interface(netns):
         tap.disable_offloads("nosuch0")
     assert e.value.errno == errno.ENODEV
     assert e.value.filename == "turning gro off on nosuch0 (SIOCETHTOOL)"
-
-
-def test_tun_usable():
-    tap.tun_usable()
-
-
-def test_tun_unusable_names_the_device(monkeypatch, tmp_path):
-    monkeypatch.setattr(tap, "TUN_DEVICE", str(tmp_path / "tun"))
-    with pytest.raises(FileNotFoundError) as e:
-        tap.tun_usable()
-    assert e.value.filename == str(tmp_path / "tun")

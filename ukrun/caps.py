@@ -118,17 +118,9 @@ def capset(effective: Iterable[int], permitted: Iterable[int], inheritable: Iter
           "capset")
 
 
-def bounding_has(cap: int) -> bool:
-    return bool(check(lib.ukrun_capbset_read(cap), "PR_CAPBSET_READ %s" % describe([cap])))
-
-
 def drop_bounding(cap: int) -> None:
     """Remove ``cap`` from the bounding set (needs CAP_SETPCAP); no execve regains it."""
     check(lib.ukrun_capbset_drop(cap), "PR_CAPBSET_DROP %s" % describe([cap]))
-
-
-def no_new_privs() -> bool:
-    return bool(check(lib.ukrun_get_no_new_privs(), "PR_GET_NO_NEW_PRIVS"))
 
 
 def set_no_new_privs() -> None:
@@ -136,25 +128,8 @@ def set_no_new_privs() -> None:
     check(lib.ukrun_set_no_new_privs(), "PR_SET_NO_NEW_PRIVS")
 
 
-def keepcaps() -> bool:
-    return bool(check(lib.ukrun_get_keepcaps(), "PR_GET_KEEPCAPS"))
-
-
-def set_keepcaps(keep: bool = True) -> None:
-    """Keep the permitted set across a setuid from root to another user (not across execve)."""
-    check(lib.ukrun_set_keepcaps(int(bool(keep))), "PR_SET_KEEPCAPS")
-
-
-def ambient_is_set(cap: int) -> bool:
-    return bool(check(lib.ukrun_ambient_is_set(cap), "PR_CAP_AMBIENT_IS_SET %s" % describe([cap])))
-
-
 def clear_ambient() -> None:
     check(lib.ukrun_ambient_clear_all(), "PR_CAP_AMBIENT_CLEAR_ALL")
-
-
-def lower_ambient(cap: int) -> None:
-    check(lib.ukrun_ambient_lower(cap), "PR_CAP_AMBIENT_LOWER %s" % describe([cap]))
 
 
 def raise_ambient(wanted: Iterable[int]) -> None:
@@ -175,7 +150,8 @@ def _refuse(message: str, hint: str | None = None) -> PrivilegeError:
     return PrivilegeError("dropping capabilities: " + message, hint)
 
 
-def _step(what: str, call, *args) -> None:
+def _attempt(what: str, call, *args) -> None:
+    """Run one step of the drop; a refusal from the kernel aborts it as a PrivilegeError."""
     try:
         call(*args)
     except OSError as e:
@@ -231,13 +207,13 @@ def prepare_execve(kept: Iterable[int]) -> CapState:
     if lib.CAP_SETPCAP not in before.effective:
         raise _refuse("CAP_SETPCAP is needed to bound the program's capabilities",
                       "drop with drop_to instead")
-    _step("PR_SET_NO_NEW_PRIVS", set_no_new_privs)
+    _attempt("PR_SET_NO_NEW_PRIVS", set_no_new_privs)
     for cap in range(last_cap() + 1):
         if cap not in kept and cap in before.bounding:
-            _step("PR_CAPBSET_DROP %s" % describe([cap]), drop_bounding, cap)
-    _step("capset", capset, before.effective, before.permitted, kept)
-    _step("PR_CAP_AMBIENT_CLEAR_ALL", clear_ambient)
-    _step("PR_CAP_AMBIENT_RAISE", raise_ambient, kept)
+            _attempt("PR_CAPBSET_DROP %s" % describe([cap]), drop_bounding, cap)
+    _attempt("capset", capset, before.effective, before.permitted, kept)
+    _attempt("PR_CAP_AMBIENT_CLEAR_ALL", clear_ambient)
+    _attempt("PR_CAP_AMBIENT_RAISE", raise_ambient, kept)
     return _verify(current(), {"effective": before.effective, "permitted": before.permitted,
                                "inheritable": kept, "bounding": kept, "ambient": kept,
                                "no_new_privs": True})
@@ -259,15 +235,15 @@ def drop_to(kept: Iterable[int], ambient: bool = False) -> CapState:
     top = last_cap()
     with_setpcap = lib.CAP_SETPCAP in before.effective
 
-    _step("PR_SET_NO_NEW_PRIVS", set_no_new_privs)
+    _attempt("PR_SET_NO_NEW_PRIVS", set_no_new_privs)
     if with_setpcap:
         for cap in range(top + 1):
             if cap not in kept:
-                _step("PR_CAPBSET_DROP %s" % describe([cap]), drop_bounding, cap)
-    _step("capset", capset, kept, kept, kept)
-    _step("PR_CAP_AMBIENT_CLEAR_ALL", clear_ambient)
+                _attempt("PR_CAPBSET_DROP %s" % describe([cap]), drop_bounding, cap)
+    _attempt("capset", capset, kept, kept, kept)
+    _attempt("PR_CAP_AMBIENT_CLEAR_ALL", clear_ambient)
     if ambient:
-        _step("PR_CAP_AMBIENT_RAISE", raise_ambient, kept)
+        _attempt("PR_CAP_AMBIENT_RAISE", raise_ambient, kept)
 
     return _verify(current(), {
         "effective": kept, "permitted": kept, "inheritable": kept,

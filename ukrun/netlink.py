@@ -11,7 +11,8 @@ message kind, not on anything the bytes say (the kernel often leaves NLA_F_NESTE
 Readers raise NetlinkParseError too when the bytes do not fit the type asked for. Encoding
 raises ValueError (never struct.error) for a field that does not fit its C type.
 
-Numbers and layouts come from the system headers through csrc/netlink.cdef.
+Numbers come from the system headers through csrc/netlink.cdef; the struct formats below
+are checked against the C compiler's layouts by the tests (tests/sysheaders.py).
 """
 from __future__ import annotations
 

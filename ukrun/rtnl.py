@@ -268,9 +268,6 @@ class Rtnl:
     def add_route(self, route: Route):
         self._request(lib.RTM_NEWROUTE, route_request(route), self._route_op("adding", route), _CREATE)
 
-    def delete_route(self, route: Route):
-        self._request(lib.RTM_DELROUTE, route_request(route), self._route_op("deleting", route))
-
     # --- traffic control -----------------------------------------------------------------
 
     def add_ingress_qdisc(self, index: int):

@@ -84,12 +84,6 @@ def open_tap(name: str, persist: bool = False, exclusive: bool = False) -> Tap:
     return tap
 
 
-def tun_usable() -> None:
-    """Raise OSError naming /dev/net/tun when it cannot be opened read-write."""
-    fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
-    os.close(fd)
-
-
 def _ethtool(name: str, cmd: int, value: int, what: str) -> int:
     data = ffi.new("uint32_t *", value)
     check(lib.ukrun_ethtool_value(ifname_bytes(name), cmd, data), what)

@@ -17,13 +17,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from nsutil import DockerHost, in_netns, unique  # noqa: E402
+from sysheaders import lib as hdr  # noqa: E402
 
 from ukrun._ffi import lib  # noqa: E402
 from ukrun.netlink import (IfAddrMsg, IfInfoMsg, Message, RtMsg, TcMsg, attr_nested,  # noqa: E402
                            attr_string, encode, parse)
 
 OUT = os.path.join(HERE, "netlink_replies.json")
-SCOPES = {"global": lib.RT_SCOPE_UNIVERSE, "link": lib.RT_SCOPE_LINK, "host": lib.RT_SCOPE_HOST}
+SCOPES = {"global": lib.RT_SCOPE_UNIVERSE, "link": hdr.RT_SCOPE_LINK, "host": hdr.RT_SCOPE_HOST}
 
 
 def exchange(type_, flags, body, cap_ack=True):
