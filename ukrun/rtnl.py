@@ -255,9 +255,9 @@ class Rtnl:
                     routes.append(route)
         return routes
 
-    def _route_op(self, verb: str, route: Route) -> Callable[[], str]:
+    def _add_route_op(self, route: Route) -> Callable[[], str]:
         def op():
-            text = "%s route %s" % (verb, "default" if route.is_default else route.dst)
+            text = "adding route %s" % ("default" if route.is_default else route.dst)
             if route.gateway is not None:
                 text += " via %s" % route.gateway
             if route.oif is not None:
@@ -266,7 +266,7 @@ class Rtnl:
         return op
 
     def add_route(self, route: Route):
-        self._request(lib.RTM_NEWROUTE, route_request(route), self._route_op("adding", route), _CREATE)
+        self._request(lib.RTM_NEWROUTE, route_request(route), self._add_route_op(route), _CREATE)
 
     # --- traffic control -----------------------------------------------------------------
 
