@@ -18,7 +18,8 @@ from ukrun.errors import NotExecutableError, NotFoundError, UsageError
 from ukrun.targets import IP_ARGS, TAP_FD, Launch, Target
 from ukrun._ffi import lib
 from ukrun.valueclass import fields, fresh, value_class
-from ukrun.wiring import Record, View, Wanted, jsonable, parse_mac, plan_steps, random_mac
+from ukrun.wiring import (Record, RecordError, View, Wanted, check_record_against, jsonable,
+                          owns_bridge, parse_mac, plan_steps, random_mac)
 
 # Steps and notes go to stderr under -v (log_to_stderr), and to the "ukrun" logger when the
 # program has loaded logging: importing it just in case would cost every run ~2 ms.
@@ -132,9 +133,11 @@ def resolve_programs(o: Options, target: Target, keep: frozenset = frozenset(),
 
 
 def _bad_record(tap: str, error: ValueError) -> NetworkError:
-    return NetworkError("%s holds a ukrun record that is not valid: %s" % (tap, error),
-                        "if no guest uses %s, delete it (ip link delete %s) and run again, or "
-                        "pass --tap NAME" % (tap, tap))
+    """The one-line error for a record that does not validate (RecordError names the tap)."""
+    return NetworkError("%s: not a record ukrun can trust" % error,
+                        getattr(error, "hint", None)
+                        or "if no guest uses %s, delete it (ip link delete %s) and run again, "
+                           "or pass --tap NAME" % (tap, tap))
 
 
 def _find_record(links, interface: str, tap: str | None = None) -> Record | None:
@@ -150,7 +153,7 @@ def _find_record(links, interface: str, tap: str | None = None) -> Record | None
         if link.kind != "tun":
             continue
         try:
-            record = Record.from_alias(link.alias)
+            record = Record.from_alias(link.alias, tap=link.name)
         except ValueError as e:
             if link.name == tap:
                 raise _bad_record(link.name, e) from None
@@ -170,8 +173,8 @@ def _check_names_free(o: Options, by_name: dict, record: Record | None) -> None:
     if o.tap in by_name and record is None:
         raise NetworkError("%s already exists and was not made by ukrun" % o.tap,
                            "pass --tap NAME")
-    ours = record is not None and record.wiring == "bridge" and record.bridge == o.bridge
-    if o.wiring == "bridge" and o.bridge in by_name and not ours:
+    if o.wiring == "bridge" and o.bridge in by_name and not owns_bridge(View(links=by_name),
+                                                                       o.bridge, o.tap):
         raise NetworkError("%s already exists and was not made by ukrun" % o.bridge,
                            "pass --bridge NAME")
 
@@ -212,6 +215,10 @@ def read_kernel(rtnl, o: Options, notes: list | None = None):
         raise DiscoveryError("interface %s not found" % o.interface, "pass --interface NAME")
     _check_container_interface(link, o)
     record = _find_record(links, o.interface, o.tap)
+    try:
+        check_record_against(record, View(links=by_name), o.tap)
+    except RecordError as e:
+        raise _bad_record(o.tap, e) from None
     _check_names_free(o, by_name, record)
     if record is not None:
         # A tap has carrier exactly while some process holds it open: the guest.
@@ -275,6 +282,11 @@ def _wanted(o: Options, view: View, network: Network, guest_mac, hold_tap: bool)
     record = Record(o.interface, o.wiring, o.bridge if o.wiring == "bridge" else None,
                     network.ipv4, network.gateway4, network.gateway4_onlink, guest_mac,
                     network.mac)
+    try:
+        record.check(o.tap)  # what a restart must read back
+    except RecordError as e:
+        raise UkrunError("cannot hand %s over: %s" % (o.interface, e.problem),
+                         "ukrun hands over a unicast host address with its gateway") from None
     current_mac = view.links[o.interface].mac
     # A bridge keeps frames for a port's own MAC: the interface must not share the guest's.
     new_mac = random_mac() if o.wiring == "bridge" and guest_mac == current_mac else None
