@@ -353,3 +353,18 @@ def test_inherited_mac_keeps_the_hosts_first_ping(wiring, docker_host, container
         assert ping(docker_host)
     finally:
         guest.close()
+
+
+@pytest.mark.parametrize("wiring", ["tc", "bridge"])
+def test_a_down_interface_is_brought_up_as_a_recorded_step(wiring, container, programs):
+    container.ip("link", "set", "eth0", "down")
+    container.ip("addr", "add", "172.30.0.2/16", "dev", "eth0", check=False)
+    before = snapshot(container)
+    with in_netns(container.name):
+        p = plan(spt(programs, wiring=wiring))
+        assert any("eth0 is administratively down" in n for n in p.notes)
+        assert "set eth0 up" in [s.text for s in p.steps]
+        applied = apply(p)
+        assert "UP" in container.ip_json("link", "show", "eth0")[0]["flags"]
+        applied.undo()
+    assert snapshot(container) == before

@@ -319,6 +319,9 @@ def plan(options: Options) -> Plan:
     with Rtnl() as rtnl:
         view, network = read_kernel(rtnl, o, notes)
     notes += handover_notes(o.interface, network, view.addresses, view.routes)
+    if not view.links[o.interface].up:
+        notes.append("%s is administratively down: this run sets it up (and down again if it "
+                     "fails)" % o.interface)
     guest_mac = choose_guest_mac(o, target, network, view.previous, notes)
     tap_fd = TAP_FD if target.tap_fd == "always" or o.tap_fd else None
     steps = plan_steps(_wanted(o, view, network, guest_mac, tap_fd is not None), view)

@@ -261,7 +261,7 @@ def tc_steps(want: Wanted, view: View) -> list:
     return (tap_steps(want, view) + _up_step(want.tap, view)
             + _redirect_steps(want.interface, want.tap, view)
             + _redirect_steps(want.tap, want.interface, view)
-            + flush_steps(want, view))
+            + flush_steps(want, view) + _up_step(want.interface, view))
 
 
 def _mark_step(bridge: str, tap: str) -> Step:
@@ -280,7 +280,8 @@ def _bridge_undo(view: View, bridge: str, tap: str) -> list:
 
 
 def bridge_steps(want: Wanted, view: View) -> list:
-    """The old runner's order: bridge, tap, enslave both, flush the address, tap up, bridge up."""
+    """The old runner's order: bridge, tap, enslave both, flush the address, tap up, bridge up
+    (and the interface up, should it be down: a guest behind a down link hears nothing)."""
     steps = []
     if want.bridge not in view.links:
         steps.append(_step("create_bridge", "create bridge %s" % want.bridge,
@@ -296,7 +297,8 @@ def bridge_steps(want: Wanted, view: View) -> list:
     steps += _enslave_step(want.interface, want.bridge, view)
     steps += _enslave_step(want.tap, want.bridge, view)
     steps += flush_steps(want, view)
-    return steps + _up_step(want.tap, view) + _up_step(want.bridge, view)
+    return (steps + _up_step(want.tap, view) + _up_step(want.bridge, view)
+            + _up_step(want.interface, view))
 
 
 def plan_steps(want: Wanted, view: View) -> list:
