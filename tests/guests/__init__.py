@@ -3,6 +3,7 @@
 Every wait here is bounded: a helper that cannot get its answer in time raises
 AssertionError with what it saw, so no test hangs on a silent guest.
 """
+import ipaddress
 import json
 import os
 import select
@@ -92,7 +93,8 @@ class LineReader:
         return json.loads(line)
 
     def vm_ready(self, timeout=60):
-        """The Linux guest's ready line as a dict: {"ip": ..., "gw": ..., "mac": ...}."""
+        """The Linux guest's ready line as a dict: {"ip": ..., "gw": ..., "mac": ...}, plus
+        ip6, gw6, dns, dev, host and fmt when the guest configured them (see build_vm)."""
         line = self.wait_for(lambda l: l.startswith(VM_READY), timeout, "the VM ready line")
         return dict(word.split("=", 1) for word in line.split()[1:])
 
@@ -111,12 +113,14 @@ def stop(proc, timeout=5):
             stream.close()
 
 
-def ping(ns, address, timeout=10, count=1):
-    """Ping ADDRESS from namespace NS until it answers; returns seconds to the first answer."""
+def ping(ns, address, timeout=10, count=1, source=None):
+    """Ping ADDRESS (IPv4 or IPv6) from namespace NS, from address SOURCE when given, until it
+    answers; returns seconds to the first answer."""
     start = time.monotonic()
     deadline = start + timeout
+    where = ["-I", source] if source else []
     while True:
-        proc = ns.exec("ping", "-c", count, "-W", "1", address, check=False)
+        proc = ns.exec("ping", "-c", count, "-W", "1", *where, address, check=False)
         if proc.returncode == 0:
             return time.monotonic() - start
         if time.monotonic() >= deadline:
@@ -131,37 +135,45 @@ def ping_once(ns, address, wait=2):
 
 
 def udp_echo(ns_name, address, port=7, payload=b"hello ukrun", timeout=10):
-    """Send PAYLOAD from namespace NS_NAME to ADDRESS:PORT until it is echoed; returns seconds."""
+    """Send PAYLOAD from namespace NS_NAME to ADDRESS:PORT (IPv4 or IPv6) until it is echoed;
+    returns seconds."""
     start = time.monotonic()
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with in_netns(ns_name):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        # A zone ("fe80::1%tap0") names an interface of the namespace: resolve it in there.
+        sockaddr = socket.getaddrinfo(address, port, family, socket.SOCK_DGRAM)[0][4]
     try:
         sock.settimeout(0.5)
         while time.monotonic() - start < timeout:
-            sock.sendto(payload, (address, port))
+            sock.sendto(payload, sockaddr)
             try:
                 data, peer = sock.recvfrom(65536)
             except socket.timeout:
                 continue
-            assert data == payload and peer == (address, port), (data, peer)
+            # An IPv6 peer comes back as (address, port, flowinfo, scope_id), address compressed.
+            assert data == payload and (ipaddress.ip_address(peer[0].split("%")[0]), peer[1]) \
+                == (ipaddress.ip_address(address.split("%")[0]), port), (data, peer)
             return time.monotonic() - start
     finally:
         sock.close()
     raise AssertionError("no UDP echo from %s:%d within %ss" % (address, port, timeout))
 
 
-def http_get(ns_name, address, port=VM_HTTP_PORT, timeout=30):
-    """GET / from namespace NS_NAME, retried until it answers; returns (body, seconds).
+def http_get(ns_name, address, port=VM_HTTP_PORT, timeout=30, path="/"):
+    """GET PATH from namespace NS_NAME (IPv4 or IPv6 ADDRESS), retried until it answers;
+    returns (body, seconds).
 
     The kernel answers ping before httpd is up, so connection errors are retried.
     The socket is made while the thread is in the namespace, so urllib works as usual.
     """
     start = time.monotonic()
     last = None
+    host = "[%s]" % address if ":" in address else address
     while time.monotonic() - start < timeout:
         try:
             with in_netns(ns_name):
-                with urllib.request.urlopen("http://%s:%d/" % (address, port), timeout=3) as r:
+                with urllib.request.urlopen("http://%s:%d%s" % (host, port, path), timeout=3) as r:
                     return r.read().decode(), time.monotonic() - start
         except OSError as e:
             last = e

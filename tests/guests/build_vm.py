@@ -38,6 +38,9 @@ HTTP_PORT = 8080
 MODULES = ("virtio_ring", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio",
            "virtio_pci", "failover", "net_failover", "virtio_net")
 
+# Directories of the initramfs (part of the cache key, with the init and the modules).
+DIRS = ("bin", "dev", "etc", "proc", "sys", "tmp", "modules", "www")
+
 INIT = r"""#!/bin/busybox sh
 # ukrun test guest: network from the kernel command line, HTTP on port %(port)d.
 /bin/busybox --install -s /bin
@@ -49,28 +52,81 @@ for m in %(modules)s; do
     # A module the kernel has built in has no file here; that is fine.
     [ -f /modules/$m.ko ] && insmod /modules/$m.ko
 done
-ip=; gw=
+
+# The kernel hands unknown name=value words to init as environment variables (ip= among
+# them: this kernel has no CONFIG_IP_PNP), so every variable starts empty here.
+ip=; gw=; ip6=; gw6=; dns=; dev=eth0; host=; fmt=; failed=
+
+# The kernel's ip=CLIENT:SERVER:GW:NETMASK:HOSTNAME:DEVICE:AUTOCONF:DNS0:DNS1:NTP0, static only.
+linux_ip() {
+    saved_ifs=$IFS; IFS=:
+    set -f; set -- $1; set +f
+    IFS=$saved_ifs
+    case "$7" in ""|off|none) ;; *) failed="$failed,autoconf-$7"; return ;; esac
+    [ -n "$1" ] || { failed="$failed,ip-client"; return; }
+    mask=$4
+    if [ -z "$mask" ]; then   # the kernel's default: the address's old class
+        first=${1%%%%.*}
+        if [ "$first" -lt 128 ]; then mask=8; elif [ "$first" -lt 192 ]; then mask=16; else mask=24; fi
+    fi
+    ip="$1/$mask"; gw=$3; fmt=linux
+    [ -n "$5" ] && host=$5
+    [ -n "$6" ] && dev=$6
+    dns="$8 $9"
+}
+
 for word in $(cat /proc/cmdline); do
     case "$word" in
         --ipv4=*) ip="${word#--ipv4=}" ;;
         --ipv4-gateway=*) gw="${word#--ipv4-gateway=}" ;;
+        --ipv6=*) ip6="${word#--ipv6=}" ;;
+        --ipv6-gateway=*) gw6="${word#--ipv6-gateway=}" ;;
+        ip=*) linux_ip "${word#ip=}" ;;
     esac
 done
 n=0
-while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+while [ ! -e /sys/class/net/$dev ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+# No duplicate address detection: the address must answer once the ready line is out.
+echo 0 > /proc/sys/net/ipv6/conf/$dev/accept_dad
 ip link set lo up
-ip link set eth0 up
-[ -n "$ip" ] && ip addr add "$ip" dev eth0
+ip link set $dev up
+[ -n "$ip" ] && { ip addr add "$ip" dev $dev || failed="$failed,ip"; }
 # onlink: the gateway need not be inside the prefix (a /32 address, Calico's 169.254.1.1).
-[ -n "$gw" ] && ip route add default via "$gw" dev eth0 onlink
-mac=$(cat /sys/class/net/eth0/address)
+[ -n "$gw" ] && { ip route add default via "$gw" dev $dev onlink || failed="$failed,gw"; }
+[ -n "$ip6" ] && { ip -6 addr add "$ip6" dev $dev || failed="$failed,ip6"; }
+# A link-local gateway needs only the device; a global one outside the prefix needs onlink.
+[ -n "$gw6" ] && { ip -6 route add default via "$gw6" dev $dev 2>/dev/null \
+    || ip -6 route add default via "$gw6" dev $dev onlink || failed="$failed,gw6"; }
+[ -n "$host" ] && hostname "$host"
+: > /etc/resolv.conf
+for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+
+# Report what the kernel holds, not what was asked for.
+ip=$(ip -4 addr show dev $dev | awk '$1 == "inet" { print $2; exit }')
+gw=$(ip -4 route show default | awk '{ print $3; exit }')
+ip6=$(ip -6 addr show dev $dev | awk '$1 == "inet6" && $2 !~ /^fe80:/ { print $2; exit }')
+gw6=$(ip -6 route show default | awk '{ print $3; exit }')
+dns=$(awk '{ printf "%%s%%s", sep, $2; sep = "," }' /etc/resolv.conf)
+mac=$(cat /sys/class/net/$dev/address)
+# Fields past mac only when set, so a guest given only --ipv4 reports the line it always did.
+extra=
+for field in ip6=$ip6 gw6=$gw6 dns=$dns host=$host fmt=$fmt failed=${failed#,}; do
+    [ -n "${field#*=}" ] && extra="$extra $field"
+done
+[ "$dev" != eth0 ] && extra="$extra dev=$dev"
 mkdir -p /www
-echo "ukrun guest ip=$ip gw=$gw mac=$mac" > /www/index.html
+echo "ukrun guest ip=$ip gw=$gw mac=$mac$extra" > /www/index.html
+cp /etc/resolv.conf /www/resolv.conf
 httpd -p %(port)d -h /www
-echo "%(ready)s ip=$ip gw=$gw mac=$mac"
+echo "%(ready)s ip=$ip gw=$gw mac=$mac$extra"
 # PID 1 must never exit (the kernel would panic); qemu is killed from outside.
 while :; do sleep 3600; done
 """ % {"port": HTTP_PORT, "modules": " ".join(MODULES), "ready": READY}
+
+
+def recipe_sha():
+    """What the initramfs is made of besides busybox: a change to any of it is a new guest."""
+    return hashlib.sha256(repr((INIT, DIRS, MODULES)).encode()).hexdigest()
 
 
 def log(msg):
@@ -154,7 +210,7 @@ def make_initrd(modules):
     with open(BUSYBOX, "rb") as fh:
         busybox = fh.read()
     d = stat.S_IFDIR | 0o755
-    entries = [(n, d, b"", (0, 0)) for n in ("bin", "dev", "proc", "sys", "tmp", "modules", "www")]
+    entries = [(n, d, b"", (0, 0)) for n in DIRS]
     entries += [
         ("dev/console", stat.S_IFCHR | 0o600, b"", (5, 1)),
         ("bin/busybox", stat.S_IFREG | 0o755, busybox, (0, 0)),
@@ -179,7 +235,7 @@ def prune(keep):
 def cache_key(package):
     with open(BUSYBOX, "rb") as fh:
         busybox = hashlib.sha256(fh.read()).hexdigest()
-    return hashlib.sha256(("%s\n%s\n%s" % (package, INIT, busybox)).encode()).hexdigest()[:16]
+    return hashlib.sha256(("%s\n%s\n%s" % (package, recipe_sha(), busybox)).encode()).hexdigest()[:16]
 
 
 def cached():
@@ -189,7 +245,7 @@ def cached():
             info = json.load(fh)
     except (OSError, ValueError):
         return None
-    if info.get("init_sha") != hashlib.sha256(INIT.encode()).hexdigest():
+    if info.get("recipe_sha") != recipe_sha():
         return None
     if all(os.path.exists(info.get(k, "")) for k in ("kernel", "initrd")):
         return info
@@ -235,7 +291,7 @@ def _build(force):
         log("built %s" % out)
         prune(keep={os.path.basename(out), os.path.basename(deb)})
     info = {"kernel": kernel, "initrd": initrd, "package": package,
-            "init_sha": hashlib.sha256(INIT.encode()).hexdigest()}
+            "recipe_sha": recipe_sha()}
     with open(os.path.join(CACHE, "vm.json.tmp"), "w") as fh:
         json.dump(info, fh)
     os.replace(os.path.join(CACHE, "vm.json.tmp"), os.path.join(CACHE, "vm.json"))
