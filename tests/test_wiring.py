@@ -5,6 +5,7 @@ test_runner.py and test_cli.py.
 """
 import ipaddress
 import json
+import socket
 from dataclasses import dataclass
 from typing import Optional
 
@@ -29,6 +30,14 @@ class FakeLink:  # the fields of rtnl.Link the planner reads
     alias: Optional[str] = None
     up: bool = True
     kind: Optional[str] = None
+    addr_gen_mode: Optional[int] = 0  # IN6_ADDR_GEN_MODE_EUI64, the kernel's default
+
+
+@dataclass(frozen=True)
+class FakeRoute:
+    family: int
+    dst: str
+    gateway: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,10 @@ ADDRS = (FakeAddress(ipaddress.ip_interface("172.30.0.2/16")),
          FakeAddress(ipaddress.ip_interface("172.30.0.9/16")),  # a secondary
          FakeAddress(ipaddress.ip_interface("2001:db8::2/64")),
          FakeAddress(ipaddress.ip_interface("fe80::42:acff:fe1e:2/64"), scope=253))
-ROUTES = ("default via 172.30.0.1", "172.30.0.0/16")  # opaque to the planner
+ROUTES = (FakeRoute(socket.AF_INET, "0.0.0.0/0", "172.30.0.1"),
+          FakeRoute(socket.AF_INET, "172.30.0.0/16"),
+          FakeRoute(socket.AF_INET6, "2001:db8::/64"),
+          FakeRoute(socket.AF_INET6, "::/0", "fe80::1"))
 
 
 def record(wiring="tc", bridge=None):
@@ -62,19 +74,24 @@ def fresh_view(mtu=1400):
 
 
 def ops(steps):
-    return [(s.op, s.args.get("name") or s.args.get("source")
-             or str(s.args.get("address").interface)) for s in steps]
+    def what(step):
+        if "route" in step.args:
+            return step.args["route"].dst
+        return (step.args.get("name") or step.args.get("source")
+                or str(step.args.get("address").interface))
+    return [(s.op, what(s)) for s in steps]
 
 
 def test_tc_plan_from_scratch():
     steps = plan_steps(wanted("tc"), fresh_view())
     assert ops(steps) == [
         ("create_tap", "tap0"), ("set_alias", "tap0"), ("set_mtu", "tap0"),
-        ("disable_offloads", "tap0"), ("set_up", "tap0"),
+        ("disable_offloads", "tap0"), ("set_addr_gen_mode", "tap0"), ("set_up", "tap0"),
         ("add_ingress", "eth0"), ("add_redirect", "eth0"),
         ("add_ingress", "tap0"), ("add_redirect", "tap0"),
-        ("delete_address", "2001:db8::2/64"), ("delete_address", "172.30.0.9/16"),
-        ("delete_address", "172.30.0.2/16")]
+        ("delete_route", "::/0"), ("set_addr_gen_mode", "eth0"),
+        ("delete_address", "2001:db8::2/64"), ("delete_address", "fe80::42:acff:fe1e:2/64"),
+        ("delete_address", "172.30.0.9/16"), ("delete_address", "172.30.0.2/16")]
     by_op = {(s.op, s.args.get("name", s.args.get("source"))): s for s in steps}
     assert by_op[("add_redirect", "eth0")].args == {"source": "eth0", "target": "tap0"}
     assert by_op[("add_redirect", "tap0")].args == {"source": "tap0", "target": "eth0"}
@@ -87,15 +104,38 @@ def test_tc_keeps_the_interface_mac():
     assert "set_mac" not in [s.op for s in plan_steps(wanted("tc"), fresh_view())]
 
 
-def test_flush_takes_ipv4_and_global_ipv6_and_restores_routes_last():
+def test_flush_takes_every_address_and_restores_routes_last():
     steps = [s for s in plan_steps(wanted("tc"), fresh_view()) if s.op == "delete_address"]
-    moved = [str(s.args["address"].interface) for s in steps]
-    assert "fe80::42:acff:fe1e:2/64" not in moved
     # The undo log runs backwards: the first deletion's undo runs last and brings the routes.
     assert steps[0].undo[0].args["routes"] == ROUTES
     assert all(s.undo[0].args["routes"] == () for s in steps[1:])
     undo_order = [str(s.undo[0].args["addresses"][0].interface) for s in reversed(steps)]
-    assert undo_order == ["172.30.0.2/16", "172.30.0.9/16", "2001:db8::2/64"]
+    assert undo_order == ["172.30.0.2/16", "172.30.0.9/16", "fe80::42:acff:fe1e:2/64",
+                          "2001:db8::2/64"]
+
+
+def test_ipv6_stays_off_the_wire_and_its_gateway_route_goes():
+    steps = plan_steps(wanted("tc"), fresh_view())
+    modes = {s.args["name"]: s for s in steps if s.op == "set_addr_gen_mode"}
+    assert {name: s.args["mode"] for name, s in modes.items()} == {"tap0": 1, "eth0": 1}
+    assert modes["tap0"].undo == ()  # a new tap goes on undo anyway
+    assert [u.args["mode"] for u in modes["eth0"].undo] == [0]
+    names = [s.op for s in steps]
+    # No link-local address comes back once the mode is NONE: the mode goes first.
+    assert names.index("set_addr_gen_mode", names.index("delete_route")) < names.index(
+        "delete_address")
+    route = next(s for s in steps if s.op == "delete_route")
+    assert route.args["route"].gateway == "fe80::1"
+    assert route.undo[0].args["routes"] == (route.args["route"],)
+
+
+def test_an_interface_without_ipv6_gets_no_ipv6_steps():
+    view = fresh_view()
+    eth0 = FakeLink(2, "eth0", MAC, mtu=1400, kind="veth", addr_gen_mode=None)
+    view = View(links={"eth0": eth0}, addresses=ADDRS[:2], routes=ROUTES[:2], names={2: "eth0"})
+    steps = plan_steps(wanted("tc"), view)
+    assert not [s for s in steps if s.op in ("delete_route",) or s.args.get("name") == "eth0"
+                and s.op == "set_addr_gen_mode"]
 
 
 def test_bridge_plan_reproduces_the_old_runner():
@@ -104,8 +144,10 @@ def test_bridge_plan_reproduces_the_old_runner():
         ("create_bridge", "br0"), ("set_alias", "br0"), ("create_tap", "tap0"),
         ("set_alias", "tap0"), ("set_mtu", "tap0"), ("disable_offloads", "tap0"),
         ("enslave", "eth0"), ("enslave", "tap0"),
-        ("delete_address", "2001:db8::2/64"), ("delete_address", "172.30.0.9/16"),
-        ("delete_address", "172.30.0.2/16"),
+        ("delete_route", "::/0"), ("set_addr_gen_mode", "eth0"),
+        ("delete_address", "2001:db8::2/64"), ("delete_address", "fe80::42:acff:fe1e:2/64"),
+        ("delete_address", "172.30.0.9/16"), ("delete_address", "172.30.0.2/16"),
+        ("set_addr_gen_mode", "tap0"), ("set_addr_gen_mode", "br0"),
         ("set_up", "tap0"), ("set_up", "br0")]
     assert all(s.args["master"] == "br0" for s in steps if s.op == "enslave")
     assert [u.op for u in steps[0].undo] == ["delete_link"]
@@ -130,16 +172,18 @@ def test_hold_tap_for_an_fd():
 
 
 def restarted_view(wiring):
-    """What a first run leaves: eth0 without addresses, the tap (and bridge) in place."""
+    """What a first run leaves: eth0 without addresses and quiet on IPv6, the tap (and
+    bridge) in place."""
     alias = record(wiring, "br0" if wiring == "bridge" else None).to_alias()
     master = 4 if wiring == "bridge" else None
-    links = {"eth0": FakeLink(2, "eth0", NEW_MAC if master else MAC, 1400, master=master),
+    links = {"eth0": FakeLink(2, "eth0", NEW_MAC if master else MAC, 1400, master=master,
+                              addr_gen_mode=1),
              "tap0": FakeLink(3, "tap0", "aa:00:00:00:00:03", 1400, alias=alias, master=master,
-                              kind="tun")}
+                              kind="tun", addr_gen_mode=1)}
     if wiring == "bridge":
         links["br0"] = FakeLink(4, "br0", "aa:00:00:00:00:04", 1400, kind="bridge",
-                                alias=bridge_mark("tap0"))
-    return View(links=links, addresses=ADDRS[3:], routes=(),
+                                alias=bridge_mark("tap0"), addr_gen_mode=1)
+    return View(links=links, addresses=(), routes=(),
                 ingress=frozenset({"eth0", "tap0"}) if wiring == "tc" else frozenset(),
                 redirects=(frozenset({("eth0", "tap0"), ("tap0", "eth0")})
                            if wiring == "tc" else frozenset()),

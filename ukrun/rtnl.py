@@ -19,6 +19,7 @@ from ukrun.ifname import validate_ifname
 from ukrun.netlink import (Attr, IfAddrMsg, IfInfoMsg, Message, RtMsg, TcMsg, attr_nested,
                            attr_string, attr_u32, encode, parse)
 from ukrun.rtnl_objects import (INGRESS_HANDLE, Address, Filter, Link, Qdisc, Route,
+                                addr_gen_mode_attrs,
                                 address_from_message, address_request, filter_from_message,
                                 ingress_qdisc_request, link_from_message, parse_mac,
                                 qdisc_from_message, redirect_request, route_from_message,
@@ -213,6 +214,13 @@ class Rtnl:
         self._set_link(index, [attr_u32(lib.IFLA_MTU, mtu)],
                        lambda name: "setting the MTU of %s to %d" % (name, mtu))
 
+    def set_addr_gen_mode(self, index: int, mode: int):
+        """IFLA_INET6_ADDR_GEN_MODE: IN6_ADDR_GEN_MODE_NONE keeps the kernel from giving the
+        link a link-local address (and so from DAD, router solicitations and MLD on it)."""
+        self._set_link(index, addr_gen_mode_attrs(mode),
+                       lambda name: "setting the IPv6 address generation mode of %s to %d"
+                       % (name, mode))
+
     def set_alias(self, index: int, alias: str):
         """Set IFLA_IFALIAS; "" clears it."""
         if "\0" in alias:
@@ -255,9 +263,9 @@ class Rtnl:
                     routes.append(route)
         return routes
 
-    def _add_route_op(self, route: Route) -> Callable[[], str]:
+    def _route_op(self, verb: str, route: Route) -> Callable[[], str]:
         def op():
-            text = "adding route %s" % ("default" if route.is_default else route.dst)
+            text = "%s route %s" % (verb, "default" if route.is_default else route.dst)
             if route.gateway is not None:
                 text += " via %s" % route.gateway
             if route.oif is not None:
@@ -266,7 +274,13 @@ class Rtnl:
         return op
 
     def add_route(self, route: Route):
-        self._request(lib.RTM_NEWROUTE, route_request(route), self._add_route_op(route), _CREATE)
+        self._request(lib.RTM_NEWROUTE, route_request(route), self._route_op("adding", route),
+                      _CREATE)
+
+    def delete_route(self, route: Route):
+        """Delete the route (an IPv6 route through a gateway stays after its link's addresses
+        are gone, unlike an IPv4 one)."""
+        self._request(lib.RTM_DELROUTE, route_request(route), self._route_op("deleting", route))
 
     # --- traffic control -----------------------------------------------------------------
 

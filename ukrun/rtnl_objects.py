@@ -13,7 +13,7 @@ from ipaddress import (IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv
 
 from ukrun._ffi import lib
 from ukrun.netlink import (Attr, IfAddrMsg, IfInfoMsg, Layout, NetlinkParseError, RtMsg, TcMsg,
-                           attr_nested, attr_string, attr_u32)
+                           attr_nested, attr_scalar, attr_string, attr_u32)
 from ukrun.valueclass import value_class
 
 _INTERFACE = {_socket.AF_INET: IPv4Interface, _socket.AF_INET6: IPv6Interface}
@@ -95,6 +95,7 @@ class Link:
     alias: str | None
     parent_dev: str | None = None
     parent_bus: str | None = None
+    addr_gen_mode: int | None = None  # IFLA_INET6_ADDR_GEN_MODE; None without IPv6
 
     @property
     def up(self) -> bool:
@@ -135,7 +136,25 @@ def link_from_message(body: IfInfoMsg) -> Link:
                 master=_link_attr(index, "IFLA_MASTER", lambda: attrs.u32(lib.IFLA_MASTER)) or None,
                 kind=linkinfo.string(lib.IFLA_INFO_KIND, errors="surrogateescape"), alias=alias,
                 parent_dev=attrs.string(lib.IFLA_PARENT_DEV_NAME, errors="surrogateescape"),
-                parent_bus=attrs.string(lib.IFLA_PARENT_DEV_BUS_NAME, errors="surrogateescape"))
+                parent_bus=attrs.string(lib.IFLA_PARENT_DEV_BUS_NAME, errors="surrogateescape"),
+                addr_gen_mode=_link_attr(index, "IFLA_INET6_ADDR_GEN_MODE",
+                                         lambda: _addr_gen_mode(attrs)))
+
+
+def _addr_gen_mode(attrs) -> int | None:
+    inet6 = attrs.nested(lib.IFLA_AF_SPEC).nested(_socket.AF_INET6)
+    mode = inet6.data(lib.IFLA_INET6_ADDR_GEN_MODE)
+    if mode is None:
+        return None
+    if len(mode) != 1:
+        raise NetlinkParseError("%d bytes, not 1" % len(mode))
+    return mode[0]
+
+
+def addr_gen_mode_attrs(mode: int) -> list:
+    """The IFLA_AF_SPEC attribute that sets a link's IPv6 address generation mode."""
+    inet6 = attr_nested(_socket.AF_INET6, [attr_scalar(lib.IFLA_INET6_ADDR_GEN_MODE, "u8", mode)])
+    return [attr_nested(lib.IFLA_AF_SPEC, [inet6])]
 
 
 @value_class(frozen=True)

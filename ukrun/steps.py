@@ -68,6 +68,9 @@ class Kernel:
     def op_set_down(self, name: str) -> None:
         self.rtnl.set_up(self.index(name), False)
 
+    def op_set_addr_gen_mode(self, name: str, mode: int) -> None:
+        self.rtnl.set_addr_gen_mode(self.index(name), mode)
+
     def op_set_mac(self, name: str, mac: str) -> None:
         self.rtnl.set_mac(self.index(name), mac)
 
@@ -100,6 +103,9 @@ class Kernel:
         except OSError as e:
             if e.errno != errno.EADDRNOTAVAIL:  # already gone (with its primary)
                 raise
+
+    def op_delete_route(self, route) -> None:
+        self.rtnl.delete_route(route)
 
     def op_restore_addresses(self, interface: str, addresses, routes) -> None:
         present = {a.interface for a in self.rtnl.addresses(self.index(interface))}

@@ -15,6 +15,8 @@ tap, which carries ``bridge_mark(tap)`` as its alias; a record naming any other 
 """
 from __future__ import annotations
 
+import _socket  # not socket: see ukrun.rtnl
+
 import os
 
 from ukrun._ffi import lib
@@ -198,8 +200,40 @@ def _mac_step(name: str, view: View, mac: str | None) -> list:
                   name=name, mac=mac)]
 
 
+def quiet_ipv6_steps(name: str, view: View) -> list:
+    """Keep the namespace's own IPv6 stack off the wire on ``name``: address generation mode
+    NONE, so the kernel gives it no link-local address (its link-local address is the last
+    source of duplicate address detection, router solicitations and MLD reports). A new link
+    (``name`` not in the view) gets it before it goes up; it goes with the link on undo."""
+    old = view.links.get(name)
+    mode = lib.IN6_ADDR_GEN_MODE_NONE
+    if old is not None and old.addr_gen_mode in (None, mode):  # no IPv6 there, or quiet already
+        return []
+    undo = ([_step("set_addr_gen_mode", "set %s's IPv6 address generation mode back to %d"
+                   % (name, old.addr_gen_mode), name=name, mode=old.addr_gen_mode)]
+            if old is not None else [])
+    return [_step("set_addr_gen_mode", "give %s no IPv6 link-local address" % name, undo,
+                  name=name, mode=mode)]
+
+
+def ipv6_route_steps(want: Wanted, view: View) -> list:
+    """Delete the IPv6 routes through a gateway on the interface (the default route): unlike
+    IPv4's, they stay when the addresses go, and the guest is the one that routes now."""
+    steps = []
+    for route in view.routes:
+        if route.family == _socket.AF_INET6 and route.gateway is not None:
+            undo = _step("restore_addresses", "give %s back its route %s via %s"
+                         % (want.interface, route.dst, route.gateway),
+                         interface=want.interface, addresses=(), routes=(route,))
+            steps.append(_step("delete_route", "remove the IPv6 route %s via %s from %s"
+                               % (route.dst, route.gateway, want.interface), [undo],
+                               route=route))
+    return steps
+
+
 def flush_steps(want: Wanted, view: View) -> list:
-    """Take the interface's IPv4 and global IPv6 addresses away: the guest answers for them now.
+    """Take the interface's IPv4 and IPv6 addresses away (link-local included, with
+    ``quiet_ipv6_steps`` first so none comes back): the guest answers for them now.
 
     One step per address, so a failure half-way undoes exactly what went. IPv4 secondaries go
     before their primary (deleting a primary first takes its secondaries along); IPv6 in dump
@@ -208,7 +242,7 @@ def flush_steps(want: Wanted, view: View) -> list:
     which runs last, puts them back.
     """
     v4 = [a for a in view.addresses if a.interface.version == 4]
-    v6 = [a for a in view.addresses if a.interface.version == 6 and a.scope == lib.RT_SCOPE_UNIVERSE]
+    v6 = [a for a in view.addresses if a.interface.version == 6]
     steps = []
     for address in v6 + v4[::-1]:
         routes = tuple(view.routes) if not steps else ()
@@ -258,9 +292,10 @@ def teardown_steps(want: Wanted, view: View) -> list:
 
 
 def tc_steps(want: Wanted, view: View) -> list:
-    return (tap_steps(want, view) + _up_step(want.tap, view)
+    return (tap_steps(want, view) + quiet_ipv6_steps(want.tap, view) + _up_step(want.tap, view)
             + _redirect_steps(want.interface, want.tap, view)
             + _redirect_steps(want.tap, want.interface, view)
+            + ipv6_route_steps(want, view) + quiet_ipv6_steps(want.interface, view)
             + flush_steps(want, view) + _up_step(want.interface, view))
 
 
@@ -296,7 +331,9 @@ def bridge_steps(want: Wanted, view: View) -> list:
     steps += _mac_step(want.interface, view, want.interface_mac)
     steps += _enslave_step(want.interface, want.bridge, view)
     steps += _enslave_step(want.tap, want.bridge, view)
+    steps += ipv6_route_steps(want, view) + quiet_ipv6_steps(want.interface, view)
     steps += flush_steps(want, view)
+    steps += quiet_ipv6_steps(want.tap, view) + quiet_ipv6_steps(want.bridge, view)
     return (steps + _up_step(want.tap, view) + _up_step(want.bridge, view)
             + _up_step(want.interface, view))
 
