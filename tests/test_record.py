@@ -120,9 +120,13 @@ def _bad(old, new):
 
 # One case per check: the alias, and what the message must say after "record on tap0: ".
 BAD = {
-    "empty": ("ukrun:", "version '' is not 1"),
-    "json": ('ukrun:{"v":1,"i":"eth0"}', "version '{\"v\":1,\"i\":\"eth0\"}' is not 1"),
-    "version": (_bad("ukrun:1 ", "ukrun:2 "), "version '2' is not 1"),
+    "empty": ("ukrun:", "version '' is not one of 1, 2"),
+    "json": ('ukrun:{"v":1,"i":"eth0"}',
+             "version '{\"v\":1,\"i\":\"eth0\"}' is not one of 1, 2"),
+    "version": (_bad("ukrun:1 ", "ukrun:3 "), "version '3' is not one of 1, 2"),
+    "version 2 without its words": (_bad("ukrun:1 ", "ukrun:2 "), "6= h= missing"),
+    "version 1 with a v2 word": (_bad("o=0", "o=0 6=2001:db8::2/64"), "'6=2001:db8::2/64' is"
+                                 " not one of the words"),
     "only a version": ("ukrun:1", "i= w= b= 4= g= o= m= e= missing"),
     "missing": (_bad(" e=" + MAC, ""), "e= missing"),
     "unknown": (GOOD + " x=1", "'x=1' is not one of the words i= w="),
@@ -541,3 +545,49 @@ def test_a_bridge_ukrun_made_is_marked_and_taken_down_only_while_marked(neighbou
     names = [link["ifname"] for link in neighbour.ip_json("link", "show")]
     assert "br0" not in names and "br9" in names
     assert neighbour.ip_json("link", "show", "eth1")[0]["master"] == "br9"
+
+
+# --- version 2: IPv6 ---------------------------------------------------------------------------
+
+V2 = ("ukrun:2 i=eth0 w=tc b= 4=172.30.0.2/16 g=172.30.0.1 o=0 6=2001:db8::2/64 h=fe80::1 "
+      "m=%s e=%s" % (MAC, MAC))
+V6_ONLY = "ukrun:2 i=eth0 w=tc b= 4= g= o=0 6=fd00::2/64 h=fd00::1 m=%s e=%s" % (MAC, MAC)
+
+
+@pytest.mark.parametrize("alias", [V2, V6_ONLY], ids=["dual stack", "IPv6 only"])
+def test_a_version_2_record_round_trips(alias):
+    record = Record.from_alias(alias, tap="tap0")
+    assert record.to_alias() == alias and record.version == "2"
+    assert record.ipv6 is not None and record.gateway6 is not None
+
+
+def test_an_ipv4_only_record_is_still_written_as_version_1():
+    # Older ukruns read it: a downgrade in a kept pod keeps working.
+    alias = Record.from_alias(V2, tap="tap0").__class__(
+        "eth0", "tc", None, ipaddress.IPv4Interface("172.30.0.2/16"),
+        ipaddress.IPv4Address("172.30.0.1"), False, MAC, MAC).to_alias()
+    assert alias.startswith("ukrun:1 ") and " 6=" not in alias
+
+
+BAD_V6 = {
+    "no address at all": (V6_ONLY.replace("6=fd00::2/64 h=fd00::1", "6= h="),
+                          "neither 4= nor 6= holds an address"),
+    "v6 link-local": (V2.replace("6=2001:db8::2/64", "6=fe80::2/64"), "6=fe80::2 is a link-local"),
+    "v6 multicast": (V2.replace("6=2001:db8::2/64", "6=ff02::1/64"), "6=ff02::1 is a multicast"),
+    "v6 mapped": (V2.replace("6=2001:db8::2/64", "6=::ffff:1.2.3.4/96"), "IPv4-mapped"),
+    "v6 junk": (V2.replace("6=2001:db8::2/64", "6=2001:db8::2/64,romfile=x"),
+                "is not an IPv6 address/prefix"),
+    "v6 gateway multicast": (V2.replace("h=fe80::1", "h=ff02::2"), "h=ff02::2 is a multicast"),
+    "v6 gateway is the address": (V2.replace("h=fe80::1", "h=2001:db8::2"),
+                                  "h=2001:db8::2 is the address itself"),
+    "v6 gateway without address": (V2.replace("6=2001:db8::2/64", "6="),
+                                   "h=fe80::1 without 6="),
+    "v4 gateway without address": (V6_ONLY.replace("g=", "g=10.0.0.1"), "g=10.0.0.1 without 4="),
+}
+
+
+@pytest.mark.parametrize("alias, message", BAD_V6.values(), ids=BAD_V6.keys())
+def test_each_bad_ipv6_field_is_named(alias, message):
+    with pytest.raises(RecordError) as failed:
+        Record.from_alias(alias, tap="tap0")
+    assert message in str(failed.value)

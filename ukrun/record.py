@@ -15,7 +15,11 @@ from ukrun.valueclass import value_class
 
 WIRINGS = ("tc", "bridge")
 RECORD_PREFIX = "ukrun:"
-RECORD_VERSION = "1"
+# Version 1 holds IPv4 alone; version 2 adds the IPv6 address and gateway (6=, h=) and is
+# written only when there is IPv6 to record, so an IPv4-only record stays readable by a
+# ukrun from before IPv6.
+RECORD_VERSION = "2"
+_KEYS_BY_VERSION = {"1": "iwb4gome", "2": "iwb4go6hme"}
 ALIAS_MAX = 255  # IFALIASZ - 1: the kernel refuses a longer IFLA_IFALIAS
 
 
@@ -44,7 +48,6 @@ class RecordError(ValueError):
                 "and start the container again" % (tap, tap))
 
 
-_KEYS = "iwb4gome"  # the words of a record, in the order to_alias writes them
 
 
 @value_class(frozen=True)
@@ -54,21 +57,32 @@ class Record:
     interface: str
     wiring: str
     bridge: str | None
-    ipv4: ipaddress.IPv4Interface
+    ipv4: ipaddress.IPv4Interface | None
     gateway4: ipaddress.IPv4Address | None
     gateway4_onlink: bool
     guest_mac: str | None
     interface_mac: str  # the interface's own MAC before the run (bridge wiring may change it)
+    ipv6: ipaddress.IPv6Interface | None = None
+    gateway6: ipaddress.IPv6Address | None = None
 
-    # The alias reads "ukrun:1 i=eth0 w=tc b= 4=172.30.0.2/16 g=172.30.0.1 o=0 m=MAC e=MAC":
-    # words that `ip link` shows as they are, and no json to load on a run's path. No value
-    # can hold a space (interface names, addresses and MACs cannot); an empty one is None.
+    @property
+    def version(self) -> str:
+        return "1" if self.ipv6 is None and self.gateway6 is None else RECORD_VERSION
+
+    # The alias reads "ukrun:1 i=eth0 w=tc b= 4=172.30.0.2/16 g=172.30.0.1 o=0 m=MAC e=MAC"
+    # (version 2 adds 6=ADDR/N h=GW after o=): words that `ip link` shows as they are, and no
+    # json to load on a run's path. No value can hold a space (interface names, addresses and
+    # MACs cannot); an empty one is None.
     def to_alias(self) -> str:
-        values = (self.interface, self.wiring, self.bridge, self.ipv4.with_prefixlen,
-                  self.gateway4, int(self.gateway4_onlink), self.guest_mac, self.interface_mac)
-        words = ["%s=%s" % (key, "" if value is None else value)
-                 for key, value in zip(_KEYS, values)]
-        alias = RECORD_PREFIX + " ".join([RECORD_VERSION] + words)
+        values = {"i": self.interface, "w": self.wiring, "b": self.bridge,
+                  "4": None if self.ipv4 is None else self.ipv4.with_prefixlen,
+                  "g": self.gateway4, "o": int(self.gateway4_onlink),
+                  "6": None if self.ipv6 is None else self.ipv6.with_prefixlen,
+                  "h": self.gateway6, "m": self.guest_mac, "e": self.interface_mac}
+        version = self.version
+        words = ["%s=%s" % (key, "" if values[key] is None else values[key])
+                 for key in _KEYS_BY_VERSION[version]]
+        alias = RECORD_PREFIX + " ".join([version] + words)
         if any(word.split() != [word] for word in words):
             raise ValueError("record %r: a value holds white space" % alias)
         if len(alias.encode()) > ALIAS_MAX:  # cannot happen with valid names; keep it honest
@@ -85,23 +99,26 @@ class Record:
         if not alias or not alias.startswith(RECORD_PREFIX):
             return None
         version, *words = alias[len(RECORD_PREFIX):].split(" ")
-        if version != RECORD_VERSION:
-            raise RecordError("version %r is not %s" % (version, RECORD_VERSION), tap)
+        keys = _KEYS_BY_VERSION.get(version)
+        if keys is None:
+            raise RecordError("version %r is not one of %s" % (
+                version, ", ".join(_KEYS_BY_VERSION)), tap)
         data = {}
         for word in words:
             key, equals, value = word.partition("=")
-            if not equals or len(key) != 1 or key not in _KEYS:
+            if not equals or len(key) != 1 or key not in keys:
                 raise RecordError("%r is not one of the words %s" % (
-                    word, " ".join(k + "=" for k in _KEYS)), tap)
+                    word, " ".join(k + "=" for k in keys)), tap)
             if key in data:
                 raise RecordError("%s= comes twice" % key, tap)
             data[key] = value
-        missing = [key + "=" for key in _KEYS if key not in data]
+        missing = [key + "=" for key in keys if key not in data]
         if missing:
             raise RecordError("%s missing" % " ".join(missing), tap)
         record = cls(data["i"], data["w"], data["b"] or None, _ipv4_word(data["4"], tap),
                      _gateway_word(data["g"], tap), _onlink_word(data["o"], tap),
-                     data["m"] or None, data["e"]).check(tap)
+                     data["m"] or None, data["e"], _ipv6_word(data.get("6", ""), tap),
+                     _gateway6_word(data.get("h", ""), tap)).check(tap)
         written = record.to_alias()
         if written != alias:  # e.g. 4=10.0.0.2/255.0.0.0 or 4=10.0.0.2, words reordered
             raise RecordError("not written the way ukrun writes it (%r)" % written, tap)
@@ -117,9 +134,23 @@ class Record:
 
 def _ipv4_word(text: str, tap):
     try:
-        return ipaddress.IPv4Interface(text)
+        return ipaddress.IPv4Interface(text) if text else None
     except ValueError:
         raise RecordError("4=%r is not an IPv4 address/prefix" % text, tap) from None
+
+
+def _ipv6_word(text: str, tap):
+    try:
+        return ipaddress.IPv6Interface(text) if text else None
+    except ValueError:
+        raise RecordError("6=%r is not an IPv6 address/prefix" % text, tap) from None
+
+
+def _gateway6_word(text: str, tap):
+    try:
+        return ipaddress.IPv6Address(text) if text else None
+    except ValueError:
+        raise RecordError("h=%r is not an IPv6 address" % text, tap) from None
 
 
 def _gateway_word(text: str, tap):
@@ -180,6 +211,10 @@ def _host_problem(key: str, ip, network, link_local_ok: bool) -> str | None:
 
 def _ipv4_problem(record: Record) -> str | None:
     ipv4, gateway = record.ipv4, record.gateway4
+    if ipv4 is None:
+        if record.ipv6 is None:
+            return "neither 4= nor 6= holds an address"
+        return None if gateway is None else "g=%s without 4=" % gateway
     if not isinstance(ipv4, ipaddress.IPv4Interface):
         return "4=%r is not an IPv4 address/prefix" % (ipv4,)
     if not 1 <= ipv4.network.prefixlen <= 32:
@@ -198,6 +233,33 @@ def _ipv4_problem(record: Record) -> str | None:
     return _host_problem("g", gateway, ipv4.network, link_local_ok=True)
 
 
+def _ipv6_problem(record: Record) -> str | None:
+    ipv6, gateway = record.ipv6, record.gateway6
+    if ipv6 is None:
+        return None if gateway is None else "h=%s without 6=" % gateway
+    if not isinstance(ipv6, ipaddress.IPv6Interface):
+        return "6=%r is not an IPv6 address/prefix" % (ipv6,)
+    if not 1 <= ipv6.network.prefixlen <= 128:
+        return "6=%s: the prefix must be 1 to 128" % ipv6.with_prefixlen
+    ip = ipv6.ip
+    # The guest's own address is a global or unique local one; its gateway may be link-local
+    # (a router's fe80::1, Calico's on-link gateway).
+    kind = ("multicast" if ip.is_multicast else "loopback" if ip.is_loopback
+            else "unspecified" if ip.is_unspecified else "link-local" if ip.is_link_local
+            else "IPv4-mapped" if ip.ipv4_mapped is not None else None)
+    if kind is not None:
+        return "6=%s is a %s address" % (ip, kind)
+    if gateway is None:
+        return None
+    if not isinstance(gateway, ipaddress.IPv6Address):
+        return "h=%r is not an IPv6 address" % (gateway,)
+    kind = ("multicast" if gateway.is_multicast else "loopback" if gateway.is_loopback
+            else "unspecified" if gateway.is_unspecified else None)
+    if kind is not None:
+        return "h=%s is a %s address" % (gateway, kind)
+    return "h=%s is the address itself" % gateway if gateway == ip else None
+
+
 def _problems(r: Record, tap: str | None):
     """Each check's problem or None, lazily: a check runs only when those before it passed."""
     yield _name_problem("i", r.interface)
@@ -212,6 +274,7 @@ def _problems(r: Record, tap: str | None):
         yield None if r.bridge is None else "b=%r is set but w=%s has no bridge" % (r.bridge,
                                                                                   r.wiring)
     yield _ipv4_problem(r)
+    yield _ipv6_problem(r)
     yield None if isinstance(r.gateway4_onlink, bool) else "o=%r is not a boolean" % (
         r.gateway4_onlink,)
     yield "o=1 without a gateway" if r.gateway4_onlink and r.gateway4 is None else None
