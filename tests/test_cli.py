@@ -41,11 +41,11 @@ def test_option_values_may_start_with_a_dash():
 def test_defaults_and_options_reach_the_runner():
     ns = cli.parse(["hvt", "--keep-cap", "net_raw", "--keep-cap", "KILL", "--tap-fd",
                     "--net-name", "service0", "--mac", "random", "--wiring", "bridge", "k.hvt"])
-    options = cli._options(ns)
+    options = cli.field_values(ns)
     assert options["keep_caps"] == ("net_raw", "KILL")
     assert options["tap_fd"] is True and options["net_name"] == "service0"
     assert options["mac"] == "random" and options["wiring"] == "bridge"
-    defaults = cli._options(cli.parse(["unix", "k"]))
+    defaults = cli.field_values(cli.parse(["unix", "k"]))
     assert defaults["keep_caps"] is None  # NET_BIND_SERVICE when held
     assert (defaults["interface"], defaults["tap"], defaults["bridge"]) == ("eth0", "tap0", "br0")
     assert (defaults["wiring"], defaults["mac"], defaults["ip_args"]) == ("tc", "inherit", "mirage")
@@ -119,6 +119,134 @@ def test_each_target_has_its_options():
     assert {"--qemu", "--mem", "--cpu", "--tender-arg", "--tap-fd"} <= options["qemu"]
     assert "--tap-fd" not in options["ukvm"] and "--tender" in options["ukvm"]
     assert set(parser.targets) == set(TARGETS)
+
+
+# --- the option table is the one definition (ukrun.options.OPTIONS) -------------------------
+
+def _table():
+    from ukrun import options
+
+    return {option.dest: option for option in options.OPTIONS}
+
+
+def _other_value(option):
+    """A valid value for ``option`` that is not its default."""
+    if option.choices is not None:
+        return [c for c in option.choices if c != option.default][0]
+    if option.action == "store_true":
+        return True
+    if option.action == "append":
+        return ("x",)
+    return option.convert("64") if option.convert is not None else "x"
+
+
+def test_options_and_the_parser_are_derived_from_the_table():
+    from ukrun import options, runner
+    from ukrun.valueclass import fields
+
+    table = options.OPTIONS
+    run_fields = tuple(o.dest for o in table if o.field)
+    assert fields(runner.Options) == ("target", "unikernel", "args") + run_fields
+    defaults = runner.Options("unix", "k")
+    assert {f: getattr(defaults, f) for f in run_fields} == {
+        o.dest: o.default for o in table if o.field}
+    parser = cli.get_parser()
+    for name, sub in parser.targets.items():
+        declared = {s for a in sub._actions for s in a.option_strings} - {"-h", "--help"}
+        assert declared == {f for o in options.run_options(name) for f in o.flags}, name
+    assert {t for o in table for t in o.targets or ()} <= set(TARGETS)
+
+
+@pytest.mark.parametrize("dest", [o for o, option in _table().items()
+                                  if option.field and option.targets is not None])
+def test_an_option_is_refused_exactly_where_the_table_says(dest):
+    from ukrun import preflight, runner
+
+    option = _table()[dest]
+    for name in TARGETS:
+        o = runner.Options(name, "k", **{dest: _other_value(option)})
+        if option.takes(name):
+            preflight.check_options(o)
+        else:
+            with pytest.raises(UsageError, match="^%s is not available for the %s target$"
+                               % (option.flag, name)):
+                preflight.check_options(o)
+
+
+def test_the_tables_choices_are_what_the_library_knows():
+    from ukrun.handover import choose_exec_mode
+    from ukrun.record import WIRINGS
+    from ukrun.targets import IP_ARGS
+
+    table = _table()
+    assert table["wiring"].choices == WIRINGS
+    assert table["ip_args"].choices == tuple(IP_ARGS)
+    for init in table["init"].choices:
+        assert choose_exec_mode(init, pid1=False, can_bound=True) in ("direct", "forked")
+
+
+@pytest.mark.parametrize("dest, value, needle", [
+    ("wiring", "vxlan", "--wiring: 'vxlan' is not one of tc, bridge"),
+    ("init", "sometimes", "--init: 'sometimes' is not one of auto, always, never"),
+    ("ip_args", "dhcp", "--ip-args: 'dhcp' is not one of mirage, none"),
+    ("mac", "02:42", "--mac: "), ("mac", 5, "--mac: 5 is not a MAC address"),
+    ("mem", 0, "--mem: 0 is not a positive number of MB"), ("mem", True, "--mem: True"),
+    ("mem", "64", "--mem: '64'"), ("net_name", "a:b", "--net-name: 'a:b' is not a device"),
+    ("net_name", "", "--net-name"), ("tender_args", ("-x", 3), "--tender-arg: arguments"),
+    ("interface", "", "--interface: interface name is empty"), ("tap", 7, "--tap: "),
+    ("bridge", "b r", "--bridge: "),  # checked whatever the wiring: a typo is a typo
+])
+def test_library_values_are_checked_by_the_table(dest, value, needle):
+    from ukrun import preflight, runner
+
+    with pytest.raises(UsageError) as failed:
+        preflight.check_options(runner.Options("spt", "k", **{dest: value}))
+    assert str(failed.value).startswith(needle), str(failed.value)
+
+
+# An option added to the table and nowhere else: it must reach the fast parse and argparse,
+# runner.Options, --help, the man page and the preflight's target check.
+ADDED_OPTION = r"""
+import json, sys
+from ukrun import options
+options.OPTIONS.append(options.Option(
+    "--frob", targets=("hvt", "spt"), default="low", choices=("low", "high"), metavar="HOW",
+    help="how hard to frob the guest (default: %(default)s)"))
+from ukrun import cli, parser, preflight, runner
+from ukrun.errors import UsageError
+sys.path.insert(0, sys.argv[1])
+import build  # man/build.py
+
+def refused(o):
+    try:
+        preflight.check_options(o)
+    except UsageError as e:
+        return str(e)
+
+ns = cli.parse(["hvt", "--frob", "high", "k"])
+print(json.dumps({
+    "fast": options.fast_parse(["spt", "--frob=high", "k"]).frob,
+    "argparse": parser.parse(["hvt", "-v", "--frob", "high", "-vv", "k"]).frob,
+    "options": runner.Options("hvt", "k", **cli.field_values(ns)).frob,
+    "default": runner.Options("hvt", "k").frob,
+    "help": "how hard to frob the guest (default: low)" in " ".join(
+        parser.target_parser("spt").format_help().split()),
+    "man": "how hard to frob the guest" in build.build(),
+    "unix": refused(runner.Options("unix", "k", frob="high")),
+    "bad value": refused(runner.Options("spt", "k", frob="higher")),
+    "hvt": refused(runner.Options("hvt", "k", frob="high")),
+}))
+"""
+
+
+def test_an_option_added_to_the_table_alone_reaches_everything():
+    man = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "man")
+    out = subprocess.run([sys.executable, "-c", ADDED_OPTION, man], capture_output=True,
+                         text=True, check=True).stdout
+    assert json.loads(out) == {
+        "fast": "high", "argparse": "high", "options": "high", "default": "low", "help": True,
+        "man": True, "unix": "--frob is not available for the unix target",
+        "bad value": "--frob: 'higher' is not one of low, high", "hvt": None}
 
 
 USAGE_ERRORS = {

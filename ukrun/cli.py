@@ -7,15 +7,17 @@
 Everything after UNIKERNEL goes to the unikernel untouched, even words that start with '-'
 (ukrun.options.split_at_unikernel finds UNIKERNEL). A run's command line is parsed by
 ukrun.options without argparse; help, the other commands and every error go through the
-argparse parser in ukrun.parser. Only the option table and the pure targets are imported
-here; the runner (cffi, netlink) loads once a run starts.
+argparse parser in ukrun.parser. Both read ukrun.options' table, and ``field_values`` hands
+what they parsed to ``runner.Options`` whatever options the table holds. Only the option
+table and the pure targets are imported here; the runner (cffi, netlink) loads once a run
+starts.
 """
 from __future__ import annotations
 
 import sys
 
 from ukrun.errors import UkrunError, UsageError
-from ukrun.options import fast_parse
+from ukrun.options import fast_parse, field_values
 from ukrun.targets import TARGETS
 
 
@@ -34,16 +36,6 @@ def parse(argv: list):
 
         ns = parser.parse(argv)  # --help, --version, other commands, or a UsageError
     return ns
-
-
-def _options(ns) -> dict:
-    fields = ("interface", "tap", "wiring", "bridge", "mac", "ip_args", "tender", "net_name",
-              "mem", "tap_fd", "tender_args", "qemu", "cpu", "init", "allow_physical",
-              "verbose")
-    options = {f: getattr(ns, f) for f in fields if hasattr(ns, f)}
-    options["keep_caps"] = tuple(ns.keep_caps) if ns.keep_caps else None
-    options["tender_args"] = tuple(options.get("tender_args", ()))
-    return options
 
 
 def _print_json(value) -> None:
@@ -78,10 +70,10 @@ def execute(ns) -> int:
     if ns.verbose:
         runner.log_to_stderr()
     if ns.dry_run:
-        options = runner.Options(ns.command, ns.unikernel, tuple(ns.args), **_options(ns))
+        options = runner.Options(ns.command, ns.unikernel, tuple(ns.args), **field_values(ns))
         _print_json(runner.plan(options).to_json())
         return 0
-    runner.run(ns.command, ns.unikernel, tuple(ns.args), **_options(ns))
+    runner.run(ns.command, ns.unikernel, tuple(ns.args), **field_values(ns))
     return 1  # run() returns only by raising
 
 

@@ -30,7 +30,6 @@ import time
 from ukrun.errors import NetworkError
 
 EXEC_MODES = ("direct", "forked", "dropped")
-INIT_CHOICES = ("auto", "always", "never")
 
 # The kernel scopes an abstract AF_UNIX name to the network namespace and frees it when its
 # holder exits or execs (the socket is close-on-exec): a lock that no crash can leave behind.

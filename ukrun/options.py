@@ -1,5 +1,14 @@
-"""The run options of ``ukrun TARGET``, as data: one table that ukrun.parser turns into the
-argparse parser (help, the man page, every error message) and that ``fast_parse`` reads alone.
+"""The options of ``ukrun TARGET``, as data: one table (``OPTIONS``) that every other place
+derives from. Each ``Option`` says how the command line spells it, which targets take it, its
+default, how the command line's text becomes its value (``convert``) and what a value must be
+(``choices``, ``check``). From it:
+
+- ukrun.parser builds the argparse parser (--help, the man page, every error message);
+- ``fast_parse`` parses a well-formed run command line alone;
+- ``runner.Options`` has one field per option a run reads (``field``), with its default, and
+  ``field_values`` hands it a parsed command line;
+- ukrun.preflight refuses an option the target does not take and checks every value, for the
+  command line and the library alike.
 
 A run is on every unikernel container's start path, and argparse is slow to load there: with
 the ``re`` and ``enum`` it brings, ~10 ms on this kind of machine, more than ukrun's own work.
@@ -9,7 +18,7 @@ words the error. tests/test_cli.py checks that both agree wherever ``fast_parse`
 """
 from __future__ import annotations
 
-from ukrun.targets import TARGETS
+from ukrun.targets import IP_ARGS, QEMU_CPU, QEMU_MEM, TARGETS
 
 DESCRIPTION = ("Run a unikernel as a container's main process: hand it the container's network "
                "(eth0's address, gateway and MAC) through a tap device, drop capabilities and "
@@ -25,108 +34,193 @@ TARGET_HELP = {
 }
 
 
-def positive_int(text: str) -> int:
-    """``text`` as a whole number above 0; ValueError with the reason when it is not."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError("%r is not a number" % text) from None
-    if value <= 0:
-        raise ValueError("%r is not positive" % text)
-    return value
-
-
 class Option:
-    """One option: how argparse declares it (``flags``, ``kwargs``) and how a run reads it."""
+    """One option of the table.
 
-    __slots__ = ("flags", "dest", "action", "default", "choices", "convert", "kwargs")
+    ``flags``: its spellings, the last one used in messages (``flag``); ``dest``: its name in
+    a parsed namespace and in ``runner.Options``; ``default``: the value a run gets when it is
+    not given; ``targets``: the names of the targets that take it (None: every one);
+    ``field``: whether ``runner.Options`` has it (``--dry-run`` is the command's, not a run's);
+    ``convert``: the command line's text to a value (ValueError saying why not); ``choices``
+    and ``check`` (a function raising ValueError or TypeError saying why) what a value must be,
+    checked by the preflight; ``hint``: what to do when it is not; ``help``: a str, or a
+    function of the Target for text that depends on it.
+    """
+
+    __slots__ = ("flags", "dest", "action", "default", "choices", "convert", "check", "hint",
+                 "targets", "field", "metavar", "help")
 
     def __init__(self, *flags, action="store", default=None, choices=None, convert=None,
-                 **kwargs):
+                 check=None, hint=None, targets=None, field=True, dest=None, metavar=None,
+                 help=None):
         self.flags = flags
-        self.dest = kwargs.get("dest") or flags[-1].lstrip("-").replace("-", "_")
-        self.action, self.default, self.choices, self.convert = action, default, choices, convert
-        self.kwargs = kwargs  # metavar, help, dest: for argparse
+        self.dest = dest or flags[-1].lstrip("-").replace("-", "_")
+        self.action, self.default, self.choices = action, default, choices
+        self.convert, self.check, self.hint = convert, check, hint
+        self.targets, self.field, self.metavar, self.help = targets, field, metavar, help
+
+    @property
+    def flag(self) -> str:
+        return self.flags[-1]
 
     @property
     def takes_value(self) -> bool:
         return self.action != "store_true"
 
+    @property
+    def cli_default(self):
+        """The default in a parsed namespace: a repeatable option collects into a list."""
+        if self.action == "append" and self.default is not None:
+            return list(self.default)
+        return self.default
 
-def _common_options() -> list:
-    return [
-        Option("--interface", default="eth0", metavar="NAME",
-               help="the container's interface to hand over (default: %(default)s)"),
-        Option("--tap", default="tap0", metavar="NAME",
-               help="the tap device to create for the guest (default: %(default)s)"),
-        Option("--wiring", default="tc", choices=("tc", "bridge"),
-               help="tc: ingress redirects both ways, no bridge; bridge: the old runner's "
-                    "topology, the interface and the tap on a bridge (default: %(default)s)"),
-        Option("--bridge", default="br0", metavar="NAME",
-               help="the bridge for --wiring bridge (default: %(default)s)"),
-        Option("--mac", default="inherit", metavar="inherit|random|MAC",
-               help="the guest's MAC: the interface's (inherit; with --wiring bridge the "
-                    "interface takes a fresh one), a fresh random one, or this one "
-                    "(default: %(default)s)"),
-        Option("--ip-args", default="mirage", choices=("mirage", "none"),
-               help="mirage: append --ipv4=ADDR/PREFIX --ipv4-gateway=GW to the "
-                    "unikernel's arguments; none: append nothing (default: %(default)s)"),
-        Option("--keep-cap", action="append", dest="keep_caps", metavar="CAP",
-               help="a capability the unikernel keeps (repeatable; default "
-                    "NET_BIND_SERVICE when ukrun holds it; 'none' keeps nothing)"),
-        Option("--init", default="auto", choices=("auto", "always", "never"),
-               help="always: the unikernel runs as a child of a small init that forwards "
-                    "signals to it, reaps zombies and exits with its status; never: the "
-                    "unikernel replaces ukrun; auto: always when ukrun is PID 1 (a "
-                    "container's main process) or lacks CAP_SETPCAP, else never "
-                    "(default: %(default)s)"),
-        Option("--allow-physical", action="store_true", default=False,
-               help="hand over the interface even when it is a physical NIC (it has a "
-                    "parent device), not a container's veth (default: off, refuse)"),
-        Option("--dry-run", action="store_true", default=False,
-               help="print the plan (argv, network, steps) as JSON and change nothing "
-                    "(default: off, a run)"),
-        Option("-v", "--verbose", action="store_true", default=False,
-               help="print each step on stderr as it happens; tracebacks on errors "
-                    "(default: off, errors only)"),
-    ]
+    def takes(self, target_name: str) -> bool:
+        return self.targets is None or target_name in self.targets
+
+    def help_for(self, target) -> str | None:
+        return self.help(target) if callable(self.help) else self.help
+
+    def is_set(self, value) -> bool:
+        """Whether ``value`` differs from the default (a repeatable one given as any sequence)."""
+        if self.action == "append" and value is not None and self.default is not None:
+            return tuple(value) != tuple(self.default)
+        return value != self.default
 
 
-def _target_specific_options(target) -> list:
-    qemu = target.name in ("qemu", "kvm")
-    wanted = target.options
-    options = []
-    if "tender" in wanted:
-        options.append(Option("--tender", metavar="PATH",
-                              help="the tender to run (default: %s)" % target.default_tender))
-    if "qemu" in wanted:
-        options.append(Option("--qemu", metavar="PATH", help="the QEMU binary (default: %s on "
-                              "PATH)" % target.default_tender))
-    if "net_name" in wanted:
-        options.append(Option("--net-name", default="service", metavar="NAME",
-                              help="the unikernel's network device name (default: "
-                                   "%(default)s)"))
-    if "mem" in wanted:
-        options.append(Option("--mem", convert=positive_int, metavar="MB",
-                              help="guest memory in MB (default: %s)"
-                                   % ("512" if qemu else "the tender's")))
-    if "cpu" in wanted:
-        options.append(Option("--cpu", metavar="MODEL", help="QEMU CPU model (default: %s)"
-                              % ("host" if target.name == "kvm" else "Westmere")))
-    if "tap_fd" in wanted:
-        options.append(Option("--tap-fd", action="store_true", default=False,
-                              help="hand the tap over as an inherited fd (3) instead of by "
-                                   "name (default: off, by name)"))
-    if "tender_args" in wanted:
-        options.append(Option("--tender-arg", action="append", dest="tender_args", default=[],
-                              metavar="ARG", help="an argument for the %s (repeatable; "
-                              "default: none)" % ("QEMU command line" if qemu else "tender")))
-    return options
+# --- conversions and checks (ValueError or TypeError saying why) -------------------------
+
+def integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("%r is not a number" % text) from None
+
+
+def _positive_mb(value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("%r is not a positive number of MB" % (value,))
+
+
+def _interface_name(value) -> None:
+    from ukrun.ifname import validate_ifname  # its limits come through cffi: on a run only
+
+    validate_ifname(value)
+
+
+def _mac(value) -> None:
+    if not isinstance(value, str):
+        raise TypeError("%r is not a MAC address" % (value,))
+    if value not in ("inherit", "random"):
+        from ukrun.record import parse_mac
+
+        parse_mac(value)
+
+
+def _device_name(value) -> None:
+    # Solo5 reads --net:NAME=TAP: NAME cannot hold '=' or ':' and must not be empty.
+    if (not isinstance(value, str) or not value or any(c in value for c in "=:,")
+            or any(c.isspace() for c in value)):
+        raise ValueError("%r is not a device name" % (value,))
+
+
+def _strings(values) -> None:
+    if not all(isinstance(v, str) for v in values):
+        raise TypeError("arguments must be strings")
+
+
+# --- the table ----------------------------------------------------------------------------
+
+_SOLO5 = ("hvt", "spt")
+_QEMU = ("qemu", "kvm")
+_TENDERS = _SOLO5 + ("ukvm",)  # the targets whose program is a tender: --tender
+_HOSTED = _TENDERS + _QEMU  # the targets whose unikernel another program runs
+_TAP_FD_OPTIONAL = tuple(name for name, t in TARGETS.items() if t.tap_fd == "optional")
+
+
+def _qemu_or(target, qemu_text: str, other: str) -> str:
+    return qemu_text if target.name in _QEMU else other
+
+
+# In the order --help lists them: the options every target takes, then the others.
+OPTIONS = [
+    Option("--interface", default="eth0", metavar="NAME", check=_interface_name,
+           help="the container's interface to hand over (default: %(default)s)"),
+    Option("--tap", default="tap0", metavar="NAME", check=_interface_name,
+           help="the tap device to create for the guest (default: %(default)s)"),
+    Option("--wiring", default="tc", choices=("tc", "bridge"),
+           help="tc: ingress redirects both ways, no bridge; bridge: the old runner's "
+                "topology, the interface and the tap on a bridge (default: %(default)s)"),
+    Option("--bridge", default="br0", metavar="NAME", check=_interface_name,
+           help="the bridge for --wiring bridge (default: %(default)s)"),
+    Option("--mac", default="inherit", metavar="inherit|random|MAC", check=_mac,
+           hint="inherit, random or XX:XX:XX:XX:XX:XX",
+           help="the guest's MAC: the interface's (inherit; with --wiring bridge the "
+                "interface takes a fresh one), a fresh random one, or this one "
+                "(default: %(default)s)"),
+    Option("--ip-args", default="mirage", choices=tuple(IP_ARGS),
+           help="mirage: append --ipv4=ADDR/PREFIX --ipv4-gateway=GW to the "
+                "unikernel's arguments; none: append nothing (default: %(default)s)"),
+    # Checked by preflight.kept_capabilities, which needs to know what this process holds.
+    Option("--keep-cap", action="append", dest="keep_caps", metavar="CAP",
+           help="a capability the unikernel keeps (repeatable; default "
+                "NET_BIND_SERVICE when ukrun holds it; 'none' keeps nothing)"),
+    Option("--init", default="auto", choices=("auto", "always", "never"),
+           help="always: the unikernel runs as a child of a small init that forwards "
+                "signals to it, reaps zombies and exits with its status; never: the "
+                "unikernel replaces ukrun; auto: always when ukrun is PID 1 (a "
+                "container's main process) or lacks CAP_SETPCAP, else never "
+                "(default: %(default)s)"),
+    Option("--allow-physical", action="store_true", default=False,
+           help="hand over the interface even when it is a physical NIC (it has a "
+                "parent device), not a container's veth (default: off, refuse)"),
+    Option("--dry-run", action="store_true", default=False, field=False,
+           help="print the plan (argv, network, steps) as JSON and change nothing "
+                "(default: off, a run)"),
+    Option("-v", "--verbose", action="store_true", default=False,
+           help="print each step on stderr as it happens; tracebacks on errors "
+                "(default: off, errors only)"),
+    Option("--tender", targets=_TENDERS, metavar="PATH",
+           help=lambda t: "the tender to run (default: %s)" % t.default_tender),
+    Option("--qemu", targets=_QEMU, metavar="PATH",
+           help=lambda t: "the QEMU binary (default: %s on PATH)" % t.default_tender),
+    Option("--net-name", targets=_SOLO5, default="service", metavar="NAME",
+           check=_device_name, hint="see the unikernel's manifest: solo5-elftool query-manifest",
+           help="the unikernel's network device name (default: %(default)s)"),
+    Option("--mem", targets=_HOSTED, convert=integer, check=_positive_mb, metavar="MB",
+           help=lambda t: "guest memory in MB (default: %s)"
+                          % _qemu_or(t, str(QEMU_MEM), "the tender's")),
+    Option("--cpu", targets=_QEMU, metavar="MODEL",
+           help=lambda t: "QEMU CPU model (default: %s)" % QEMU_CPU[t.name]),
+    Option("--tap-fd", targets=_TAP_FD_OPTIONAL, action="store_true", default=False,
+           help="hand the tap over as an inherited fd (3) instead of by name "
+                "(default: off, by name)"),
+    Option("--tender-arg", targets=_HOSTED, action="append", dest="tender_args", default=(),
+           check=_strings, metavar="ARG",
+           help=lambda t: "an argument for the %s (repeatable; default: none)"
+                          % _qemu_or(t, "QEMU command line", "tender")),
+]
 
 
 def run_options(target_name: str) -> list:
     """Every option ``ukrun TARGET`` takes, in the order --help lists them."""
-    return _common_options() + _target_specific_options(TARGETS[target_name])
+    return [option for option in OPTIONS if option.takes(target_name)]
+
+
+def field_options() -> list:
+    """The options ``runner.Options`` has a field for, in the table's order."""
+    return [option for option in OPTIONS if option.field]
+
+
+def field_values(ns) -> dict:
+    """The keywords of ``runner.Options`` in a parsed run command line (``fast_parse``'s or
+    argparse's namespace): each option of the target that a run reads, repeatable ones as
+    tuples (None when never given and without a default)."""
+    values = {}
+    for option in run_options(ns.command):
+        if option.field:
+            value = getattr(ns, option.dest)
+            values[option.dest] = tuple(value) if isinstance(value, list) else value
+    return values
 
 
 def value_flags(options) -> set:
@@ -176,7 +270,7 @@ def fast_parse(argv: list):
     if not rest:
         return None
     by_flag = {flag: option for option in options for flag in option.flags}
-    values = {option.dest: option.default for option in options}
+    values = {option.dest: option.cli_default for option in options}
     for word in head:
         flag, equals, text = word.partition("=")
         option = by_flag.get(flag)

@@ -35,11 +35,14 @@ def _argparse_type(convert):
     return checked
 
 
-def _add_options(p: argparse.ArgumentParser, options) -> None:
+def _add_options(p: argparse.ArgumentParser, options, target=None) -> None:
+    """Declare ``options`` (a help text that depends on the target is worded for ``target``)."""
     for option in options:
-        kwargs = dict(option.kwargs, action=option.action)
+        kwargs = dict(action=option.action, dest=option.dest, help=option.help_for(target))
+        if option.metavar is not None:
+            kwargs["metavar"] = option.metavar
         if option.default is not None:
-            kwargs["default"] = option.default
+            kwargs["default"] = option.cli_default
         if option.choices is not None:
             kwargs["choices"] = option.choices
         if option.convert is not None:
@@ -48,7 +51,7 @@ def _add_options(p: argparse.ArgumentParser, options) -> None:
 
 
 def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    _add_options(p, run_options(name))
+    _add_options(p, run_options(name), TARGETS[name])
     p.add_argument("unikernel", metavar="UNIKERNEL", help="the unikernel to run")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARG",
                    help="arguments for the unikernel, passed untouched")

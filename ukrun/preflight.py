@@ -10,46 +10,14 @@ import os
 import stat
 
 from ukrun.errors import NotExecutableError, NotFoundError, PrivilegeError, UsageError
-from ukrun.handover import INIT_CHOICES
 # Will execve take the program: its own module, as it is most of a preflight; exported here.
 from ukrun.programs import (check_exec_size, check_program_image,  # noqa: F401
                             check_usable_unprivileged)
-from ukrun.targets import IP_ARGS, TARGETS
-from ukrun.wiring import WIRINGS, parse_mac
+from ukrun.options import field_options
+from ukrun.targets import TARGETS
 
 KVM_DEVICE = "/dev/kvm"
 NET_ADMIN = "CAP_NET_ADMIN"
-
-# Options only some targets take, with the CLI spelling used in messages.
-_TARGET_OPTIONS = {"tender": "--tender", "net_name": "--net-name", "mem": "--mem",
-                   "tap_fd": "--tap-fd", "tender_args": "--tender-arg", "qemu": "--qemu",
-                   "cpu": "--cpu"}
-
-
-def check_ifname(option: str, name: str) -> str:
-    from ukrun.tap import validate_ifname
-
-    try:
-        return validate_ifname(name)
-    except (ValueError, TypeError) as e:
-        raise UsageError("%s: %s" % (option, e)) from None
-
-
-def check_mem(mem):
-    if mem is None:
-        return None
-    if isinstance(mem, bool) or not isinstance(mem, int) or mem <= 0:
-        raise UsageError("--mem: %r is not a positive number of MB" % (mem,))
-    return mem
-
-
-def check_net_name(name: str) -> str:
-    # Solo5 reads --net:NAME=TAP: NAME cannot hold '=' or ':' and must not be empty.
-    if not name or any(c in name for c in "=:,") or any(c.isspace() for c in name):
-        raise UsageError("--net-name: %r is not a device name" % (name,),
-                         "see the unikernel's manifest: solo5-elftool query-manifest")
-    return name
-
 
 DEFAULT_KEPT = "CAP_NET_BIND_SERVICE"
 
@@ -172,42 +140,41 @@ def check_capabilities(kept: frozenset) -> None:
                              "grant it to the container, or pass --keep-cap none")
 
 
-def _is_set(o, name: str) -> bool:
-    value = getattr(o, name)
-    if name == "net_name":
-        return value != "service"
-    return value is not None if name == "mem" else bool(value)
+def _check_value(option, value) -> None:
+    """UsageError when ``value`` is not one ``option`` (of ukrun.options' table) takes."""
+    if option.choices is not None and value not in option.choices:
+        raise UsageError("%s: %r is not one of %s" % (option.flag, value,
+                                                      ", ".join(option.choices)))
+    if option.check is not None and value is not None:
+        try:
+            option.check(value)
+        except (ValueError, TypeError) as e:
+            raise UsageError("%s: %s" % (option.flag, e), option.hint) from None
 
 
 def check_options(o):
-    """The options alone (no kernel, no files): UsageError, or the Target they name."""
+    """The options alone (no kernel, no files): UsageError, or the Target they name.
+
+    Every option of ukrun.options' table: one the target does not take must keep its
+    default, and every value must be one the option takes; then what holds between them.
+    """
     target = TARGETS.get(o.target)
     if target is None:
         raise UsageError("unknown target %r" % (o.target,),
                          "choose from %s" % ", ".join(TARGETS))
-    for name, spelling in _TARGET_OPTIONS.items():
-        if _is_set(o, name) and name not in target.options:
-            raise UsageError("%s is not available for the %s target" % (spelling, o.target))
-    if o.wiring not in WIRINGS:
-        raise UsageError("--wiring: %r is not one of %s" % (o.wiring, ", ".join(WIRINGS)))
-    if o.init not in INIT_CHOICES:
-        raise UsageError("--init: %r is not one of %s" % (o.init, ", ".join(INIT_CHOICES)))
-    if o.ip_args not in IP_ARGS:
-        raise UsageError("--ip-args: %r is not one of %s" % (o.ip_args, ", ".join(IP_ARGS)))
-    if o.mac not in ("inherit", "random"):
-        try:
-            parse_mac(o.mac)
-        except (ValueError, AttributeError) as e:
-            raise UsageError("--mac: %s" % e, "inherit, random or XX:XX:XX:XX:XX:XX") from None
+    taken = []
+    for option in field_options():
+        if option.takes(o.target):
+            taken.append(option)
+        elif option.is_set(getattr(o, option.dest)):
+            raise UsageError("%s is not available for the %s target" % (option.flag, o.target))
+    for option in taken:
+        _check_value(option, getattr(o, option.dest))
     names = {"--interface": o.interface, "--tap": o.tap}
     if o.wiring == "bridge":
         names["--bridge"] = o.bridge
-    for option, name in names.items():
-        check_ifname(option, name)
     if len(set(names.values())) != len(names):
         raise UsageError("%s must all be different" % ", ".join(names))
-    check_mem(o.mem)
-    check_net_name(o.net_name)
-    if not all(isinstance(a, str) for a in list(o.args) + list(o.tender_args)):
+    if not all(isinstance(a, str) for a in o.args):
         raise UsageError("arguments must be strings")
     return target

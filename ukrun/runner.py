@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from ukrun import handover, preflight
 from ukrun.errors import DiscoveryError, NetworkError, PrivilegeError, UkrunError
 from ukrun.errors import NotExecutableError, NotFoundError, UsageError
+from ukrun.options import field_options
 from ukrun.targets import IP_ARGS, TAP_FD, Launch, Target
 from ukrun._ffi import lib
 from ukrun.valueclass import fields, fresh, value_class
@@ -39,29 +40,25 @@ def _say(message: str) -> None:
         logging.getLogger("ukrun").info("%s", message)
 
 
-@value_class
-class Options:
-    target: str
-    unikernel: str
-    args: Sequence[str] = ()
-    interface: str = "eth0"
-    tap: str = "tap0"
-    wiring: str = "tc"
-    bridge: str = "br0"
-    mac: str = "inherit"  # inherit | random | XX:XX:XX:XX:XX:XX
-    ip_args: str = "mirage"  # mirage | none
-    # None: NET_BIND_SERVICE when this process holds it; ("none",) or () keeps nothing.
-    keep_caps: Sequence[str] | None = None
-    tender: str | None = None
-    net_name: str = "service"
-    mem: int | None = None
-    tap_fd: bool = False
-    tender_args: Sequence[str] = ()
-    qemu: str | None = None
-    cpu: str | None = None
-    init: str = "auto"  # auto | always | never: stay as the program's init (ukrun.handover)
-    allow_physical: bool = False  # hand over a real NIC (one with a parent device) too
-    verbose: bool = False
+def _declare_options():
+    """``Options``: ``target``, ``unikernel``, ``args``, then one field for each option of
+    ukrun.options' table that a run reads, with the table's default."""
+    annotations = {"target": "str", "unikernel": "str", "args": "Sequence[str]"}
+    namespace = {"__module__": __name__, "__qualname__": "Options", "args": ()}
+    for option in field_options():
+        annotations[option.dest] = "object"
+        namespace[option.dest] = option.default
+    namespace["__annotations__"] = annotations
+    namespace["__doc__"] = (
+        "What a run is asked to do: ``Options(target, unikernel, args=(), %s)``. Each keyword "
+        "is the option of ``ukrun TARGET`` of that name (``keep_caps`` is --keep-cap, "
+        "``tender_args`` --tender-arg), with the same default; ``keep_caps`` None keeps "
+        "NET_BIND_SERVICE when this process holds it." % ", ".join(
+            "%s=%r" % (option.dest, option.default) for option in field_options()))
+    return value_class(type("Options", (), namespace))
+
+
+Options = _declare_options()
 
 
 @value_class(frozen=True)

@@ -10,6 +10,10 @@ from collections.abc import Callable
 
 from ukrun.valueclass import value_class
 
+# QEMU's guest memory (MB) and CPU model per target, unless given: the old runner's.
+QEMU_MEM = 512
+QEMU_CPU = {"qemu": "Westmere", "kvm": "host"}
+
 # The fd number the tap is handed over as (--tap-fd, ukvm): the runner dup2()s the tap to it
 # right before execve, so the command line is known before anything is changed.
 TAP_FD = 3
@@ -34,7 +38,8 @@ class Launch:
 
 @value_class(frozen=True)
 class Target:
-    """What the runner and the CLI need to know about one target."""
+    """What the runner and the CLI need to know about one target (which options it takes is
+    said by ukrun.options' table)."""
 
     name: str
     build: Callable[[Launch], list]
@@ -42,7 +47,6 @@ class Target:
     needs_kvm: bool
     sets_mac: bool  # False: --mac is ignored (the guest picks its own)
     tap_fd: str  # "never", "optional" (--tap-fd) or "always"
-    options: tuple[str, ...]  # the target-specific CLI options it accepts
     # The tender's file as its build names it, which `ukrun dockerfile` copies into an image
     # from the build context; None: no tender, or one the image's packages provide (QEMU).
     tender_file: str | None = None
@@ -107,10 +111,10 @@ def _build_qemu(launch: Launch, kvm: bool) -> list:
     # The old runner passed -no-acpi; it is deprecated since QEMU 8.0 and gone in 9.0.
     # -machine acpi=off does the same and already works in QEMU 7.2.
     argv = [launch.tender, "-nodefaults", "-machine", "acpi=off", "-display", "none",
-            "-serial", "stdio", "-m", str(launch.mem if launch.mem is not None else 512)]
+            "-serial", "stdio", "-m", str(launch.mem if launch.mem is not None else QEMU_MEM)]
     if kvm:
         argv.append("-enable-kvm")
-    argv += ["-cpu", launch.cpu or ("host" if kvm else "Westmere")]
+    argv += ["-cpu", launch.cpu or QEMU_CPU["kvm" if kvm else "qemu"]]
     device = "virtio-net-pci,netdev=n0"
     if launch.mac is not None:
         device += ",mac=%s" % launch.mac
@@ -128,21 +132,16 @@ def build_kvm(launch: Launch) -> list:
     return _build_qemu(launch, kvm=True)
 
 
-_SOLO5_OPTIONS = ("tender", "net_name", "mem", "tap_fd", "tender_args")
-_QEMU_OPTIONS = ("qemu", "mem", "cpu", "tender_args", "tap_fd")
-
 TARGETS = {
-    "unix": Target("unix", build_unix, None, needs_kvm=False, sets_mac=False, tap_fd="never",
-                   options=()),
+    "unix": Target("unix", build_unix, None, needs_kvm=False, sets_mac=False, tap_fd="never"),
     "hvt": Target("hvt", build_solo5, "solo5-hvt", needs_kvm=True, sets_mac=True,
-                  tap_fd="optional", options=_SOLO5_OPTIONS, tender_file="solo5-hvt"),
+                  tap_fd="optional", tender_file="solo5-hvt"),
     "spt": Target("spt", build_solo5, "solo5-spt", needs_kvm=False, sets_mac=True,
-                  tap_fd="optional", options=_SOLO5_OPTIONS, tender_file="solo5-spt"),
+                  tap_fd="optional", tender_file="solo5-spt"),
     "ukvm": Target("ukvm", build_ukvm, "/unikernel/ukvm", needs_kvm=True, sets_mac=False,
-                   tap_fd="always", options=("tender", "mem", "tender_args"),
-                   tender_file="ukvm-bin"),  # what Solo5's ukvm build wrote
+                   tap_fd="always", tender_file="ukvm-bin"),  # what Solo5's ukvm build wrote
     "qemu": Target("qemu", build_qemu, "qemu-system-x86_64", needs_kvm=False, sets_mac=True,
-                   tap_fd="optional", options=_QEMU_OPTIONS),
+                   tap_fd="optional"),
     "kvm": Target("kvm", build_kvm, "qemu-system-x86_64", needs_kvm=True, sets_mac=True,
-                  tap_fd="optional", options=_QEMU_OPTIONS),
+                  tap_fd="optional"),
 }
