@@ -1,13 +1,17 @@
 """Discovery in docker-like containers: exactly what the kernel holds, as `ip -j` reports it."""
 import json
+import socket
 from ipaddress import IPv4Address, IPv6Address, ip_interface, ip_network
 
 import pytest
 from nsutil import in_netns
 
+from ukrun import netconf
+from ukrun._ffi import lib
 from ukrun.errors import DiscoveryError
-from ukrun.netconf import discover
-from ukrun.rtnl import Rtnl
+from ukrun.netconf import Snapshot, config, discover
+from ukrun.record import Record
+from ukrun.rtnl import Address, Link, Route, Rtnl
 
 
 def discover_in(ns, interface="eth0"):
@@ -130,3 +134,75 @@ def test_interface_without_mac(netns):
     netns.ip("addr", "add", "10.0.0.1/24", "dev", "tun0")
     with pytest.raises(DiscoveryError, match="interface tun0 has no MAC address"):
         discover_in(netns, "tun0")
+
+
+# --- discovery is a pure function of one snapshot ---------------------------------------------
+
+MAC, OWN_MAC = "02:42:ac:1e:00:02", "02:42:ac:1e:00:99"
+
+
+def _snapshot(addresses=("172.30.0.2/16",), mac=MAC):
+    links = (Link(1, "lo", "00:00:00:00:00:00", 65536, lib.IFF_UP, None, None, None),
+             Link(2, "eth0", mac, 1500, lib.IFF_UP, None, "veth", None),
+             Link(3, "eth1", "02:00:00:00:00:03", 1500, lib.IFF_UP, None, "veth", None))
+    routes = (Route(socket.AF_INET, ip_network("0.0.0.0/0"), IPv4Address("10.0.0.1"), 3),
+              Route(socket.AF_INET, ip_network("0.0.0.0/0"), IPv4Address("172.30.0.1"), 2),
+              Route(socket.AF_INET6, ip_network("::/0"), IPv6Address("fe80::1"), 2))
+    return Snapshot(links, tuple(Address(2, ip_interface(a)) for a in addresses), routes)
+
+
+def test_config_reads_only_the_snapshot():
+    found = config(_snapshot(("172.30.0.2/16", "2001:db8::2/64")), "eth0")
+    assert (found.index, found.mac, found.mtu, found.source) == (2, MAC, 1500, "discovered")
+    assert found.ipv4 == ip_interface("172.30.0.2/16")
+    assert found.gateway4 == IPv4Address("172.30.0.1")  # eth1's default route is not eth0's
+    assert found.ipv6 == ip_interface("2001:db8::2/64") and found.gateway6 == IPv6Address("fe80::1")
+    assert [r.oif for r in found.routes] == [2, 2]
+
+
+def _record():
+    return Record("eth0", "bridge", "br0", ip_interface("172.30.0.7/24"),
+                  IPv4Address("172.30.0.254"), False, MAC, OWN_MAC)
+
+
+def test_a_record_gives_the_interfaces_own_mac():
+    # A bridge wiring gave eth0 a fresh MAC: the record holds the one it had.
+    found = config(_snapshot(mac="02:00:00:00:00:42"), "eth0", _record())
+    assert (found.mac, found.source, found.ipv4) == (OWN_MAC, "discovered",
+                                                    ip_interface("172.30.0.2/16"))
+
+
+def test_an_interface_an_earlier_run_emptied_is_what_it_recorded():
+    found = config(_snapshot(addresses=("fe80::42/64",)), "eth0", _record())
+    assert (found.source, found.mac, found.mtu) == ("recorded", OWN_MAC, 1500)
+    assert (found.ipv4, found.gateway4) == (ip_interface("172.30.0.7/24"),
+                                            IPv4Address("172.30.0.254"))
+    assert [str(a.interface) for a in found.addresses] == ["fe80::42/64"]
+    assert json.loads(json.dumps(found.to_json()))["source"] == "recorded"
+    with pytest.raises(DiscoveryError, match="no IPv4 address"):
+        config(_snapshot(addresses=("fe80::42/64",)), "eth0")
+
+
+def test_a_missing_interface_in_the_snapshot():
+    with pytest.raises(DiscoveryError) as failed:
+        config(_snapshot(), "eth9", _record())
+    assert failed.value.message == "interface eth9 not found"
+
+
+def test_discover_reads_the_kernel_once(container, monkeypatch):
+    kinds = []
+    real = Rtnl._exchange
+
+    def counting(self, type_, *args):
+        kinds.append(type_)
+        return real(self, type_, *args)
+
+    monkeypatch.setattr(Rtnl, "_exchange", counting)
+    with in_netns(container.name):
+        found = discover("eth0")
+        with Rtnl() as rtnl:
+            snapshot = netconf.read(rtnl, ("eth0",))
+    # Before one snapshot: a link look-up, the addresses and a route dump per family.
+    assert kinds == [lib.RTM_GETLINK, lib.RTM_GETADDR, lib.RTM_GETROUTE] * 2
+    assert config(snapshot, "eth0") == found
+    assert {r.family for r in snapshot.routes} == {socket.AF_INET, socket.AF_INET6}

@@ -83,6 +83,44 @@ def test_inspect_says_what_a_run_would_not_hand_over(rich):
     assert any("2001:db8::2/64" in n for n in data["notes"])
 
 
+def _requests(monkeypatch, call) -> list:
+    """The netlink requests ``call()`` sends, by what they ask for."""
+    from ukrun._ffi import lib
+
+    kinds = {lib.RTM_GETLINK: "links", lib.RTM_GETADDR: "addresses",
+             lib.RTM_GETROUTE: "routes", lib.RTM_GETQDISC: "qdiscs",
+             lib.RTM_GETTFILTER: "filters"}
+    sent = []
+    real = ukrun.rtnl.Rtnl._exchange
+
+    def counting(self, type_, *args):
+        sent.append(kinds.get(type_, type_))
+        return real(self, type_, *args)
+
+    monkeypatch.setattr(ukrun.rtnl.Rtnl, "_exchange", counting)
+    try:
+        call()
+    finally:
+        monkeypatch.undo()
+    return sent
+
+
+READ_ONCE = ["links", "addresses", "routes"]
+
+
+def test_a_plan_reads_the_kernel_once(container, programs, monkeypatch):
+    """One snapshot: before it, discovery and the plan read links, addresses and routes each
+    (a route dump per family): 10 requests for a first plan, 11 for a restart, 8 for inspect."""
+    with in_netns(container.name):
+        first = _requests(monkeypatch, lambda: plan(spt(programs)))
+        # No ingress qdisc yet, so no filters to list.
+        assert first == READ_ONCE + ["qdiscs"]
+        apply(plan(spt(programs))).close()
+        assert _requests(monkeypatch, lambda: plan(spt(programs))) == READ_ONCE + [
+            "qdiscs", "filters", "filters"]  # eth0's and tap0's ingress
+        assert _requests(monkeypatch, lambda: ukrun.runner.inspect("eth0")) == READ_ONCE
+
+
 @pytest.mark.parametrize("allow", [False, True])
 def test_a_physical_nic_is_refused_unless_allowed(allow, container, programs, monkeypatch):
     # Nothing with a parent device can enter a test namespace here: eth0 is made to report

@@ -251,16 +251,14 @@ class Rtnl:
 
     def routes(self, family: int = _socket.AF_INET, table: int | None = lib.RT_TABLE_MAIN) -> list:
         """The routes of a family (AF_UNSPEC: IPv4 and IPv6) in ``table`` (None: every table),
-        without cached clones."""
-        families = (_socket.AF_INET, _socket.AF_INET6) if family == _socket.AF_UNSPEC else (family,)
+        without cached clones. One dump: for AF_UNSPEC the kernel dumps every family's."""
         routes = []
-        for fam in families:
-            for m in self._dump(lib.RTM_GETROUTE, RtMsg(family=fam), "listing routes"):
-                if m.type != lib.RTM_NEWROUTE or m.body.flags & lib.RTM_F_CLONED:
-                    continue
-                route = route_from_message(m.body)
-                if route is not None and table in (None, route.table):
-                    routes.append(route)
+        for m in self._dump(lib.RTM_GETROUTE, RtMsg(family=family), "listing routes"):
+            if m.type != lib.RTM_NEWROUTE or m.body.flags & lib.RTM_F_CLONED:
+                continue
+            route = route_from_message(m.body)  # None for families but IPv4 and IPv6
+            if route is not None and table in (None, route.table):
+                routes.append(route)
         return routes
 
     def _route_op(self, verb: str, route: Route) -> Callable[[], str]:

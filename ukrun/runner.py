@@ -1,6 +1,7 @@
 """One run: discover, preflight, plan, apply (with undo), drop privileges, execve.
 
-``plan(options)`` reads the kernel and checks everything but changes nothing;
+``plan(options)`` reads the kernel once (one ukrun.netconf snapshot, which discovery and the
+plan both read) and checks everything but changes nothing;
 ``apply(plan)`` makes the changes, undoing them all on any error;
 ``run(...)`` does both, drops capabilities, closes stray fds and becomes the unikernel.
 """
@@ -12,15 +13,16 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ukrun import handover, preflight
+from ukrun import handover, netconf, preflight
 from ukrun.errors import DiscoveryError, NetworkError, PrivilegeError, UkrunError
 from ukrun.errors import NotExecutableError, NotFoundError, UsageError
+from ukrun.netconf import NetConfig
 from ukrun.options import field_options
 from ukrun.targets import IP_ARGS, TAP_FD, Launch, Target
 from ukrun._ffi import lib
-from ukrun.valueclass import fields, fresh, value_class
-from ukrun.wiring import (Record, RecordError, View, Wanted, check_record_against, jsonable,
-                          owns_bridge, parse_mac, plan_steps, random_mac)
+from ukrun.valueclass import fresh, value_class
+from ukrun.wiring import (Record, RecordError, View, Wanted, check_record_against, owns_bridge,
+                          parse_mac, plan_steps, random_mac)
 
 # Steps and notes go to stderr under -v (log_to_stderr), and to the "ukrun" logger when the
 # program has loaded logging: importing it just in case would cost every run ~2 ms.
@@ -61,30 +63,11 @@ def _declare_options():
 Options = _declare_options()
 
 
-@value_class(frozen=True)
-class Network:
-    """What the interface held, as discovered now or as an earlier run recorded it."""
-
-    interface: str
-    index: int
-    mac: str  # the interface's own MAC before ukrun touched it
-    mtu: int
-    ipv4: object
-    gateway4: object = None
-    gateway4_onlink: bool = False
-    ipv6: object = None
-    gateway6: object = None
-    source: str = "discovered"  # or "recorded" (a restart in a kept namespace)
-
-    def to_json(self) -> dict:
-        return jsonable({k: getattr(self, k) for k in fields(self)})
-
-
 @value_class
 class Plan:
     options: Options
     target: Target
-    network: Network
+    network: NetConfig
     guest_mac: str | None
     steps: list
     argv: list[str]
@@ -176,19 +159,11 @@ def _check_names_free(o: Options, by_name: dict, record: Record | None) -> None:
                            "pass --bridge NAME")
 
 
-def _network(rtnl, link, record: Record | None) -> Network:
-    from ukrun.netconf import discover
-
-    try:
-        found = discover(link.name, rtnl=rtnl)
-    except DiscoveryError:
-        if record is None:
-            raise
-        return Network(link.name, link.index, record.interface_mac, link.mtu, record.ipv4,
-                       record.gateway4, record.gateway4_onlink, source="recorded")
-    own_mac = record.interface_mac if record is not None else found.mac
-    return Network(found.interface, found.index, own_mac, found.mtu, found.ipv4,
-                   found.gateway4, found.gateway4_onlink, found.ipv6, found.gateway6)
+def _interface_link(snapshot: netconf.Snapshot, interface: str):
+    link = snapshot.link(interface)
+    if link is None:
+        raise DiscoveryError("interface %s not found" % interface, "pass --interface NAME")
+    return link
 
 
 def _check_container_interface(link, o: Options) -> None:
@@ -203,15 +178,18 @@ def _check_container_interface(link, o: Options) -> None:
 
 
 def read_kernel(rtnl, o: Options, notes: list | None = None):
-    """(View, Network): what the kernel holds now; refuses names taken by something else."""
-    links = rtnl.links()
-    by_name = {link.name: link for link in links}
-    names = {link.index: link.name for link in links}
-    link = by_name.get(o.interface)
-    if link is None:
-        raise DiscoveryError("interface %s not found" % o.interface, "pass --interface NAME")
-    _check_container_interface(link, o)
-    record = _find_record(links, o.interface, o.tap)
+    """(View, NetConfig): what the kernel holds now, read once (ukrun.netconf.read)."""
+    return survey(netconf.read(rtnl, (o.interface,), tc_links=(o.interface, o.tap)), o, notes)
+
+
+def survey(snapshot: netconf.Snapshot, o: Options, notes: list | None = None):
+    """(View, NetConfig): what a run of ``o`` starts from in ``snapshot``, the interface's
+    configuration discovered from the same snapshot. Pure; refuses an interface that is no
+    container's, a record that does not validate, and names taken by something else."""
+    by_name = {link.name: link for link in snapshot.links}
+    names = {link.index: link.name for link in snapshot.links}
+    _check_container_interface(_interface_link(snapshot, o.interface), o)
+    record = _find_record(snapshot.links, o.interface, o.tap)
     try:
         check_record_against(record, View(links=by_name), o.tap)
     except RecordError as e:
@@ -226,41 +204,40 @@ def read_kernel(rtnl, o: Options, notes: list | None = None):
         if notes is not None:
             notes.append("%s holds what an earlier run moved and no guest has it open: this "
                          "run takes it over" % o.tap)
-    network = _network(rtnl, link, record)
-    routes = tuple(r for r in rtnl.routes(family=_socket.AF_UNSPEC) if r.oif == link.index)
-    ingress = frozenset(names[q.index] for q in rtnl.qdiscs()
+    network = netconf.config(snapshot, o.interface, record)
+    ingress = frozenset(names[q.index] for q in snapshot.qdiscs
                         if q.kind == "ingress" and q.index in names)
-    redirects = set()
-    for name in (o.interface, o.tap):
-        if name in by_name:
-            redirects |= {(name, names.get(f.redirect_to))
-                          for f in rtnl.filters(by_name[name].index) if f.redirect_to}
-    view = View(links=by_name, addresses=tuple(rtnl.addresses(link.index)), routes=routes,
-                ingress=ingress, redirects=frozenset(redirects), previous=record, names=names)
+    redirects = frozenset((names[index], names.get(f.redirect_to))
+                          for index, filters in snapshot.filters.items()
+                          for f in filters if f.redirect_to)
+    view = View(links=by_name, addresses=network.addresses, routes=network.routes,
+                ingress=ingress, redirects=redirects, previous=record, names=names)
     return view, network
 
 
-def handover_notes(interface: str, network: Network, addresses, routes) -> list:
+def handover_notes(network: NetConfig) -> list:
     """What the guest is not given: extra IPv4 addresses (removed with the rest), and IPv6."""
-    notes = []
-    extra4 = [a for a in addresses if a.interface.version == 4 and a.interface != network.ipv4]
+    interface, notes = network.interface, []
+    extra4 = [a for a in network.addresses
+              if a.interface.version == 4 and a.interface != network.ipv4]
     if extra4:
         notes.append("only %s is handed over: %s also holds %s, which %s removed and not handed "
                      "over" % (network.ipv4, interface,
                                ", ".join(str(a.interface) for a in extra4),
                                "is" if len(extra4) == 1 else "are"))
-    v6 = [a for a in addresses if a.interface.version == 6 and a.scope == lib.RT_SCOPE_UNIVERSE]
+    v6 = [a for a in network.addresses
+          if a.interface.version == 6 and a.scope == lib.RT_SCOPE_UNIVERSE]
     if v6:
         notes.append("IPv6 is not handed over: %s removed from %s"
                      % (", ".join(str(a.interface) for a in v6), interface))
-    for route in routes:
+    for route in network.routes:
         if route.family == _socket.AF_INET6 and route.is_default and route.gateway is not None:
             notes.append("%s's IPv6 default route via %s stays on %s: IPv6 is not handed over"
                          % (interface, route.gateway, interface))
     return notes
 
 
-def choose_guest_mac(o: Options, target: Target, network: Network, previous, notes):
+def choose_guest_mac(o: Options, target: Target, network: NetConfig, previous, notes):
     if not target.sets_mac:
         notes.append("the %s target cannot set the guest's MAC: --mac %s is ignored"
                      % (o.target, o.mac))
@@ -275,7 +252,7 @@ def choose_guest_mac(o: Options, target: Target, network: Network, previous, not
     return parse_mac(o.mac)
 
 
-def _wanted(o: Options, view: View, network: Network, guest_mac, hold_tap: bool) -> Wanted:
+def _wanted(o: Options, view: View, network: NetConfig, guest_mac, hold_tap: bool) -> Wanted:
     record = Record(o.interface, o.wiring, o.bridge if o.wiring == "bridge" else None,
                     network.ipv4, network.gateway4, network.gateway4_onlink, guest_mac,
                     network.mac)
@@ -315,7 +292,7 @@ def plan(options: Options) -> Plan:
                      "before execve: an execve that fails cannot give %s back" % o.interface)
     with Rtnl() as rtnl:
         view, network = read_kernel(rtnl, o, notes)
-    notes += handover_notes(o.interface, network, view.addresses, view.routes)
+    notes += handover_notes(network)
     if not view.links[o.interface].up:
         notes.append("%s is administratively down: this run sets it up (and down again if it "
                      "fails)" % o.interface)
@@ -338,14 +315,10 @@ def inspect(interface: str = "eth0") -> dict:
     from ukrun.rtnl import Rtnl
 
     with Rtnl() as rtnl:
-        links = rtnl.links()
-        link = next((l for l in links if l.name == interface), None)
-        if link is None:
-            raise DiscoveryError("interface %s not found" % interface, "pass --interface NAME")
-        network = _network(rtnl, link, _find_record(links, interface))
-        routes = [r for r in rtnl.routes(family=_socket.AF_UNSPEC) if r.oif == link.index]
-        notes = handover_notes(interface, network, rtnl.addresses(link.index), routes)
-    return dict(network.to_json(), notes=notes)
+        snapshot = netconf.read(rtnl, (interface,))
+    _interface_link(snapshot, interface)
+    network = netconf.config(snapshot, interface, _find_record(snapshot.links, interface))
+    return dict(network.to_json(), notes=handover_notes(network))
 
 
 # --- apply ----------------------------------------------------------------------------------
