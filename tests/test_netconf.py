@@ -173,10 +173,14 @@ def test_a_record_gives_the_interfaces_own_mac():
 
 
 def test_an_interface_an_earlier_run_emptied_is_what_it_recorded():
-    found = config(_snapshot(addresses=("fe80::42/64",)), "eth0", _record())
+    record = Record(**dict(vars(_record()), ipv6=ip_interface("2001:db8::7/64"),
+                           gateway6=IPv6Address("fe80::1")))
+    found = config(_snapshot(addresses=("fe80::42/64",)), "eth0", record)
     assert (found.source, found.mac, found.mtu) == ("recorded", OWN_MAC, 1500)
     assert (found.ipv4, found.gateway4) == (ip_interface("172.30.0.7/24"),
                                             IPv4Address("172.30.0.254"))
+    assert (found.ipv6, found.gateway6) == (ip_interface("2001:db8::7/64"),
+                                            IPv6Address("fe80::1"))
     assert [str(a.interface) for a in found.addresses] == ["fe80::42/64"]
     assert json.loads(json.dumps(found.to_json()))["source"] == "recorded"
     with pytest.raises(DiscoveryError, match="no IPv4 address"):

@@ -165,7 +165,8 @@ def config(snapshot: Snapshot, interface: str, record=None) -> NetConfig:
         if record is None:
             raise
     return NetConfig(link.name, link.index, own_mac, link.mtu, record.ipv4, record.gateway4,
-                     record.gateway4_onlink, None, None, addresses, routes, source="recorded")
+                     record.gateway4_onlink, record.ipv6, record.gateway6, addresses, routes,
+                     source="recorded")
 
 
 def discover(interface: str = "eth0", rtnl: Rtnl | None = None) -> NetConfig:
