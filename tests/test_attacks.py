@@ -33,7 +33,8 @@ from snapshots import snapshot, wiring_state
 NET_BIND_SERVICE = 1 << 10
 CAP_SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 MODES = ("never", "always")  # --init: exec directly, or fork under ukrun's init
-LOCK_NAME = b"\0ukrun-network-namespace-lock"  # what any process in the namespace can bind
+# The abstract unix socket name an earlier ukrun locked with, which any process could bind.
+OLD_LOCK_NAME = b"\0ukrun-network-namespace-lock"
 
 
 class Precondition(Exception):
@@ -221,8 +222,8 @@ WITH_SECUREBITS = textwrap.dedent("""\
 
 # --- finding 1: a SIGKILL between creating a link and marking it locks every later run out -----
 
-@finding(1, "a run SIGKILLed between creating the tap (or bridge) and writing its record (or "
-            "mark) leaves a link every later run refuses as someone else's")
+# Was finding 1: a run SIGKILLed between creating the tap (or bridge) and writing its record
+# (or mark) left a link every later run refused as someone else's.
 @pytest.mark.parametrize("wiring, op", [("tc", "create_tap"), ("bridge", "create_bridge"),
                                         ("bridge", "create_tap")])
 def test_a_run_killed_right_after_creating_a_link_does_not_lock_out_the_next(
@@ -264,11 +265,33 @@ SQUATTER = textwrap.dedent("""\
     s.bind(%r)
     print("holding", flush=True)
     time.sleep(60)
-""" % LOCK_NAME)
+""" % OLD_LOCK_NAME)
+
+# Was finding 3: an unprivileged process (uid 65534, no capabilities) that bound ukrun's
+# abstract lock name stopped every run. The lock is now a tap only CAP_NET_ADMIN can make.
+TAKER = textwrap.dedent("""\
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from ukrun.handover import LOCK_NAME
+    from ukrun.tap import open_tap
+    try:
+        open_tap(LOCK_NAME, exclusive=True)
+    except OSError as e:
+        print(e.errno)
+""")
 
 
-@finding(3, "an unprivileged process (uid 65534, no capabilities) that binds ukrun's abstract "
-            "lock name stops every run, and the error blames 'another ukrun run'")
+def test_an_unprivileged_process_cannot_take_the_namespace_lock(container):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(ukrun.__file__)))
+    proc = container.exec("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", TAKER,
+                          root, check=False)
+    # EACCES where /dev/net/tun is 0600 (this machine), EPERM where it is 0666 (Debian's
+    # default): TUNSETIFF creates nothing without CAP_NET_ADMIN.
+    assert proc.stdout.strip() in (str(errno.EPERM), str(errno.EACCES)), (proc.stdout,
+                                                                          proc.stderr)
+
+
 def test_an_unprivileged_process_cannot_hold_the_namespace_lock(container, ukrun_exe, shared_dir):
     program, ran = marker_program(shared_dir)
     squatter = container.popen("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
@@ -382,16 +405,16 @@ def trapping_program(directory):
 def run_with_sigterm_while_waiting(container, ukrun_exe, init, program):
     """Start ukrun while this test holds the namespace lock, SIGTERM it while it waits (every
     signal blocked by then), then let it go: (returncode, stdout, stderr)."""
-    with in_netns(container.name):
-        lock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    from ukrun.handover import LOCK_NAME
+
+    container.ip("tuntap", "add", LOCK_NAME, "mode", "tap")  # what the lock is: a tap
     try:
-        lock.bind(LOCK_NAME)
         proc = container.popen(ukrun_exe, "unix", "--init", init, program, text=True)
         wait_for(lambda: b"ukrun" in cmdline(proc.pid) and blocks_sigterm(proc.pid), 10,
                  "ukrun waiting for the lock with signals blocked")
         os.kill(proc.pid, signal.SIGTERM)
     finally:
-        lock.close()
+        container.ip("link", "del", LOCK_NAME)
     try:
         out, err = proc.communicate(timeout=15)
     except subprocess.TimeoutExpired:

@@ -372,7 +372,8 @@ def assert_touches_only_ours(steps, view, want):
     ours = {"eth0", "tap0"} | {name for name, l in view.links.items()
                                if l.kind == "bridge" and l.alias == bridge_mark("tap0")}
     if want.wiring == "bridge" and want.bridge not in view.links:
-        ours.add(want.bridge)  # the plan makes it (and marks it)
+        ours.add(want.bridge)  # the plan makes it (under a passing name, marked, renamed)
+        ours |= {s.args["name"] for s in steps if s.op == "rename" and s.args["to"] == want.bridge}
     touched = {name for step in steps for name in _named(step)}
     assert touched <= ours, "foreign links touched: %s" % (touched - ours)
 

@@ -21,7 +21,6 @@ Runs in one network namespace are serialized by ``NamespaceLock``.
 from __future__ import annotations
 
 import _signal
-import _socket  # not socket: see ukrun.rtnl
 import errno
 import os
 import sys
@@ -31,9 +30,11 @@ from ukrun.errors import NetworkError
 
 EXEC_MODES = ("direct", "forked", "dropped")
 
-# The kernel scopes an abstract AF_UNIX name to the network namespace and frees it when its
-# holder exits or execs (the socket is close-on-exec): a lock that no crash can leave behind.
-LOCK_NAME = b"\0ukrun-network-namespace-lock"
+# The lock is a tap of this name, created exclusively and never made persistent: only a
+# holder of CAP_NET_ADMIN can take it (an abstract unix socket name could be taken by any
+# process in the namespace), it is scoped to the network namespace, and the kernel removes it
+# when its holder exits or execs (the fd is close-on-exec), so no crash leaves it behind.
+LOCK_NAME = "ukrun-lock"
 LOCK_WAIT = 10.0  # seconds; a run holds the lock for tens of milliseconds
 
 
@@ -48,33 +49,43 @@ class NamespaceLock:
     """Held from before a run reads the kernel until its exec: one run per network namespace."""
 
     def __init__(self, wait: float = LOCK_WAIT):
-        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+        from ukrun.tap import open_tap
+
         deadline = time.monotonic() + wait
         delay = 0.001
         while True:
             try:
-                sock.bind(LOCK_NAME)
-                break
+                self._tap = open_tap(LOCK_NAME, exclusive=True)
+                return
             except OSError as e:
-                if e.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
-                    sock.close()
-                    if e.errno != errno.EADDRINUSE:
-                        raise
+                if e.errno != errno.EBUSY:
+                    _lock_refused(e)
+                if time.monotonic() >= deadline:
                     raise NetworkError(
                         "another ukrun run in this network namespace has not finished in "
-                        "%g s" % wait, "wait for it, or stop the container it runs in") from None
+                        "%g s (it holds the tap %s)" % (wait, LOCK_NAME),
+                        "wait for it, or stop the container it runs in") from None
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
-        self._sock = sock
 
     def release(self) -> None:
-        self._sock.close()
+        self._tap.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.release()
+
+
+def _lock_refused(error: OSError):
+    """The preflight's own words for why no tap can be made here (no tun device, no
+    CAP_NET_ADMIN), else the error as it is."""
+    from ukrun import preflight
+
+    preflight.check_tun()
+    preflight.check_capabilities(frozenset())
+    raise NetworkError("taking the namespace lock (tap %s): %s" % (LOCK_NAME, error.strerror))
 
 
 # --- signals ------------------------------------------------------------------------------
@@ -170,8 +181,7 @@ def read_all(fd: int) -> bytes:
 def fork_exec(argv: list, env, prepare) -> tuple:
     """Fork a child that runs ``prepare()`` then execs ``argv``: (pid, b"") when its execve
     worked, (pid, report) when it did not (the child has exited; reap it)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    flush_stdio()
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # the child never returns into the caller's code
@@ -190,6 +200,17 @@ def fork_exec(argv: list, env, prepare) -> tuple:
         return pid, read_all(read_end)
     finally:
         os.close(read_end)
+
+
+def flush_stdio() -> None:
+    """Flush Python's buffers before an exec or a fork; a stream closed when ukrun started is
+    None, and one whose fd is gone fails: neither may stop a run that has wired the network."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def reap(pid: int) -> None:

@@ -183,6 +183,11 @@ class Rtnl:
         self._request(lib.RTM_NEWLINK, body, "creating bridge %s" % name, _CREATE)
         return self.link(name)
 
+    def rename(self, index: int, name: str):
+        """Give the link a new name (the kernel wants it down)."""
+        self._set_link(index, [attr_string(lib.IFLA_IFNAME, validate_ifname(name))],
+                       lambda old: "renaming %s to %s" % (old, name))
+
     def delete_link(self, index: int):
         name = self._name(index)
         self._request(lib.RTM_DELLINK, IfInfoMsg(index=index), lambda: "deleting link %s" % name())

@@ -27,7 +27,12 @@ class Kernel:
     # --- taps ---
     def op_create_tap(self, name: str) -> None:
         # exclusive: a tap that appeared since the plan was made is not ours to take over.
-        self.taps[name] = open_tap(name, persist=True, exclusive=True)
+        # Not persistent yet: until its record is written (persist_tap), a run killed on the
+        # way takes the tap with it, instead of leaving one no later run could call its own.
+        self.taps[name] = open_tap(name, exclusive=True)
+
+    def op_persist_tap(self, name: str) -> None:
+        self.taps[name].set_persist(True)
 
     def op_delete_tap(self, name: str) -> None:
         tap = self.taps.pop(name, None) or open_tap(name)
@@ -76,6 +81,9 @@ class Kernel:
 
     def op_create_bridge(self, name: str) -> None:
         self.rtnl.create_bridge(name)
+
+    def op_rename(self, name: str, to: str) -> None:
+        self.rtnl.rename(self.index(name), to)
 
     def op_delete_link(self, name: str) -> None:
         self.rtnl.delete_link(self.index(name))

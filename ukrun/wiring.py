@@ -149,6 +149,8 @@ def tap_steps(want: Wanted, view: View) -> list:
                       alias=old.alias if old is not None and old.alias else "")]
         steps.append(_step("set_alias", "record what %s hands over on %s" % (want.interface, tap),
                            undo, name=tap, alias=alias))
+    if old is None:  # made persistent only once it carries the record (Kernel.op_create_tap)
+        steps.append(_step("persist_tap", "make %s persistent" % tap, name=tap))
     if old is None or old.mtu != want.mtu:
         undo = [_step("set_mtu", "set %s MTU back to %d" % (tap, old.mtu), name=tap,
                       mtu=old.mtu)] if old is not None else []
@@ -314,15 +316,29 @@ def _bridge_undo(view: View, bridge: str, tap: str) -> list:
     return undo
 
 
+PASSING_PREFIX = "ukbr"  # + 8 hex digits: a new bridge's name until it is marked
+
+
+def new_bridge_steps(bridge: str, tap: str) -> list:
+    """Create ``bridge`` under a passing name, mark it, then give it its name: the kernel sets
+    no alias on a link it creates, and a run killed between creating and marking must not leave
+    an unmarked ``bridge`` that no later run could call its own."""
+    passing = "%s%08x" % (PASSING_PREFIX, int.from_bytes(os.urandom(4), "big"))
+    return [_step("create_bridge", "create bridge %s (as %s until marked)" % (bridge, passing),
+                  [_step("delete_link", "delete bridge %s" % passing, name=passing)],
+                  name=passing),
+            _mark_step(passing, tap),
+            _step("rename", "rename %s to %s" % (passing, bridge),
+                  [_step("rename", "rename %s back to %s" % (bridge, passing), name=bridge,
+                         to=passing)], name=passing, to=bridge)]
+
+
 def bridge_steps(want: Wanted, view: View) -> list:
     """The old runner's order: bridge, tap, enslave both, flush the address, tap up, bridge up
     (and the interface up, should it be down: a guest behind a down link hears nothing)."""
     steps = []
     if want.bridge not in view.links:
-        steps.append(_step("create_bridge", "create bridge %s" % want.bridge,
-                           [_step("delete_link", "delete bridge %s" % want.bridge,
-                                  name=want.bridge)], name=want.bridge))
-        steps.append(_mark_step(want.bridge, want.tap))
+        steps += new_bridge_steps(want.bridge, want.tap)
     elif not owns_bridge(view, want.bridge, want.tap):
         # The runner refuses a taken name before planning; this keeps the plan honest alone.
         raise ValueError("%s exists and was not made by ukrun" % want.bridge)
@@ -349,4 +365,16 @@ def plan_steps(want: Wanted, view: View) -> list:
         raise ValueError("unknown wiring %r (choose from %s)" % (want.wiring, ", ".join(WIRINGS)))
     check_record_against(view.previous, view, want.tap)
     build = tc_steps if want.wiring == "tc" else bridge_steps
-    return teardown_steps(want, view) + build(want, view)
+    return leftover_steps(want, view) + teardown_steps(want, view) + build(want, view)
+
+
+def leftover_steps(want: Wanted, view: View) -> list:
+    """Delete what a run killed half-way through making a bridge left: one under its passing
+    name (new_bridge_steps), marked as this tap's, with no ports."""
+    steps = []
+    for name, link in sorted(view.links.items()):
+        if (name.startswith(PASSING_PREFIX) and name != want.bridge
+                and owns_bridge(view, name, want.tap) and not _ports(view, name)):
+            steps.append(_step("delete_link", "delete bridge %s (left half-made by an earlier "
+                               "run)" % name, _bridge_undo(view, name, want.tap), name=name))
+    return steps
