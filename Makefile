@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 # System packages the tests, the demo and the benchmarks use (never needed by ukrun itself).
-SYSPKGS := iproute2 iputils-ping strace qemu-system-x86 busybox-static cpio man-db groff-base ethtool
+SYSPKGS := iproute2 iputils-ping strace qemu-system-x86 busybox-static cpio man-db groff-base ethtool \
+           docker.io debootstrap
 PYPKGS  := cffi setuptools wheel pytest hypothesis argparse-manpage dockerfile
 PYTEST_ARGS ?=
 
@@ -11,13 +12,10 @@ PYTEST_ARGS ?=
 
 all: build
 
-# apt-get runs only when a package is missing, so repeated runs stay fast.
+# apt-get runs only when a package is missing, so repeated runs stay fast; docker.io's service is
+# kept from starting in the machine's own namespace (tests/engine/apt-install says how).
 sysdeps:
-	@missing=$$(for p in $(SYSPKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "ukrun: installing system packages:" $$missing; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	fi
+	@tests/engine/apt-install $(SYSPKGS)
 
 $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
