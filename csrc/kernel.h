@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <net/if.h>
 #include <linux/capability.h>
+#include <linux/securebits.h>
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 #include <linux/if_tun.h>

@@ -1,5 +1,6 @@
 /* The syscalls Python's standard library does not reach: TUNSETIFF with a
- * struct ifreq, SIOCETHTOOL, capget/capset and the capability prctls.
+ * struct ifreq and the tun ioctls after it, SIOCETHTOOL, capget/capset and
+ * the prctls of capabilities and securebits.
  * Contract (see ukrun.h): >= 0 on success, -1 with errno on failure. */
 #include "kernel.h"
 #include "ukrun.h"
@@ -58,6 +59,13 @@ int ukrun_tap_set_persist(int fd, int persist)
 {
     /* TUNSETPERSIST takes its flag as the ioctl argument itself, not a pointer. */
     return ioctl(fd, TUNSETPERSIST, (unsigned long)(persist != 0));
+}
+
+int ukrun_tap_set_owner(int fd, uint32_t uid)
+{
+    /* Like TUNSETPERSIST, the uid is the argument itself.  Once a tap has an
+     * owner, only that euid or CAP_NET_ADMIN may attach to it. */
+    return ioctl(fd, TUNSETOWNER, (unsigned long)uid);
 }
 
 /* A datagram socket only carries the ioctl to the interface; AF_INET is what
@@ -148,4 +156,9 @@ int ukrun_ambient_raise(int cap)
 int ukrun_ambient_clear_all(void)
 {
     return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0UL, 0UL, 0UL);
+}
+
+int ukrun_securebits(void)
+{
+    return prctl(PR_GET_SECUREBITS, 0UL, 0UL, 0UL, 0UL);
 }

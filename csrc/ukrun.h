@@ -14,6 +14,8 @@ const char *ukrun_version(void);
  * `actual` (IFNAMSIZ bytes, NUL-terminated). */
 int ukrun_tap_open(const char *name, int exclusive, char *actual);
 int ukrun_tap_set_persist(int fd, int persist);
+/* TUNSETOWNER: only euid `uid` (or CAP_NET_ADMIN) may attach to the tap from now on. */
+int ukrun_tap_set_owner(int fd, uint32_t uid);
 
 /* SIOCETHTOOL with a struct ethtool_value: `cmd` is an ETHTOOL_S* (sets *data)
  * or ETHTOOL_G* (fills *data) command on interface `ifname`. */
@@ -31,3 +33,5 @@ int ukrun_capbset_drop(int cap);
 int ukrun_set_no_new_privs(void);
 int ukrun_ambient_raise(int cap);
 int ukrun_ambient_clear_all(void);
+/* PR_GET_SECUREBITS: the calling thread's SECBIT_* mask. */
+int ukrun_securebits(void);

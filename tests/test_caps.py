@@ -5,6 +5,7 @@ Every test that changes privileges runs in a child Python; the child prints its 
 so the grandchild reports what the execve handed on.
 """
 import ctypes
+import os
 import re
 import subprocess
 import sys
@@ -328,3 +329,194 @@ caps.drop_to(())
     assert run.returncode == 0
     assert_exactly(run.state("child"), frozenset())
     assert_exactly(run.state("grandchild"), frozenset())
+
+
+# --- securebits and the ambient set ----------------------------------------------------
+
+NOROOT, NO_AMBIENT_RAISE = lib.SECBIT_NOROOT, lib.SECBIT_NO_CAP_AMBIENT_RAISE
+KEPT = frozenset({NET_BIND_SERVICE})
+
+# prctl(PR_SET_SECUREBITS, argv[1]) through libc (the whole mask), then exec the rest: setpriv
+# (util-linux 2.38) knows no no_cap_ambient_raise.
+WITH_SECUREBITS = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(%d, ctypes.c_ulong(int(sys.argv[1])), ctypes.c_ulong(0), ctypes.c_ulong(0),
+              ctypes.c_ulong(0)) != 0:
+    sys.exit("PR_SET_SECUREBITS: " + os.strerror(ctypes.get_errno()))
+os.execv(sys.argv[2], sys.argv[2:])
+""" % hdr.PR_SET_SECUREBITS
+
+# Root under SECBIT_NOROOT: its capabilities come as ambient ones (setpcap too, so that the
+# securebits wrapper may still change them).
+AMBIENT_CAPS = "+net_admin,+net_bind_service,+setpcap"
+AS_NOROOT = ["setpriv", "--securebits", "+noroot", "--inh-caps", AMBIENT_CAPS,
+             "--ambient-caps", AMBIENT_CAPS]
+# A non-root user holding capabilities (docker run --user 1000 --cap-add ...), made in the child
+# itself: keepcaps carries the permitted set across setresuid (the venv's Python may sit where
+# uid 1000 cannot exec it).
+BECOME_1000 = """
+assert ctypes.CDLL(None).prctl(%d, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                               ctypes.c_ulong(0)) == 0
+os.setgroups([])
+os.setresgid(1000, 1000, 1000)
+os.setresuid(1000, 1000, 1000)
+effective, permitted, inheritable = caps.capget()
+caps.capset(permitted, permitted, inheritable)
+""" % hdr.PR_SET_KEEPCAPS
+NEEDS_AMBIENT = {"noroot": (AS_NOROOT, "", NOROOT), "uid-1000": ((), BECOME_1000, 0)}
+
+
+def with_securebits(bits, prefix=()):
+    return list(prefix) + [sys.executable, "-c", WITH_SECUREBITS, str(bits)]
+
+
+@pytest.mark.parametrize("bits", [0, NOROOT, NO_AMBIENT_RAISE, NOROOT | NO_AMBIENT_RAISE])
+def test_securebits_are_what_the_thread_was_given(bits):
+    run = run_child("print('== bits %d' % caps.securebits(), flush=True)",
+                    prefix=with_securebits(bits))
+    assert run.returncode == 0
+    assert "bits %d" % bits in run.sections
+
+
+@pytest.mark.parametrize("euid, bits, needed", [
+    (0, 0, False),                   # root's rules: bounding | inheritable, made effective
+    (0, NO_AMBIENT_RAISE, False),
+    (0, NOROOT, True),               # root is not special: only ambient survives
+    (1000, 0, True),
+    (1000, NO_AMBIENT_RAISE, True),
+    (0, ~NOROOT & 0xFF, False),      # every other bit, locks included
+])
+def test_ambient_needed(euid, bits, needed):
+    assert caps.ambient_needed(euid, bits) is needed
+
+
+@pytest.mark.parametrize("euid, bits, wanted", [
+    (0, 0, True),                    # allowed: the program holds kept in every set, as before
+    (1000, 0, True),
+    (0, NO_AMBIENT_RAISE, False),    # forbidden and not needed: root goes without
+    (1000, NO_AMBIENT_RAISE, True),  # forbidden and needed: ambient_problem refuses the run
+    (0, NOROOT | NO_AMBIENT_RAISE, True),
+])
+def test_ambient_wanted(euid, bits, wanted):
+    assert caps.ambient_wanted(euid, bits) is wanted
+
+
+@pytest.mark.parametrize("kept, euid, bits, problem", [
+    (KEPT, 0, NO_AMBIENT_RAISE, None),
+    (KEPT, 1000, 0, None),
+    (KEPT, 0, NOROOT, None),
+    (frozenset(), 1000, NO_AMBIENT_RAISE, None),  # nothing kept, nothing to raise
+    (KEPT, 1000, NO_AMBIENT_RAISE, "a program run as uid 1000 keeps CAP_NET_BIND_SERVICE only "
+                                   "as ambient capabilities, and SECBIT_NO_CAP_AMBIENT_RAISE "
+                                   "forbids raising them"),
+    (KEPT | {NET_ADMIN}, 0, NOROOT | NO_AMBIENT_RAISE,
+     "a program run as root under SECBIT_NOROOT keeps CAP_NET_BIND_SERVICE,CAP_NET_ADMIN only "
+     "as ambient capabilities, and SECBIT_NO_CAP_AMBIENT_RAISE forbids raising them"),
+])
+def test_ambient_problem(kept, euid, bits, problem):
+    assert caps.ambient_problem(kept, euid, bits) == problem
+
+
+@given(st.frozensets(st.integers(0, 40)), st.sampled_from([0, 1, 1000, 65534]),
+       st.integers(0, 0xFF))
+def test_ambient_problem_exactly_when_wanted_but_forbidden(kept, euid, bits):
+    # The preflight's refusal and the drop's choice never disagree: a run either has a
+    # problem, or a drop whose ambient set (if any) the kernel allows.
+    problem = caps.ambient_problem(kept, euid, bits)
+    forbidden = caps.ambient_wanted(euid, bits) and not caps.ambient_allowed(bits)
+    assert (problem is not None) == (bool(kept) and forbidden)
+
+
+def test_the_drop_reads_this_threads_euid_and_securebits():
+    assert caps.ambient_needed() is caps.ambient_needed(os.geteuid(), caps.securebits())
+    assert caps.ambient_problem(KEPT) == caps.ambient_problem(KEPT, os.geteuid(),
+                                                              caps.securebits())
+
+
+def assert_kept_without_ambient(state, kept):
+    assert state.effective == state.permitted == state.inheritable == kept
+    assert state.ambient == frozenset() and state.no_new_privs
+
+
+# Finding 10 of test_attacks: root under SECBIT_NO_CAP_AMBIENT_RAISE.
+@pytest.mark.parametrize("drop", ["drop_to", "prepare_execve"])
+def test_root_without_ambient_raise_keeps_exactly_kept(drop):
+    body = "assert not caps.ambient_wanted()\ncaps.%s({%d}, ambient=caps.ambient_wanted())" % (
+        drop, NET_BIND_SERVICE)
+    run = run_child(body, prefix=with_securebits(NO_AMBIENT_RAISE))
+    assert run.returncode == 0, run.sections
+    if drop == "drop_to":
+        assert_exactly(run.state("child"), KEPT)
+    else:  # ukrun itself still holds what it had, to give the network back
+        child, before = run.state("child"), run.state("before")
+        assert (child.effective, child.permitted) == (before.effective, before.permitted)
+        assert (child.inheritable, child.bounding, child.ambient) == (KEPT, KEPT, frozenset())
+    grandchild = run.state("grandchild")
+    assert_kept_without_ambient(grandchild, KEPT)
+    assert grandchild.bounding == KEPT
+
+
+@pytest.mark.parametrize("drop", ["drop_to({%d}, ambient=True)", "prepare_execve({%d})"],
+                         ids=["drop_to", "prepare_execve"])
+def test_an_ambient_set_the_kernel_forbids_is_refused_before_any_change(drop):
+    run = run_child("caps." + drop % NET_BIND_SERVICE, prefix=with_securebits(NO_AMBIENT_RAISE))
+    assert run.returncode == 3
+    assert run.error == ("PrivilegeError 77: dropping capabilities: cannot raise "
+                         "CAP_NET_BIND_SERVICE as ambient capabilities: SECBIT_NO_CAP_AMBIENT_RAISE"
+                         " forbids it (%s)" % caps.AMBIENT_HINT)
+    assert run.state("refused") == run.state("before")
+
+
+@pytest.mark.parametrize("who", sorted(NEEDS_AMBIENT))
+def test_who_needs_ambient_is_refused_in_preflight_and_drop(who):
+    prefix, preamble, bits = NEEDS_AMBIENT[who]
+    body = preamble + """
+problem = caps.ambient_problem({%d})
+print("== problem %%s" %% problem, flush=True)
+assert caps.ambient_needed() and caps.ambient_wanted()
+report("ready")
+caps.drop_to({%d}, ambient=caps.ambient_wanted())
+""" % (NET_BIND_SERVICE, NET_BIND_SERVICE)
+    run = run_child(body, prefix=with_securebits(bits | NO_AMBIENT_RAISE, prefix))
+    assert run.returncode == 3
+    problem = next(label for label in run.sections if label.startswith("problem "))
+    assert problem.endswith("CAP_NET_BIND_SERVICE only as ambient capabilities, and "
+                            "SECBIT_NO_CAP_AMBIENT_RAISE forbids raising them")
+    assert "SECBIT_NO_CAP_AMBIENT_RAISE forbids it" in run.error
+    assert run.state("refused") == run.state("ready")
+    assert NET_BIND_SERVICE in run.state("ready").permitted
+
+
+@pytest.mark.parametrize("who", sorted(NEEDS_AMBIENT))
+@pytest.mark.parametrize("drop", ["drop_to", "prepare_execve"])
+def test_who_needs_ambient_gets_kept_as_ambient(who, drop):
+    prefix, preamble, _ = NEEDS_AMBIENT[who]
+    body = preamble + """
+assert caps.ambient_needed() and caps.ambient_problem({%d}) is None
+caps.%s({%d}, ambient=caps.ambient_wanted())
+""" % (NET_BIND_SERVICE, drop, NET_BIND_SERVICE)
+    run = run_child(body, prefix=prefix)
+    assert run.returncode == 0, run.sections
+    grandchild = run.state("grandchild")
+    assert grandchild.effective == grandchild.permitted == grandchild.ambient == KEPT
+    assert grandchild.inheritable == grandchild.bounding == KEPT and grandchild.no_new_privs
+    uid = "1000" if who == "uid-1000" else "0"
+    assert "Uid:\t%s\t%s\t%s\t%s" % ((uid,) * 4) in run.sections["grandchild"]
+
+
+def test_prepare_execve_without_ambient_as_root():
+    run = run_child("caps.prepare_execve({%d}, ambient=False)" % NET_BIND_SERVICE)
+    assert run.returncode == 0
+    assert run.state("child").ambient == frozenset()
+    assert_kept_without_ambient(run.state("grandchild"), KEPT)
+
+
+def test_prepare_execve_raises_ambient_by_default():
+    # What every caller got before it took ``ambient``: kept in every set, ambient included.
+    run = run_child("caps.prepare_execve({%d})" % NET_BIND_SERVICE)
+    assert run.returncode == 0
+    for label in ("child", "grandchild"):
+        assert run.state(label).ambient == KEPT
+    grandchild = run.state("grandchild")
+    assert grandchild.effective == grandchild.permitted == grandchild.inheritable == KEPT

@@ -15,11 +15,11 @@ from sysheaders import lib as hdr
 
 from ukrun._ffi import lib
 from ukrun.netlink import (Attr, Attrs, Done, Header, IfInfoMsg, Message, NetlinkParseError, NlMsgErr,
-                           TcMsg, attr_nested, attr_string, attr_u32, encode, parse)
+                           TcMsg, attr_nested, attr_scalar, attr_string, attr_u32, encode, parse)
 from ukrun.rtnl import Address, NetlinkError, Route, Rtnl
-from ukrun.rtnl_objects import (address_from_message, address_request, filter_from_message, format_mac,
-                                link_from_message, parse_mac, qdisc_from_message, redirect_request,
-                                route_from_message, route_request)
+from ukrun.rtnl_objects import (TunInfo, address_from_message, address_request, filter_from_message,
+                                format_mac, link_from_message, parse_mac, qdisc_from_message,
+                                redirect_request, route_from_message, route_request, tun_info)
 from ukrun.valueclass import fields
 
 with open(os.path.join(os.path.dirname(__file__), "data", "netlink_replies.json")) as _f:
@@ -694,3 +694,98 @@ def test_physical_nics_of_this_machine_are_physical():
             assert (link.parent_dev, link.is_physical) == (None, False), link
     if not checked:
         pytest.skip("no interface of this machine sits on a device (/sys/class/net/*/device)")
+
+
+# --- tun devices: IFLA_LINKINFO > IFLA_INFO_DATA, read only when asked ------------------------
+
+TUN_FIELDS = [("type", lib.IFLA_TUN_TYPE, "u8"), ("pi", lib.IFLA_TUN_PI, "u8"),
+              ("persist", lib.IFLA_TUN_PERSIST, "u8"),
+              ("multi_queue", lib.IFLA_TUN_MULTI_QUEUE, "u8"),
+              ("owner", lib.IFLA_TUN_OWNER, "u32"), ("group", lib.IFLA_TUN_GROUP, "u32")]
+# What tun_fill_info also sends and TunInfo leaves out: IFLA_TUN_VNET_HDR, _NUM_QUEUES and
+# _NUM_DISABLED_QUEUES come after IFLA_TUN_MULTI_QUEUE; and what a later kernel may add.
+OTHER_TUN_ATTRS = sorted(set(range(1, 16)) - {type_ for _, type_, _ in TUN_FIELDS})
+
+
+def tun_data(info, extra=()):
+    """IFLA_INFO_DATA for ``info`` as tun_fill_info lays it out, with ``extra`` attributes."""
+    attrs = [attr_scalar(type_, kind, int(getattr(info, field)))
+             for field, type_, kind in TUN_FIELDS if getattr(info, field) is not None]
+    return Attrs(attrs + list(extra)).pack()
+
+
+def tun_body(data, kind="tun", index=9):
+    linkinfo = [attr_string(lib.IFLA_INFO_KIND, kind)]
+    if data is not None:
+        linkinfo.append(Attr(lib.IFLA_INFO_DATA, data))
+    return with_attrs(IfInfoMsg(index=index), [attr_string(lib.IFLA_IFNAME, "tap0"),
+                                               attr_nested(lib.IFLA_LINKINFO, linkinfo)])
+
+
+tun_infos = st.builds(TunInfo, st.sampled_from([None, lib.IFF_TUN, lib.IFF_TAP, 0, 255]),
+                      *[st.one_of(st.none(), st.booleans())] * 3,
+                      *[st.one_of(st.none(), st.integers(0, 2 ** 32 - 1))] * 2)
+
+
+other_tun_attrs = st.builds(Attr, st.sampled_from(OTHER_TUN_ATTRS), st.binary(max_size=12))
+
+
+@given(tun_infos, st.lists(other_tun_attrs, max_size=4))
+@example(TunInfo(lib.IFF_TAP, False, True, False, None, None), [])
+def test_tun_info_round_trips_whatever_else_it_holds(info, extra):
+    encoded = tun_data(info, extra)
+    assert tun_info(encoded) == info
+    link = link_from_message(tun_body(encoded))
+    assert link.tun == info and link.tun_data == encoded
+
+
+@given(st.binary(max_size=64))
+@example(b"\x05\0\x03\0\x01\0\0\0")  # an IFLA_TUN_TYPE of one byte, unpadded
+@example(b"\x08\0\x01\0\0\0")        # IFLA_TUN_OWNER with a rta_len past the end
+def test_tun_settings_that_do_not_parse_fail_only_when_read(data):
+    link = link_from_message(tun_body(data))
+    assert (link.kind, link.tun_data) == ("tun", data)
+    try:
+        link.tun
+    except NetlinkParseError as e:
+        assert str(e).startswith("link 9: IFLA_INFO_DATA: ")
+
+
+@pytest.mark.parametrize("field, type_", [(f, t) for f, t, _ in TUN_FIELDS])
+def test_a_tun_attribute_of_the_wrong_size_is_named(field, type_):
+    link = link_from_message(tun_body(Attrs([Attr(type_, b"\1\0\0")]).pack()))
+    name = {f: "IFLA_TUN_" + f.upper() for f, _, _ in TUN_FIELDS}[field]
+    with pytest.raises(NetlinkParseError, match=r"^link 9: IFLA_INFO_DATA: %s: " % name):
+        link.tun
+
+
+def test_only_a_tun_devices_data_is_kept():
+    # Another kind's IFLA_INFO_DATA (a bridge's holds timers that change) is not even kept.
+    data = tun_data(TunInfo(lib.IFF_TAP, False, True, False, 0, None))
+    bridge = link_from_message(tun_body(data, kind="bridge"))
+    assert (bridge.kind, bridge.tun_data, bridge.tun) == ("bridge", None, None)
+    old = link_from_message(tun_body(None))  # a kernel before 4.15 sends no tun settings
+    assert (old.kind, old.tun_data, old.tun) == ("tun", None, None)
+
+
+def test_tun_settings_agree_with_ip(netns, rtnl):
+    netns.ip("tuntap", "add", "tap0", "mode", "tap")
+    netns.ip("tuntap", "add", "tun0", "mode", "tun", "multi_queue", "user", "12345")
+    netns.ip("tuntap", "add", "tap1", "mode", "tap", "pi", "group", "100")
+    netns.ip("tuntap", "add", "tap2", "mode", "tap", "user", "0", "group", "0")
+    netns.ip("link", "add", "br0", "type", "bridge")
+    types = {"tun": lib.IFF_TUN, "tap": lib.IFF_TAP}
+    links = {l.name: l for l in rtnl.links()}
+    for link in netns.ip_json("-d", "link", "show"):
+        mine = links[link["ifname"]]
+        if link.get("linkinfo", {}).get("info_kind") != "tun":
+            assert mine.tun is None and mine.tun_data is None
+            continue
+        data = link["linkinfo"]["info_data"]
+        ids = [int(netns.exec("cat", "/sys/class/net/%s/%s" % (mine.name, f)).stdout)
+               for f in ("owner", "group")]
+        assert mine.tun == TunInfo(types[data["type"]], data["pi"], data["persist"],
+                                   data["multi_queue"], *[None if i == -1 else i for i in ids])
+    assert links["tun0"].tun.owner == 12345 and links["tap1"].tun.group == 100
+    assert links["tap2"].tun.owner == links["tap2"].tun.group == 0
+    assert {l.name: l for l in rtnl.links()} == links  # nothing in them changes between dumps

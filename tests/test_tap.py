@@ -8,12 +8,15 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 import sysheaders
 from nsutil import in_netns
 from sysheaders import lib as hdr
 from ukrun import tap
 from ukrun._ffi import lib
+from ukrun.netlink import Attr, pack_attr
 
 
 def link_names(netns):
@@ -209,3 +212,232 @@ def test_disable_offloads_on_a_missing_interface(netns):
         tap.disable_offloads("nosuch0")
     assert e.value.errno == errno.ENODEV
     assert e.value.filename == "turning gro off on nosuch0 (SIOCETHTOOL)"
+
+
+# --- owners: who may attach without CAP_NET_ADMIN ---------------------------------------------
+
+TREE = os.path.dirname(os.path.dirname(os.path.abspath(tap.__file__)))
+
+# Attach to each named tap as open_tap does (IFF_TAP | IFF_NO_PI, one queue), as whoever runs it:
+# prints {name: "ok" | errno}. ukrun from this tree: the venv's Python may be out of a uid's reach.
+ATTACH_EACH = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from ukrun.tap import open_tap
+result = {}
+for name in sys.argv[2:]:
+    try:
+        open_tap(name).close()
+        result[name] = "ok"
+    except OSError as e:
+        result[name] = e.errno
+print(json.dumps(result))
+"""
+
+# /dev/net/tun as Debian's udev makes it (0666), in the attacher's own mount namespace.
+OPEN_TUN = 'mount -t tmpfs none /dev/net && mknod -m 666 /dev/net/tun c 10 200 && exec "$@"'
+
+# Who attaches, as setpriv arguments, and the uid and groups that tap_problem is told: root and
+# other uids, all without capabilities (a guest after ukrun's drop).
+WHO = {
+    "root": (["--bounding-set=-all", "--inh-caps=-all"], 0, {0}),
+    "uid-1000": (["--reuid=1000", "--regid=1000", "--clear-groups", "--bounding-set=-all",
+                  "--inh-caps=-all"], 1000, {1000}),
+    "uid-1000-group-100": (["--reuid=1000", "--regid=1000", "--groups=100", "--bounding-set=-all",
+                            "--inh-caps=-all"], 1000, {1000, 100}),
+    "uid-65534": (["--reuid=65534", "--regid=65534", "--clear-groups", "--bounding-set=-all",
+                   "--inh-caps=-all"], 65534, {65534}),
+}
+
+
+def attach_each(netns, who, names):
+    argv = WHO[who][0]
+    out = netns.exec("unshare", "-m", "--propagation", "private", "sh", "-c", OPEN_TUN, "sh",
+                     "setpriv", *argv, "/usr/bin/python3", "-c", ATTACH_EACH, TREE, *names).stdout
+    return json.loads(out)
+
+
+def sysfs(netns, name, attr):
+    return netns.exec("cat", "/sys/class/net/%s/%s" % (name, attr)).stdout.strip()
+
+
+def test_owner_is_given_before_the_tap_persists(netns):
+    with in_netns(netns.name):
+        tap.open_tap("mine0", persist=True, owner=1000).close()
+        tap.open_tap("free0", persist=True).close()
+        with tap.open_tap("mine1") as t:
+            t.set_owner(0)
+            assert sysfs(netns, "mine1", "owner") == "0"
+    assert (sysfs(netns, "mine0", "owner"), sysfs(netns, "free0", "owner")) == ("1000", "-1")
+    assert tun_info(netns, "mine0")["persist"] is True
+
+
+@pytest.mark.parametrize("who, owned_by_root, owned_by_1000, free", [
+    ("root", "ok", errno.EPERM, "ok"),            # root without CAP_NET_ADMIN is a uid like others
+    ("uid-1000", errno.EPERM, "ok", "ok"),
+    ("uid-65534", errno.EPERM, errno.EPERM, "ok"),  # finding 4: an ownerless tap is anyone's
+])
+def test_only_the_owner_attaches_without_capabilities(netns, who, owned_by_root, owned_by_1000,
+                                                      free):
+    with in_netns(netns.name):
+        tap.open_tap("root0", persist=True, owner=0).close()
+        tap.open_tap("user0", persist=True, owner=1000).close()
+        tap.open_tap("free0", persist=True).close()
+    assert attach_each(netns, who, ["root0", "user0", "free0"]) == {
+        "root0": owned_by_root, "user0": owned_by_1000, "free0": free}
+
+
+def test_ukrun_with_net_admin_attaches_to_a_tap_it_gave_away(netns):
+    # The undo and a restart hold the tap again after it was given to the guest's uid.
+    with in_netns(netns.name):
+        tap.open_tap("user0", persist=True, owner=1000).close()
+        with tap.open_tap("user0") as t:
+            t.set_persist(False)
+    assert "user0" not in link_names(netns)
+
+
+class FailingLib:
+    """ukrun's lib with one C function failing as the kernel would (-1, errno), the rest real;
+    records which ukrun_* functions were called."""
+
+    def __init__(self, failing=None, err=errno.EPERM):
+        self.failing, self.err, self.calls = failing, err, []
+
+    def __getattr__(self, attr):
+        if attr.startswith("ukrun_"):
+            self.calls.append(attr)
+        if attr != self.failing:
+            return getattr(lib, attr)
+
+        def fail(*args):
+            tap.ffi.errno = self.err
+            return -1
+        return fail
+
+
+def test_a_tap_whose_owner_cannot_be_set_does_not_stay(netns, monkeypatch):
+    monkeypatch.setattr(tap, "lib", FailingLib("ukrun_tap_set_owner"))
+    with in_netns(netns.name), pytest.raises(OSError) as e:
+        tap.open_tap("tap9", persist=True, owner=1000)
+    assert (e.value.errno, e.value.filename) == (errno.EPERM, "giving tap tap9 to uid 1000")
+    assert "tap_set_persist" not in " ".join(tap.lib.calls)
+    assert "tap9" not in link_names(netns)
+
+
+@pytest.mark.parametrize("uid, error", [
+    (-1, ValueError), (2 ** 32 - 1, ValueError), (2 ** 32, ValueError),  # (uid_t)-1 is no uid
+    (True, TypeError), ("0", TypeError), (1.0, TypeError), (None, TypeError),
+])
+def test_bad_owners_are_refused_before_any_syscall(monkeypatch, uid, error):
+    fake = FailingLib()
+    monkeypatch.setattr(tap, "lib", fake)
+    if uid is not None:
+        with pytest.raises(error):
+            tap.open_tap("tap0", owner=uid)
+    with pytest.raises(error):
+        tap.Tap(-1, "tap0").set_owner(uid)
+    assert fake.calls == []
+
+
+# --- tap_problem: what the kernel reports, judged as a guest would find it ---------------------
+
+def links_of(netns):
+    from ukrun.rtnl import Rtnl
+
+    with in_netns(netns.name), Rtnl() as rtnl:
+        return {link.name: link for link in rtnl.links()}
+
+
+# Devices a neighbour with CAP_NET_ADMIN can make, and whether a guest can attach to each.
+DEVICES = {
+    "tap0": ["mode", "tap"],
+    "tun0": ["mode", "tun"],
+    "mq0": ["mode", "tap", "multi_queue"],
+    "tunmq0": ["mode", "tun", "multi_queue", "user", "12345"],
+    "u1000": ["mode", "tap", "user", "1000"],
+    "u12345": ["mode", "tap", "user", "12345"],
+    "g100": ["mode", "tap", "group", "100"],
+    "u1000g100": ["mode", "tap", "user", "1000", "group", "100"],
+}
+
+
+@pytest.mark.parametrize("who", sorted(WHO))
+def test_tap_problem_agrees_with_the_kernel_on_attaching(netns, who):
+    for name, args in DEVICES.items():
+        netns.ip("tuntap", "add", name, *args)
+    with in_netns(netns.name):
+        tap.open_tap("mine0", persist=True, owner=WHO[who][1]).close()
+    links = links_of(netns)
+    got = attach_each(netns, who, sorted(DEVICES) + ["mine0"])
+    _, uid, groups = WHO[who]
+    verdicts = {name: tap_verdict(links[name], uid, groups) for name in got}
+    assert verdicts == {name: result == "ok" for name, result in got.items()}
+    assert verdicts["mine0"] and not verdicts["tun0"] and not verdicts["mq0"]
+
+
+def tap_verdict(link, uid, groups):
+    problem = tap.tap_problem(link, uid, groups)
+    assert problem is None or problem.strip() and "\n" not in problem
+    return problem is None
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["mode", "tun"], "it is an L3 tun device, which carries no Ethernet frames"),
+    (["mode", "tap", "multi_queue"],
+     "it is multi-queue, which refuses a guest attaching to one queue"),
+    (["mode", "tap", "pi"], "it adds packet information to every frame (IFF_NO_PI is off)"),
+    (["mode", "tap", "user", "12345"], "it belongs to uid 12345, and the guest runs as uid 0"),
+    (["mode", "tap", "group", "100"], "it belongs to group 100, which the guest is not in"),
+    (["mode", "tun", "multi_queue", "user", "5"],
+     "it is an L3 tun device, which carries no Ethernet frames; it is multi-queue, which refuses "
+     "a guest attaching to one queue; it belongs to uid 5, and the guest runs as uid 0"),
+    (["mode", "tap", "user", "0"], None),
+    (["mode", "tap"], None),
+], ids=["tun", "multi-queue", "pi", "owned", "group", "all-three", "own-uid", "plain"])
+def test_tap_problem_names_every_reason(netns, args, problem):
+    netns.ip("tuntap", "add", "dev0", *args)
+    assert tap.tap_problem(links_of(netns)["dev0"], 0, {0}) == problem
+
+
+def test_tap_problem_of_what_is_no_persistent_tap(netns):
+    netns.ip("link", "add", "veth0", "type", "veth", "peer", "name", "veth1")
+    netns.ip("link", "add", "br0", "type", "bridge")
+    with in_netns(netns.name), tap.open_tap("held0"):
+        links = links_of(netns)
+    problems = {name: tap.tap_problem(links[name], 0, {0}) for name in ("veth0", "br0", "lo",
+                                                                       "held0")}
+    assert problems == {
+        "veth0": "it is not a tun/tap device (kind veth)",
+        "br0": "it is not a tun/tap device (kind bridge)",
+        "lo": "it is not a tun/tap device (kind none)",
+        "held0": "it is not persistent: it goes away with its holder's last fd"}
+
+
+def fake_tun(tun_data, kind="tun"):
+    from ukrun.rtnl_objects import Link
+
+    return Link(7, "tap0", "02:00:00:00:00:07", 1500, 0, None, kind, None, tun_data=tun_data)
+
+
+@pytest.mark.parametrize("attr, named", [
+    (Attr(lib.IFLA_TUN_OWNER, b"\0\0"), "IFLA_TUN_OWNER"),       # a u32 in 2 bytes
+    (Attr(lib.IFLA_TUN_TYPE, b"\2\0\0\0"), "IFLA_TUN_TYPE"),  # a u8 in 4
+], ids=["owner", "type"])
+def test_tap_problem_of_tun_settings_that_do_not_parse(attr, named):
+    for data in (pack_attr(attr), pack_attr(attr)[:-2], b"\x05\0"):
+        problem = tap.tap_problem(fake_tun(data), 0, {0})
+        assert problem.startswith("its tun settings cannot be read (link 7: IFLA_INFO_DATA: ")
+    assert named + ": " in tap.tap_problem(fake_tun(pack_attr(attr)), 0, {0})
+
+
+def test_tap_problem_of_a_kernel_that_reports_no_tun_settings():
+    # Before Linux 4.15 a tun device comes without IFLA_INFO_DATA: only the kind is judged.
+    assert tap.tap_problem(fake_tun(None), 1000, ()) is None
+    assert tap.tap_problem(fake_tun(None, kind="veth"), 0, ()) is not None
+
+
+@given(st.binary(max_size=64), st.integers(0, 2 ** 32 - 2), st.frozensets(st.integers(0, 70000)))
+@example(b"\x05\0\x03\0\x01\0\0\0", 0, frozenset())  # IFLA_TUN_TYPE IFF_TUN
+def test_tap_problem_never_raises(data, euid, groups):
+    problem = tap.tap_problem(fake_tun(data), euid, groups)
+    assert problem is None or (isinstance(problem, str) and problem)

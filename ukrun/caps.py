@@ -128,6 +128,61 @@ def set_no_new_privs() -> None:
     check(lib.ukrun_set_no_new_privs(), "PR_SET_NO_NEW_PRIVS")
 
 
+def securebits() -> int:
+    """The calling thread's securebits (SECBIT_* of linux/securebits.h), PR_GET_SECUREBITS."""
+    return check(lib.ukrun_securebits(), "PR_GET_SECUREBITS")
+
+
+def ambient_needed(euid: int | None = None, bits: int | None = None) -> bool:
+    """Whether a program exec'd with effective uid ``euid`` and securebits ``bits`` (this
+    thread's when None) keeps capabilities only through the ambient set.
+
+    As root with root's rules, execve gives the program the bounding set and the inheritable
+    one, and makes them effective (capabilities(7)): the ambient set adds nothing. A non-root
+    euid, or SECBIT_NOROOT, turns those rules off: then only ambient capabilities survive.
+    """
+    euid = os.geteuid() if euid is None else euid
+    bits = securebits() if bits is None else bits
+    return euid != 0 or bool(bits & lib.SECBIT_NOROOT)
+
+
+def ambient_allowed(bits: int | None = None) -> bool:
+    """Whether ambient capabilities can be raised: SECBIT_NO_CAP_AMBIENT_RAISE forbids it."""
+    bits = securebits() if bits is None else bits
+    return not bits & lib.SECBIT_NO_CAP_AMBIENT_RAISE
+
+
+def ambient_wanted(euid: int | None = None, bits: int | None = None) -> bool:
+    """Whether a drop should raise the kept capabilities as ambient (drop_to's and
+    prepare_execve's ``ambient``): whenever the kernel allows it, so the program holds them in
+    every set; when it does not, only if they are needed there, which ``ambient_problem``
+    reports before anything changes."""
+    bits = securebits() if bits is None else bits
+    return ambient_allowed(bits) or ambient_needed(euid, bits)
+
+
+# What to do about an ambient set that is needed but forbidden (ambient_problem).
+AMBIENT_HINT = ("pass --keep-cap none, or run as root without SECBIT_NOROOT (root needs no "
+                "ambient set)")
+
+
+def ambient_problem(kept: Iterable[int], euid: int | None = None,
+                    bits: int | None = None) -> str | None:
+    """Why a program exec'd by this thread (effective uid ``euid``, securebits ``bits``: this
+    thread's when None) cannot keep ``kept``: it needs them ambient and SECBIT_NO_CAP_AMBIENT_RAISE
+    forbids raising any. None when it can. For a preflight: nothing is changed."""
+    kept = frozenset(kept)
+    bits = securebits() if bits is None else bits
+    if not kept or ambient_allowed(bits):
+        return None
+    euid = os.geteuid() if euid is None else euid
+    if not ambient_needed(euid, bits):
+        return None
+    who = "uid %d" % euid if euid != 0 else "root under SECBIT_NOROOT"
+    return ("a program run as %s keeps %s only as ambient capabilities, and "
+            "SECBIT_NO_CAP_AMBIENT_RAISE forbids raising them" % (who, describe(kept)))
+
+
 def clear_ambient() -> None:
     check(lib.ukrun_ambient_clear_all(), "PR_CAP_AMBIENT_CLEAR_ALL")
 
@@ -178,6 +233,14 @@ def _checked_kept(kept: Iterable[int], before: CapState) -> frozenset:
     return kept
 
 
+def _check_ambient(kept: frozenset, ambient: bool) -> None:
+    """Refuse, before any change, to raise ambient capabilities the kernel forbids."""
+    if ambient and kept and not ambient_allowed():
+        raise _refuse("cannot raise %s as ambient capabilities: SECBIT_NO_CAP_AMBIENT_RAISE "
+                      "forbids it" % describe(kept),
+                      AMBIENT_HINT)
+
+
 def _verify(after: CapState, wanted: dict) -> CapState:
     wrong = [name for name, want in wanted.items() if getattr(after, name) != want]
     if wrong:
@@ -192,30 +255,35 @@ def can_bound_execve() -> bool:
     return lib.CAP_SETPCAP in current().effective
 
 
-def prepare_execve(kept: Iterable[int]) -> CapState:
+def prepare_execve(kept: Iterable[int], ambient: bool = True) -> CapState:
     """Make the next execve hand the program exactly ``kept``, keeping this thread's own
     effective and permitted sets (CAP_NET_ADMIN, to give the network back if execve fails).
 
     execve computes the program's sets from the bounding, inheritable and ambient sets
     (capabilities(7)): with all three equal to ``kept`` and no_new_privs, a root program gets
     ``kept``, a non-root one ``kept`` as ambient, and file capabilities nothing beyond the
-    bounding set. That needs CAP_SETPCAP (to shrink the bounding set); without it use
-    ``drop_to``. Verified against the thread's status; PrivilegeError when not as intended.
+    bounding set. ``ambient`` False leaves the ambient set empty, which root with root's
+    rules does not need (``ambient_wanted`` decides). That needs CAP_SETPCAP (to shrink the
+    bounding set); without it use ``drop_to``. Verified against the thread's status;
+    PrivilegeError when not as intended.
     """
     before = current()
     kept = _checked_kept(kept, before)
     if lib.CAP_SETPCAP not in before.effective:
         raise _refuse("CAP_SETPCAP is needed to bound the program's capabilities",
                       "drop with drop_to instead")
+    _check_ambient(kept, ambient)
     _attempt("PR_SET_NO_NEW_PRIVS", set_no_new_privs)
     for cap in range(last_cap() + 1):
         if cap not in kept and cap in before.bounding:
             _attempt("PR_CAPBSET_DROP %s" % describe([cap]), drop_bounding, cap)
     _attempt("capset", capset, before.effective, before.permitted, kept)
     _attempt("PR_CAP_AMBIENT_CLEAR_ALL", clear_ambient)
-    _attempt("PR_CAP_AMBIENT_RAISE", raise_ambient, kept)
+    if ambient:
+        _attempt("PR_CAP_AMBIENT_RAISE", raise_ambient, kept)
     return _verify(current(), {"effective": before.effective, "permitted": before.permitted,
-                               "inheritable": kept, "bounding": kept, "ambient": kept,
+                               "inheritable": kept, "bounding": kept,
+                               "ambient": kept if ambient else frozenset(),
                                "no_new_privs": True})
 
 
@@ -224,14 +292,17 @@ def drop_to(kept: Iterable[int], ambient: bool = False) -> CapState:
 
     Order: no_new_privs -> bounding set (when CAP_SETPCAP is effective) -> capset
     (effective = permitted = inheritable = kept) -> clear ambient (-> raise ``kept`` as
-    ambient when ``ambient``, for a non-root user's execve) -> check the thread's status.
+    ambient when ``ambient``, for a non-root user's execve: ``ambient_wanted`` decides)
+    -> check the thread's status.
     As root, execve then hands the program exactly ``kept``: without CAP_SETPCAP the
     bounding set stays, and no_new_privs is what cuts the new permitted set to ``kept``.
-    A kept capability the thread cannot keep is refused before anything changes; after
-    a failed capset the thread still holds what it had (CAP_NET_ADMIN to undo with).
+    A kept capability the thread cannot keep, or an ambient set the kernel forbids, is
+    refused before anything changes; after a failed capset the thread still holds what it
+    had (CAP_NET_ADMIN to undo with).
     """
     before = current()
     kept = _checked_kept(kept, before)
+    _check_ambient(kept, ambient)
     top = last_cap()
     with_setpcap = lib.CAP_SETPCAP in before.effective
 

@@ -13,7 +13,7 @@ from ipaddress import (IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv
 
 from ukrun._ffi import lib
 from ukrun.netlink import (Attr, IfAddrMsg, IfInfoMsg, Layout, NetlinkParseError, RtMsg, TcMsg,
-                           attr_nested, attr_scalar, attr_string, attr_u32)
+                           attr_nested, attr_scalar, attr_string, attr_u32, parse_attrs)
 from ukrun.valueclass import value_class
 
 _INTERFACE = {_socket.AF_INET: IPv4Interface, _socket.AF_INET6: IPv6Interface}
@@ -83,6 +83,7 @@ class Link:
     ``parent_dev`` and ``parent_bus`` are the device the interface sits on and its bus
     (IFLA_PARENT_DEV_NAME / _BUS_NAME: "0000:00:03.0" on "pci", "virtio2" on "virtio"),
     None when it has none: veth, macvlan, ipvlan, netkit, tun, bridges and lo have none.
+    ``tun_data`` is a tun device's IFLA_INFO_DATA, raw: ``tun`` decodes it (TunInfo).
     """
 
     index: int
@@ -96,16 +97,66 @@ class Link:
     parent_dev: str | None = None
     parent_bus: str | None = None
     addr_gen_mode: int | None = None  # IFLA_INET6_ADDR_GEN_MODE; None without IPv6
+    tun_data: bytes | None = None  # IFLA_INFO_DATA of a tun device, as sent; see ``tun``
 
     @property
     def up(self) -> bool:
         return bool(self.flags & lib.IFF_UP)
 
     @property
+    def tun(self) -> TunInfo | None:
+        """A tun device's settings; None for other kinds, and for a tun device of a kernel
+        before 4.15, which reports none. Decoded only when asked for, so that a device no
+        one asks about never fails a dump: NetlinkParseError, naming the link, when the
+        bytes do not fit."""
+        if self.kind != "tun" or self.tun_data is None:
+            return None
+        return _link_attr(self.index, "IFLA_INFO_DATA", lambda: tun_info(self.tun_data))
+
+    @property
     def is_physical(self) -> bool:
         """Whether the kernel reports a parent device: a real (or emulated) NIC, which no
         container runtime hands a container as its eth0."""
         return self.parent_dev is not None
+
+
+@value_class(frozen=True)
+class TunInfo:
+    """What the kernel reports of a tun device (IFLA_INFO_DATA, kind "tun"); None where an
+    attribute is missing. ``type`` is IFF_TUN (an L3 device: bare IP packets) or IFF_TAP
+    (Ethernet frames); ``pi``: each packet comes with a packet-information header (IFF_NO_PI
+    off); ``owner`` and ``group``: who alone may attach without CAP_NET_ADMIN (None: anyone).
+    """
+
+    type: int | None = None
+    pi: bool | None = None
+    persist: bool | None = None
+    multi_queue: bool | None = None
+    owner: int | None = None
+    group: int | None = None
+
+
+# TunInfo's fields: (field, attribute, its name in errors, its kind, whether a flag).
+_TUN_FIELDS = (("type", lib.IFLA_TUN_TYPE, "IFLA_TUN_TYPE", "u8", False),
+               ("pi", lib.IFLA_TUN_PI, "IFLA_TUN_PI", "u8", True),
+               ("persist", lib.IFLA_TUN_PERSIST, "IFLA_TUN_PERSIST", "u8", True),
+               ("multi_queue", lib.IFLA_TUN_MULTI_QUEUE, "IFLA_TUN_MULTI_QUEUE", "u8", True),
+               ("owner", lib.IFLA_TUN_OWNER, "IFLA_TUN_OWNER", "u32", False),
+               ("group", lib.IFLA_TUN_GROUP, "IFLA_TUN_GROUP", "u32", False))
+
+
+def tun_info(data: bytes) -> TunInfo:
+    """The TunInfo in a tun device's IFLA_INFO_DATA payload. Attributes it does not know are
+    ignored; one of the wrong size raises NetlinkParseError naming it."""
+    attrs = parse_attrs(data)
+    values = {}
+    for field, type_, name, kind, as_bool in _TUN_FIELDS:
+        try:
+            value = attrs.scalar(type_, kind)
+        except NetlinkParseError as e:
+            raise NetlinkParseError("%s: %s" % (name, e)) from None
+        values[field] = bool(value) if as_bool and value is not None else value
+    return TunInfo(**values)
 
 
 def _link_attr(index: int, what: str, read):
@@ -130,15 +181,18 @@ def link_from_message(body: IfInfoMsg) -> Link:
         alias = None
     mac = attrs.data(lib.IFLA_ADDRESS)
     linkinfo = _link_attr(index, "IFLA_LINKINFO", lambda: attrs.nested(lib.IFLA_LINKINFO))
+    kind = linkinfo.string(lib.IFLA_INFO_KIND, errors="surrogateescape")
     return Link(index=index, name=name, mac=format_mac(mac) if mac else None,
                 mtu=_link_attr(index, "IFLA_MTU", lambda: attrs.u32(lib.IFLA_MTU, 0)),
                 flags=body.flags,
                 master=_link_attr(index, "IFLA_MASTER", lambda: attrs.u32(lib.IFLA_MASTER)) or None,
-                kind=linkinfo.string(lib.IFLA_INFO_KIND, errors="surrogateescape"), alias=alias,
+                kind=kind, alias=alias,
                 parent_dev=attrs.string(lib.IFLA_PARENT_DEV_NAME, errors="surrogateescape"),
                 parent_bus=attrs.string(lib.IFLA_PARENT_DEV_BUS_NAME, errors="surrogateescape"),
                 addr_gen_mode=_link_attr(index, "IFLA_INET6_ADDR_GEN_MODE",
-                                         lambda: _addr_gen_mode(attrs)))
+                                         lambda: _addr_gen_mode(attrs)),
+                # Kept for tun devices only: a bridge's data holds timers that change.
+                tun_data=linkinfo.data(lib.IFLA_INFO_DATA) if kind == "tun" else None)
 
 
 def _addr_gen_mode(attrs) -> int | None:

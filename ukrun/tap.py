@@ -1,7 +1,8 @@
-"""Tap devices: create or attach one by name, make it persistent, turn its offloads off.
+"""Tap devices: create or attach one by name, make it persistent and give it an owner, turn
+its offloads off; and whether a link the kernel reports can be a guest's tap (tap_problem).
 
 Every name is checked before any syscall, by the one rule in ukrun.ifname (re-exported
-here as ``validate_ifname``); the C in csrc/ only does TUNSETIFF and SIOCETHTOOL.
+here as ``validate_ifname``); the C in csrc/ only does the tun ioctls and SIOCETHTOOL.
 Kernel failures raise OSError with the errno.
 """
 from __future__ import annotations
@@ -11,8 +12,10 @@ import os
 
 from ukrun._ffi import check, ffi, lib
 from ukrun.ifname import ifname_bytes, validate_ifname  # also ukrun.tap.validate_ifname
+from ukrun.netlink import NetlinkParseError
 
 TUN_DEVICE = "/dev/net/tun"
+_NO_UID = 2 ** 32 - 1  # (uid_t)-1
 
 # What disable_offloads turns off, as (name ethtool -k shows, get command, set command).
 # GRO/GSO on a tap hand the guest frames larger than its MTU, which Solo5 truncates;
@@ -22,6 +25,15 @@ OFFLOADS = (
     ("gso", lib.ETHTOOL_GGSO, lib.ETHTOOL_SGSO),
     ("tso", lib.ETHTOOL_GTSO, lib.ETHTOOL_STSO),
 )
+
+
+def _check_uid(uid: int) -> int:
+    if type(uid) is not int:
+        raise TypeError("uid must be an int, not %s" % type(uid).__name__)
+    # (uid_t)-1 is no uid: the kernel refuses it (EINVAL), as the setuid family does.
+    if not 0 <= uid < _NO_UID:
+        raise ValueError("uid %d is out of range" % uid)
+    return uid
 
 
 class Tap:
@@ -49,6 +61,15 @@ class Tap:
         what = "making tap %s %s" % (self.name, "persistent" if persist else "non-persistent")
         check(lib.ukrun_tap_set_persist(self.fd, int(bool(persist))), what)
 
+    def set_owner(self, uid: int) -> None:
+        """TUNSETOWNER: from now on only effective uid ``uid`` (or CAP_NET_ADMIN) attaches.
+
+        A persistent tap without an owner takes any process that can open /dev/net/tun; its
+        owner is the uid the guest runs as, which then needs no capability to attach.
+        """
+        _check_uid(uid)
+        check(lib.ukrun_tap_set_owner(self.fd, uid), "giving tap %s to uid %d" % (self.name, uid))
+
     def __enter__(self) -> Tap:
         return self
 
@@ -59,13 +80,18 @@ class Tap:
         return "Tap(fd=%d, name=%r)" % (self.fd, self.name)
 
 
-def open_tap(name: str, persist: bool = False, exclusive: bool = False) -> Tap:
+def open_tap(name: str, persist: bool = False, exclusive: bool = False,
+             owner: int | None = None) -> Tap:
     """Attach to tap ``name``, creating it when absent (IFF_TAP | IFF_NO_PI, O_CLOEXEC).
 
-    ``exclusive`` refuses (EBUSY) to attach to one that already exists. Creating needs
-    CAP_NET_ADMIN; attaching to a persistent tap with no owner or group does not.
+    ``exclusive`` refuses (EBUSY) to attach to one that already exists. ``owner``: the uid
+    that alone may attach without CAP_NET_ADMIN (Tap.set_owner), set before the tap is made
+    persistent. Creating needs CAP_NET_ADMIN; attaching to a persistent tap does not when the
+    caller's euid is the tap's owner and the caller is in its group, where it has them.
     """
     asked = ifname_bytes(validate_ifname(name))
+    if owner is not None:
+        _check_uid(owner)
     actual = ffi.new("char[]", lib.IFNAMSIZ)
     fd = check(lib.ukrun_tap_open(asked, int(bool(exclusive)), actual), "opening tap %s" % name)
     tap = Tap(fd, name)
@@ -75,7 +101,10 @@ def open_tap(name: str, persist: bool = False, exclusive: bool = False) -> Tap:
             # validate_ifname makes this unreachable; never hand out a tap we did not ask for.
             raise OSError(errno.EINVAL, "the kernel named it %r" % got.decode("utf-8", "replace"),
                           "opening tap %s" % name)
-        # Persist only once the name is checked, so no stray persistent tap is left behind.
+        # Persist only once the name and the owner are set, so that a failure leaves no
+        # persistent tap behind, least of all one without an owner.
+        if owner is not None:
+            tap.set_owner(owner)
         if persist:
             tap.set_persist(True)
     except BaseException:
@@ -109,3 +138,41 @@ def disable_offloads(name: str) -> None:
             # That is fine when it is fixed off; read it back to know.
             if e.errno != errno.EOPNOTSUPP or _ethtool(name, get, 0, what):
                 raise
+
+
+def tap_problem(link, euid: int, groups=frozenset()) -> str | None:
+    """Why ``link`` (a ukrun.rtnl_objects.Link) cannot be the tap of a guest that runs as
+    effective uid ``euid`` in ``groups`` (its effective gid and supplementary groups) with no
+    CAP_NET_ADMIN; None when it can. Pure: the kernel's report of the link is all it reads.
+
+    A guest attaches with IFF_TAP | IFF_NO_PI and without IFF_MULTI_QUEUE, the way
+    ``open_tap`` does, to a device that must outlive ukrun's fds, and only as its owner and
+    in its group where it has them. Packet information is each attacher's choice (the
+    kernel keeps the last one's), so a tap ukrun made and guests used never has it on: on,
+    it is someone else's. A kernel before 4.15 reports no tun settings: then only the kind
+    is judged, and attaching is the test.
+    """
+    if link.kind != "tun":
+        return "it is not a tun/tap device (kind %s)" % (link.kind or "none")
+    try:
+        info = link.tun
+    except NetlinkParseError as e:
+        return "its tun settings cannot be read (%s)" % e
+    if info is None:
+        return None
+    problems = []
+    if info.type == lib.IFF_TUN:
+        problems.append("it is an L3 tun device, which carries no Ethernet frames")
+    elif info.type not in (None, lib.IFF_TAP):
+        problems.append("it is a tun device of unknown type %d" % info.type)
+    if info.pi:
+        problems.append("it adds packet information to every frame (IFF_NO_PI is off)")
+    if info.multi_queue:
+        problems.append("it is multi-queue, which refuses a guest attaching to one queue")
+    if info.persist is False:
+        problems.append("it is not persistent: it goes away with its holder's last fd")
+    if info.owner is not None and info.owner != euid:
+        problems.append("it belongs to uid %d, and the guest runs as uid %d" % (info.owner, euid))
+    if info.group is not None and info.group not in groups:
+        problems.append("it belongs to group %d, which the guest is not in" % info.group)
+    return "; ".join(problems) or None
