@@ -242,8 +242,8 @@ def test_a_run_killed_right_after_creating_a_link_does_not_lock_out_the_next(
 
 # --- finding 2: a closed stdout or stderr costs the container its network -----------------------
 
-@finding(2, "with stdout or stderr closed, ukrun dies of an AttributeError after the wiring "
-            "(sys.stdout is None) and leaves eth0 handed over to no guest")
+# Was finding 2: with stdout or stderr closed, ukrun died of an AttributeError after the
+# wiring (sys.stdout is None) and left eth0 handed over to no guest.
 @pytest.mark.parametrize("init", MODES)
 @pytest.mark.parametrize("redirections", [">&-", "2>&-", "<&- >&- 2>&-"],
                          ids=["stdout-closed", "stderr-closed", "all-closed"])
@@ -423,9 +423,9 @@ def run_with_sigterm_while_waiting(container, ukrun_exe, init, program):
     return proc.returncode, out, err
 
 
-@finding(6, "in exec mode direct, a SIGTERM that arrives during the run is delivered to ukrun "
-            "when it unblocks signals right before execve: ukrun dies, the program never "
-            "runs and eth0 stays handed over")
+# Was finding 6: in exec mode direct, a SIGTERM that came in during the run was delivered to
+# ukrun when it unblocked signals right before execve: ukrun died, the program never ran and
+# eth0 stayed handed over. Now the run gives the network back and ends with 128 + 15.
 def test_a_sigterm_during_a_direct_run_reaches_the_program_or_changes_nothing(
         container, ukrun_exe, shared_dir):
     program = trapping_program(shared_dir)
@@ -483,8 +483,8 @@ JSON_RECORD = ('ukrun:{"v":1,"i":"eth0","w":"tc","b":null,"4":"172.30.0.2/16",'
                '"g":"172.30.0.1","o":0,"m":null,"e":"02:42:ac:1e:00:02"}')
 
 
-@finding(8, "the JSON record an older ukrun wrote is refused as 'ukrun did not write it', and "
-            "the hint (delete the tap) throws away the only copy of eth0's address")
+# Was finding 8: the JSON record an older ukrun wrote was refused as 'ukrun did not write it',
+# and the hint (delete the tap) threw away the only copy of eth0's address.
 def test_a_record_of_an_older_ukrun_is_taken_over_or_explained(container, ukrun_exe, shared_dir):
     program, ran = marker_program(shared_dir)
     # What the older run left in the kept namespace: its tap, its record, eth0 without IPv4.
@@ -492,11 +492,9 @@ def test_a_record_of_an_older_ukrun_is_taken_over_or_explained(container, ukrun_
     container.ip("link", "set", "tap0", "alias", JSON_RECORD)
     container.ip("addr", "flush", "dev", "eth0")
     proc = container.exec(ukrun_exe, "unix", program, check=False)
-    if proc.returncode == 0:
-        assert os.path.exists(ran)
-        return
-    assert one_line_error(proc), proc.stderr
-    assert "did not write" not in proc.stderr and "ip link delete" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0 and os.path.exists(ran), proc.stderr
+    # Taken over, and rewritten in today's words.
+    assert container.ip_json("-d", "link", "show", "tap0")[0]["ifalias"].startswith("ukrun:1 ")
 
 
 # --- finding 9: a record makes any tun device ukrun's, usable or not ------------------------------

@@ -2,6 +2,7 @@
 console script inside docker-like containers with a stand-in unikernel that reports what it got.
 """
 import json
+import re
 import os
 import subprocess
 import sys
@@ -176,11 +177,12 @@ def test_an_option_is_refused_exactly_where_the_table_says(dest):
 def test_the_tables_choices_are_what_the_library_knows():
     from ukrun.handover import choose_exec_mode
     from ukrun.record import WIRINGS
-    from ukrun.targets import IP_ARGS
+    from ukrun.ipargs import FORMATS
+    from ukrun.targets import IP_ARG_FORMATS
 
     table = _table()
     assert table["wiring"].choices == WIRINGS
-    assert table["ip_args"].choices == tuple(IP_ARGS)
+    assert table["ip_args"].choices == IP_ARG_FORMATS == tuple(FORMATS)
     for init in table["init"].choices:
         assert choose_exec_mode(init, pid1=False, can_bound=True) in ("direct", "forked")
 
@@ -188,7 +190,7 @@ def test_the_tables_choices_are_what_the_library_knows():
 @pytest.mark.parametrize("dest, value, needle", [
     ("wiring", "vxlan", "--wiring: 'vxlan' is not one of tc, bridge"),
     ("init", "sometimes", "--init: 'sometimes' is not one of auto, always, never"),
-    ("ip_args", "dhcp", "--ip-args: 'dhcp' is not one of mirage, none"),
+    ("ip_args", "dhcp", "--ip-args: 'dhcp' is not one of mirage, mirage-dns, unikraft, unikraft-lwip, linux, template, none"),
     ("mac", "02:42", "--mac: "), ("mac", 5, "--mac: 5 is not a MAC address"),
     ("mem", 0, "--mem: 0 is not a positive number of MB"), ("mem", True, "--mem: True"),
     ("mem", "64", "--mem: '64'"), ("net_name", "a:b", "--net-name: 'a:b' is not a device"),
@@ -482,7 +484,8 @@ def test_bridge_wiring_reproduces_the_old_runner(container, ukrun_exe, standin):
     got = report(proc)
     assert got["argv"] == [standin, "--interface=tap0", "a", "-b", "--c=d"] + IP_ARGS
     # -v: each step as it happens, and why --mac does nothing here.
-    assert "ukrun: create bridge br0\n" in proc.stderr
+    assert re.search(r"^ukrun: create bridge br0 \(as ukbr[0-9a-f]{8} until marked\)$",
+                     proc.stderr, re.M), proc.stderr
     assert "cannot set the guest's MAC" in proc.stderr
     br0, eth0, tap0 = (link(container, n) for n in ("br0", "eth0", "tap0"))
     assert br0["linkinfo"]["info_kind"] == "bridge"
@@ -593,7 +596,8 @@ PREFLIGHT = {
                      "QEMU"),
     "interface missing": (["unix", "--interface", "eth9", "{standin}"], None, None, 1,
                           "interface eth9 not found"),
-    "interface without IPv4": (["unix", "{standin}"], _no_ipv4, None, 1, "no IPv4"),
+    "interface without IPv4": (["unix", "{standin}"], _no_ipv4, None, 1,
+                               "no global IPv4 or IPv6"),
     "tap name taken": (["unix", "{standin}"], _taken("tap0"), None, 1, "tap0 already exists"),
     "tap of someone else": (["unix", "{standin}"], _foreign_tap, None, 1, "tap0 already exists"),
     "bridge name taken": (["unix", "--wiring", "bridge", "{standin}"], _taken("br0"), None, 1,

@@ -113,18 +113,24 @@ def test_missing_interface(container):
     assert e.value.message == "interface eth9 not found" and e.value.exit_status == 1
 
 
-def test_interface_without_ipv4(netns):
+def test_an_ipv6_only_interface(netns):
     netns.ip("link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
     netns.ip("-6", "addr", "add", "2001:db8::2/64", "dev", "eth0", "nodad")
+    found = discover_in(netns)
+    assert found.ipv4 is None and str(found.ipv6) == "2001:db8::2/64"
+
+
+def test_interface_without_any_address(netns):
+    netns.ip("link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
     with pytest.raises(DiscoveryError) as e:
         discover_in(netns)
-    assert e.value.message == "interface eth0 has no IPv4 address"
+    assert e.value.message == "interface eth0 has no global IPv4 or IPv6 address"
 
 
 def test_interface_with_only_a_link_scope_ipv4(netns):
     netns.ip("link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
     netns.ip("addr", "add", "169.254.3.4/16", "dev", "eth0", "scope", "link")
-    message = r"^interface eth0 has no global IPv4 address \(only 169.254.3.4/16\)$"
+    message = r"^interface eth0 has no global IPv4 or IPv6 address \(only 169.254.3.4/16\)$"
     with pytest.raises(DiscoveryError, match=message):
         discover_in(netns)
 
@@ -183,7 +189,7 @@ def test_an_interface_an_earlier_run_emptied_is_what_it_recorded():
                                             IPv6Address("fe80::1"))
     assert [str(a.interface) for a in found.addresses] == ["fe80::42/64"]
     assert json.loads(json.dumps(found.to_json()))["source"] == "recorded"
-    with pytest.raises(DiscoveryError, match="no IPv4 address"):
+    with pytest.raises(DiscoveryError, match="no global IPv4 or IPv6 address"):
         config(_snapshot(addresses=("fe80::42/64",)), "eth0")
 
 

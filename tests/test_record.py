@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from ukrun._ffi import lib
 from ukrun.rtnl_objects import Link
-from ukrun.targets import TARGETS, Launch, mirage_ip_args
+from ukrun.ipargs import GuestNet, build
+from ukrun.targets import TARGETS, Launch
 from ukrun.record import ALIAS_MAX, Record, RecordError
 from ukrun.wiring import View, Wanted, bridge_mark, check_record_against, plan_steps
 
@@ -121,8 +122,8 @@ def _bad(old, new):
 # One case per check: the alias, and what the message must say after "record on tap0: ".
 BAD = {
     "empty": ("ukrun:", "version '' is not one of 1, 2"),
-    "json": ('ukrun:{"v":1,"i":"eth0"}',
-             "version '{\"v\":1,\"i\":\"eth0\"}' is not one of 1, 2"),
+    "json": ('ukrun:{"v":1,"i":"eth0"}', "a JSON record, but not the one ukrun wrote"),
+    "json junk": ('ukrun:{"v":1', "not JSON nor words"),
     "version": (_bad("ukrun:1 ", "ukrun:3 "), "version '3' is not one of 1, 2"),
     "version 2 without its words": (_bad("ukrun:1 ", "ukrun:2 "), "6= h= missing"),
     "version 1 with a v2 word": (_bad("o=0", "o=0 6=2001:db8::2/64"), "'6=2001:db8::2/64' is"
@@ -422,7 +423,8 @@ def test_a_records_mac_and_address_reach_the_argv_only_checked(alias, target, ta
         return
     launch = Launch(unikernel="k", tender="t", tap_fd=3 if tap_fd else None,
                     mac=rec.guest_mac or rec.interface_mac,  # as the runner picks it
-                    ip_args=mirage_ip_args(rec.ipv4, rec.gateway4))
+                    ip_args=build("mirage", [GuestNet("eth0", "tap0", ipv4=rec.ipv4,
+                                                      gateway4=rec.gateway4)]))
     argv = TARGETS[target].build(launch)
     if target in ("qemu", "kvm"):
         device = argv[argv.index("-device") + 1]

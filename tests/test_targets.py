@@ -3,7 +3,7 @@ import ipaddress
 
 import pytest
 
-from ukrun.targets import TAP_FD, TARGETS, Launch, mirage_ip_args
+from ukrun.targets import TAP_FD, TARGETS, Launch
 
 IP = ("--ipv4=172.30.0.2/16", "--ipv4-gateway=172.30.0.1")
 MAC = "02:42:ac:1e:00:02"
@@ -94,13 +94,23 @@ def test_ukvm_refuses_a_tap_by_name():
         TARGETS["ukvm"].build(Launch(unikernel="k", tender="ukvm"))
 
 
-def test_mirage_ip_args():
-    iface = ipaddress.IPv4Interface("10.0.0.5/24")
-    assert mirage_ip_args(iface, ipaddress.IPv4Address("10.0.0.1")) == (
-        "--ipv4=10.0.0.5/24", "--ipv4-gateway=10.0.0.1")
-    assert mirage_ip_args(iface, None) == ("--ipv4=10.0.0.5/24",)
-    assert mirage_ip_args("169.254.1.7/32", "169.254.1.1") == (
-        "--ipv4=169.254.1.7/32", "--ipv4-gateway=169.254.1.1")
+def launch(target, **fields):
+    tap_fd = TAP_FD if TARGETS[target].tap_fd == "always" else None
+    return Launch(unikernel="k", tender="t", tap_fd=tap_fd, **fields)
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_kernel_parameters_go_before_the_guests_words(target):
+    # Unikraft and Linux read their parameters only before the "--" of the application's.
+    words = ("a", "--", "b")
+    first = TARGETS[target].build(launch(target, args=words, ip_args=("ip=X",),
+                                         ip_args_first=True))
+    last = TARGETS[target].build(launch(target, args=words, ip_args=("ip=X",)))
+    if target in ("qemu", "kvm"):
+        first, last = first[first.index("-append") + 1], last[last.index("-append") + 1]
+        assert (first, last) == ("ip=X a -- b", "a -- b ip=X")
+    else:
+        assert first[-4:] == ["ip=X", "a", "--", "b"] and last[-4:] == ["a", "--", "b", "ip=X"]
 
 
 def test_table_says_what_each_target_needs():

@@ -14,7 +14,15 @@ starts.
 """
 from __future__ import annotations
 
+import os
 import sys
+
+if os.getpid() == 1:
+    # A namespace's init drops every signal it has no handler for, unless it is blocked:
+    # blocked, `docker stop` stays pending until the program (or ukrun's init) takes it.
+    import _signal
+
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
 
 from ukrun.errors import UkrunError, UsageError
 from ukrun.options import fast_parse, field_values
@@ -78,6 +86,8 @@ def execute(ns) -> int:
 
 
 def _fail(message: str, verbose: bool) -> None:
+    if sys.stderr is None:  # started with stderr closed: the exit status says it all
+        return
     if verbose:
         import traceback
 

@@ -100,6 +100,19 @@ def restore_signals(mask) -> None:
     _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
 
 
+# Signals whose default action is not to end the process: ignore (SIGCHLD, SIGCONT, SIGURG,
+# SIGWINCH) or stop (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU).
+_HARMLESS = frozenset(getattr(_signal, name) for name in (
+    "SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU"))
+
+
+def pending_stop() -> int | None:
+    """A pending (blocked) signal whose default action ends the process, or None: delivered
+    once the mask is emptied for an in-place exec, it would end ukrun instead of the program."""
+    pending = sorted(set(_signal.sigpending()) - _HARMLESS)
+    return int(pending[0]) if pending else None
+
+
 def reset_signals() -> None:
     """Default dispositions and an empty mask, as a program started directly has: execve
     keeps ignored signals (CPython ignores SIGPIPE and SIGXFSZ) and the mask."""

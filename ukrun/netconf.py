@@ -68,8 +68,10 @@ def route_json(route: Route) -> dict:
 
 
 def _is_global(addr: Address) -> bool:
-    # IFA_F_SECONDARY is IFA_F_TEMPORARY for IPv6: neither is the address to hand over.
-    return addr.scope == lib.RT_SCOPE_UNIVERSE and not addr.flags & lib.IFA_F_SECONDARY
+    # IFA_F_SECONDARY is IFA_F_TEMPORARY for IPv6: neither is the address to hand over; and
+    # fe80::/10 is link-local whatever scope a dump gives it.
+    return (addr.scope == lib.RT_SCOPE_UNIVERSE and not addr.flags & lib.IFA_F_SECONDARY
+            and not addr.interface.ip.is_link_local)
 
 
 def _default_gateway(routes, family: int) -> Route | None:
@@ -84,19 +86,17 @@ def _config(link: Link, addresses: tuple, routes: tuple, own_mac: str | None) ->
     if link.mac is None:
         raise DiscoveryError("interface %s has no MAC address" % interface,
                              hint="ukrun hands over Ethernet interfaces only")
-    v4 = [a for a in addresses if a.family == _socket.AF_INET]
-    if not v4:
-        raise DiscoveryError("interface %s has no IPv4 address" % interface)
-    primary4 = [a for a in v4 if _is_global(a)]
-    if not primary4:
-        raise DiscoveryError("interface %s has no global IPv4 address (only %s)"
-                             % (interface, ", ".join(str(a.interface) for a in v4)))
+    primary4 = [a for a in addresses if a.family == _socket.AF_INET and _is_global(a)]
     primary6 = [a for a in addresses if a.family == _socket.AF_INET6 and _is_global(a)]
-    gateway4 = _default_gateway(routes, _socket.AF_INET)
-    gateway6 = _default_gateway(routes, _socket.AF_INET6)
+    if not primary4 and not primary6:  # an IPv6-only pod is fine, an address-less one is not
+        others = [str(a.interface) for a in addresses]
+        raise DiscoveryError("interface %s has no global IPv4 or IPv6 address%s"
+                             % (interface, " (only %s)" % ", ".join(others) if others else ""))
+    gateway4 = _default_gateway(routes, _socket.AF_INET) if primary4 else None
+    gateway6 = _default_gateway(routes, _socket.AF_INET6) if primary6 else None
     return NetConfig(
         interface=interface, index=link.index, mac=own_mac or link.mac, mtu=link.mtu,
-        ipv4=primary4[0].interface,
+        ipv4=primary4[0].interface if primary4 else None,
         gateway4=None if gateway4 is None else gateway4.gateway,
         gateway4_onlink=gateway4 is not None and gateway4.onlink,
         ipv6=primary6[0].interface if primary6 else None,

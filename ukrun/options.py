@@ -18,7 +18,7 @@ words the error. tests/test_cli.py checks that both agree wherever ``fast_parse`
 """
 from __future__ import annotations
 
-from ukrun.targets import IP_ARGS, QEMU_CPU, QEMU_MEM, TARGETS
+from ukrun.targets import IP_ARG_FORMATS, QEMU_CPU, QEMU_MEM, TARGETS
 
 DESCRIPTION = ("Run a unikernel as a container's main process: hand it the container's network "
                "(eth0's address, gateway and MAC) through a tap device, drop capabilities and "
@@ -32,6 +32,12 @@ TARGET_HELP = {
     "qemu": "QEMU with software emulation: -kernel UNIKERNEL -append ARGS",
     "kvm": "QEMU/KVM: -enable-kvm -kernel UNIKERNEL -append ARGS",
 }
+
+
+def _check_ip_template(template) -> None:
+    from ukrun.ipargs import check_template  # only when one is given
+
+    check_template(template)
 
 
 class Option:
@@ -157,9 +163,20 @@ OPTIONS = [
            help="the guest's MAC: the interface's (inherit; with --wiring bridge the "
                 "interface takes a fresh one), a fresh random one, or this one "
                 "(default: %(default)s)"),
-    Option("--ip-args", default="mirage", choices=tuple(IP_ARGS),
-           help="mirage: append --ipv4=ADDR/PREFIX --ipv4-gateway=GW to the "
-                "unikernel's arguments; none: append nothing (default: %(default)s)"),
+    Option("--ip-args", default="mirage", choices=IP_ARG_FORMATS,
+           help="the guest's network words: mirage (--ipv4=ADDR/PREFIX --ipv4-gateway=GW, "
+                "and --ipv6=... --ipv6-gateway=... with IPv6), mirage-dns (and "
+                "--dns_servers=...), unikraft (netdev.ip=ADDR/PREFIX:GW:DNS), unikraft-lwip "
+                "(netdev.ipv4_addr= ...), linux (ip=ADDR::GW:NETMASK::DEVICE:off:DNS), "
+                "template (--ip-template) or none; MirageOS's words go after the unikernel's "
+                "arguments, kernel parameters before them (default: %(default)s)"),
+    Option("--ip-template", metavar="WORDS", check=_check_ip_template,
+           help="with --ip-args template: the guest's network words, split on white space; "
+                "{ipv4}, {ipv4_address}, {ipv4_prefix}, {ipv4_netmask}, {gateway4}, {ipv6}, "
+                "{ipv6_address}, {ipv6_prefix}, {gateway6}, {mac}, {mtu}, {tap}, {interface}, "
+                "{device}, {dns}, {dns0}, {search}... take the first interface's value, "
+                "{N.name} interface N's; a word whose value is missing is left out, "
+                "{name?} keeps it empty (default: none)"),
     # Checked by preflight.kept_capabilities, which needs to know what this process holds.
     Option("--keep-cap", action="append", dest="keep_caps", metavar="CAP",
            help="a capability the unikernel keeps (repeatable; default "

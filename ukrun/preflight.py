@@ -10,6 +10,7 @@ import os
 import stat
 
 from ukrun.errors import NotExecutableError, NotFoundError, PrivilegeError, UsageError
+from ukrun.handover import LOCK_NAME
 # Will execve take the program: its own module, as it is most of a preflight; exported here.
 from ukrun.programs import (check_exec_size, check_program_image,  # noqa: F401
                             check_usable_unprivileged)
@@ -177,4 +178,9 @@ def check_options(o):
         raise UsageError("%s must all be different" % ", ".join(names))
     if not all(isinstance(a, str) for a in o.args):
         raise UsageError("arguments must be strings")
+    if (o.ip_template is None) != (o.ip_args != "template"):
+        raise UsageError("--ip-args template and --ip-template go together",
+                         "pass both, or neither")
+    if o.tap == LOCK_NAME:
+        raise UsageError("--tap: %s is the name of ukrun's namespace lock" % LOCK_NAME)
     return target

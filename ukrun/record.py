@@ -98,6 +98,8 @@ class Record:
         """
         if not alias or not alias.startswith(RECORD_PREFIX):
             return None
+        if alias.startswith(RECORD_PREFIX + "{"):
+            return cls._from_json(alias[len(RECORD_PREFIX):], tap)
         version, *words = alias[len(RECORD_PREFIX):].split(" ")
         keys = _KEYS_BY_VERSION.get(version)
         if keys is None:
@@ -123,6 +125,29 @@ class Record:
         if written != alias:  # e.g. 4=10.0.0.2/255.0.0.0 or 4=10.0.0.2, words reordered
             raise RecordError("not written the way ukrun writes it (%r)" % written, tap)
         return record
+
+    @classmethod
+    def _from_json(cls, text: str, tap: str | None) -> "Record":
+        """The JSON record ukrun wrote before its words (``{"v":1,"i":"eth0",...}``), still
+        found in pods that kept their namespace across an upgrade: read with the same checks,
+        then rewritten as words by the run that takes it over."""
+        import json  # only for this upgrade path
+
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise RecordError("not JSON nor words", tap) from None
+        keys = set(_KEYS_BY_VERSION["1"]) | {"v"}
+        if not isinstance(data, dict) or set(data) != keys or data["v"] != 1:
+            raise RecordError("a JSON record, but not the one ukrun wrote (keys %s, v 1)"
+                              % " ".join(sorted(keys)), tap)
+        texts = [data[key] for key in "iwb4gme"]
+        if not all(value is None or isinstance(value, str) for value in texts) or (
+                type(data["o"]) is not int):
+            raise RecordError("a JSON record with a value of the wrong type", tap)
+        return cls(data["i"], data["w"], data["b"], _ipv4_word(data["4"] or "", tap),
+                   _gateway_word(data["g"] or "", tap), _onlink_word(str(data["o"]), tap),
+                   data["m"], data["e"]).check(tap)
 
     def check(self, tap: str | None = None) -> "Record":
         """This record when every field is one a run can hand over; else RecordError."""

@@ -18,7 +18,7 @@ from ukrun.errors import DiscoveryError, NetworkError, PrivilegeError, UkrunErro
 from ukrun.errors import NotExecutableError, NotFoundError, UsageError
 from ukrun.netconf import NetConfig
 from ukrun.options import field_options
-from ukrun.targets import IP_ARGS, TAP_FD, Launch, Target
+from ukrun.targets import TAP_FD, Launch, Target
 from ukrun._ffi import lib
 from ukrun.valueclass import fresh, value_class
 from ukrun.wiring import (Record, RecordError, View, Wanted, check_record_against, owns_bridge,
@@ -35,7 +35,7 @@ def _heard() -> bool:
 
 
 def _say(message: str) -> None:
-    if _verbose:
+    if _verbose and sys.stderr is not None:
         sys.stderr.write("ukrun: %s\n" % message)
     logging = sys.modules.get("logging")
     if logging is not None:
@@ -76,6 +76,7 @@ class Plan:
     notes: list[str] = fresh(list)
     exec_mode: str = "direct"  # ukrun.handover.EXEC_MODES
     init_program: str | None = None  # the init a forked exec becomes
+    dns: object = None  # ukrun.ipargs.DNS: the nameservers and search domains handed over
 
     def to_json(self) -> dict:
         from ukrun.caps import cap_name
@@ -84,7 +85,14 @@ class Plan:
                 "network": self.network.to_json(), "guest_mac": self.guest_mac,
                 "steps": [s.to_json() for s in self.steps], "tap_fd": self.tap_fd,
                 "keep_caps": sorted(cap_name(c) for c in self.keep_caps),
-                "exec_mode": self.exec_mode, "init": self.init_program, "notes": self.notes}
+                "exec_mode": self.exec_mode, "init": self.init_program,
+                "dns": dns_json(self.dns), "notes": self.notes}
+
+
+def dns_json(dns) -> dict | None:
+    if dns is None:
+        return None
+    return {"servers": [str(s) for s in dns.servers], "search": list(dns.search)}
 
 
 # --- plan ---------------------------------------------------------------------------------
@@ -112,15 +120,23 @@ def resolve_programs(o: Options, target: Target, keep: frozenset = frozenset(),
                                          else "tender", keep=keep, dropped=dropped)
 
 
-def _bad_record(tap: str, error: ValueError) -> NetworkError:
-    """The one-line error for a record that does not validate (RecordError names the tap)."""
-    return NetworkError("%s: not a record ukrun can trust" % error,
-                        getattr(error, "hint", None)
-                        or "if no guest uses %s, delete it (ip link delete %s) and run again, "
-                           "or pass --tap NAME" % (tap, tap))
+def _bad_record(tap: str, error: ValueError, only_copy: str | None = None) -> NetworkError:
+    """The one-line error for a record that does not validate (RecordError names the tap).
+    ``only_copy``: the interface whose addresses exist nowhere but in that record, which must
+    then not be deleted."""
+    if only_copy is not None:
+        hint = ("%s holds no address of its own: this record is the only copy of what an "
+                "earlier run moved; do not delete %s: give %s its address back by hand, or "
+                "recreate the pod's network" % (only_copy, tap, only_copy))
+    else:
+        hint = (getattr(error, "hint", None)
+                or "if no guest uses %s, delete it (ip link delete %s) and run again, or pass "
+                   "--tap NAME" % (tap, tap))
+    return NetworkError("%s: not a record ukrun can trust" % error, hint)
 
 
-def _find_record(links, interface: str, tap: str | None = None) -> Record | None:
+def _find_record(links, interface: str, tap: str | None = None,
+                 only_copy: str | None = None) -> Record | None:
     """What an earlier run recorded on the tap it gave ``interface`` to (any tap if None).
 
     A record on another tap than ``tap`` is refused: two taps would fight over the interface.
@@ -136,8 +152,8 @@ def _find_record(links, interface: str, tap: str | None = None) -> Record | None
             record = Record.from_alias(link.alias, tap=link.name)
         except ValueError as e:
             if link.name == tap:
-                raise _bad_record(link.name, e) from None
-            invalid = invalid or _bad_record(link.name, e)
+                raise _bad_record(link.name, e, only_copy) from None
+            invalid = invalid or _bad_record(link.name, e, only_copy)
             continue
         if record is not None and record.interface == interface:
             if tap is not None and link.name != tap:
@@ -177,9 +193,39 @@ def _check_container_interface(link, o: Options) -> None:
                          "--network host; --allow-physical takes it anyway")
 
 
+TAKEOVER_WAIT = 1.0  # seconds a run waits for a just-started guest to open its tap
+
+
+def _bare(snapshot: netconf.Snapshot, link) -> str | None:
+    """``link``'s name when it holds no global address: an earlier run moved them."""
+    own = [a for a in snapshot.addresses if a.index == link.index
+           and a.scope == lib.RT_SCOPE_UNIVERSE]
+    return None if own else link.name
+
+
 def read_kernel(rtnl, o: Options, notes: list | None = None):
-    """(View, NetConfig): what the kernel holds now, read once (ukrun.netconf.read)."""
-    return survey(netconf.read(rtnl, (o.interface,), tc_links=(o.interface, o.tap)), o, notes)
+    """(View, NetConfig): what the kernel holds now, read once (ukrun.netconf.read).
+
+    Before taking over what an earlier run recorded on a tap no guest holds, wait a moment
+    for one to open it: a guest just exec'd in place needs some milliseconds to get there, and
+    a run that took its wiring over meanwhile would rewire under it."""
+    view, network = survey(netconf.read(rtnl, (o.interface,), tc_links=(o.interface, o.tap)),
+                           o, notes)
+    if view.previous is not None:
+        import time
+
+        deadline = time.monotonic() + TAKEOVER_WAIT
+        while time.monotonic() < deadline:
+            if rtnl.link(o.tap).flags & lib.IFF_LOWER_UP:
+                raise _live_guest(o)
+            time.sleep(0.005)
+    return view, network
+
+
+def _live_guest(o: Options) -> NetworkError:
+    return NetworkError("%s is already handed to a running guest (%s has a reader)"
+                        % (o.interface, o.tap),
+                        "one guest per interface: stop the other container first")
 
 
 def survey(snapshot: netconf.Snapshot, o: Options, notes: list | None = None):
@@ -188,8 +234,9 @@ def survey(snapshot: netconf.Snapshot, o: Options, notes: list | None = None):
     container's, a record that does not validate, and names taken by something else."""
     by_name = {link.name: link for link in snapshot.links}
     names = {link.index: link.name for link in snapshot.links}
-    _check_container_interface(_interface_link(snapshot, o.interface), o)
-    record = _find_record(snapshot.links, o.interface, o.tap)
+    link = _interface_link(snapshot, o.interface)
+    _check_container_interface(link, o)
+    record = _find_record(snapshot.links, o.interface, o.tap, _bare(snapshot, link))
     try:
         check_record_against(record, View(links=by_name), o.tap)
     except RecordError as e:
@@ -198,9 +245,7 @@ def survey(snapshot: netconf.Snapshot, o: Options, notes: list | None = None):
     if record is not None:
         # A tap has carrier exactly while some process holds it open: the guest.
         if by_name[o.tap].flags & lib.IFF_LOWER_UP:
-            raise NetworkError("%s is already handed to a running guest (%s has a reader)"
-                               % (o.interface, o.tap),
-                               "one guest per interface: stop the other container first")
+            raise _live_guest(o)
         if notes is not None:
             notes.append("%s holds what an earlier run moved and no guest has it open: this "
                          "run takes it over" % o.tap)
@@ -216,25 +261,47 @@ def survey(snapshot: netconf.Snapshot, o: Options, notes: list | None = None):
 
 
 def handover_notes(network: NetConfig) -> list:
-    """What the guest is not given: extra IPv4 addresses (removed with the rest), and IPv6."""
+    """What the guest is not given: the addresses besides the first global one of each family
+    (removed with the rest)."""
     interface, notes = network.interface, []
-    extra4 = [a for a in network.addresses
-              if a.interface.version == 4 and a.interface != network.ipv4]
-    if extra4:
-        notes.append("only %s is handed over: %s also holds %s, which %s removed and not handed "
-                     "over" % (network.ipv4, interface,
-                               ", ".join(str(a.interface) for a in extra4),
-                               "is" if len(extra4) == 1 else "are"))
-    v6 = [a for a in network.addresses
-          if a.interface.version == 6 and a.scope == lib.RT_SCOPE_UNIVERSE]
-    if v6:
-        notes.append("IPv6 is not handed over: %s removed from %s"
-                     % (", ".join(str(a.interface) for a in v6), interface))
-    for route in network.routes:
-        if route.family == _socket.AF_INET6 and route.is_default and route.gateway is not None:
-            notes.append("%s's IPv6 default route via %s stays on %s: IPv6 is not handed over"
-                         % (interface, route.gateway, interface))
+    for version, given in ((4, network.ipv4), (6, network.ipv6)):
+        extra = [a for a in network.addresses if a.interface.version == version
+                 and a.scope == lib.RT_SCOPE_UNIVERSE and a.interface != given]
+        if extra:
+            notes.append("only %s is handed over: %s also holds %s, which %s removed and not "
+                         "handed over" % (given, interface,
+                                          ", ".join(str(a.interface) for a in extra),
+                                          "is" if len(extra) == 1 else "are"))
     return notes
+
+
+def read_dns(network: NetConfig, path: str = "/etc/resolv.conf"):
+    """(ipargs.DNS, notes): the nameservers a guest can reach and the search domains, from the
+    container's resolv.conf (Docker's embedded 127.0.0.11 is replaced by the upstream servers
+    Docker notes in it; ukrun.resolv)."""
+    from ukrun.ipargs import DNS
+    from ukrun.resolv import parse_resolv_conf, usable_nameservers
+
+    try:
+        with open(path, "rb") as f:
+            text = f.read(1 << 16)
+    except OSError as e:
+        return DNS(), ["no nameserver is handed over: %s: %s" % (path, e.strerror)]
+    resolv = parse_resolv_conf(text)
+    servers, notes = usable_nameservers(resolv, ipv4=network.ipv4 is not None,
+                                        ipv6=network.ipv6 is not None)
+    return DNS(tuple(servers), tuple(resolv.search)), list(notes)
+
+
+def guest_nets(o: Options, target: Target, network: NetConfig, guest_mac) -> tuple:
+    """What the guest's network words describe (ukrun.ipargs.GuestNet), one per interface."""
+    from ukrun.ipargs import GuestNet
+
+    device = o.net_name if target.name in ("hvt", "spt") else (
+        "eth0" if target.name in ("qemu", "kvm") else None)
+    return (GuestNet(network.interface, o.tap, guest_mac, network.mtu, network.ipv4,
+                     network.gateway4, network.gateway4_onlink, network.ipv6, network.gateway6,
+                     device),)
 
 
 def choose_guest_mac(o: Options, target: Target, network: NetConfig, previous, notes):
@@ -255,7 +322,7 @@ def choose_guest_mac(o: Options, target: Target, network: NetConfig, previous, n
 def _wanted(o: Options, view: View, network: NetConfig, guest_mac, hold_tap: bool) -> Wanted:
     record = Record(o.interface, o.wiring, o.bridge if o.wiring == "bridge" else None,
                     network.ipv4, network.gateway4, network.gateway4_onlink, guest_mac,
-                    network.mac)
+                    network.mac, network.ipv6, network.gateway6)
     try:
         record.check(o.tap)  # what a restart must read back
     except RecordError as e:
@@ -299,14 +366,20 @@ def plan(options: Options) -> Plan:
     guest_mac = choose_guest_mac(o, target, network, view.previous, notes)
     tap_fd = TAP_FD if target.tap_fd == "always" or o.tap_fd else None
     steps = plan_steps(_wanted(o, view, network, guest_mac, tap_fd is not None), view)
-    ip_args = IP_ARGS[o.ip_args](network.ipv4, network.gateway4)
-    launch = Launch(unikernel=o.unikernel, args=tuple(o.args), ip_args=ip_args, tap=o.tap,
+    from ukrun import ipargs
+
+    dns, dns_notes = read_dns(network)
+    nets = guest_nets(o, target, network, guest_mac)
+    notes += dns_notes + list(ipargs.notes(o.ip_args, nets, dns))
+    ip_args = ipargs.build(o.ip_args, nets, dns, o.ip_template)
+    launch = Launch(unikernel=o.unikernel, args=tuple(o.args), ip_args=ip_args,
+                    ip_args_first=o.ip_args in ipargs.KERNEL_PARAMS, tap=o.tap,
                     tap_fd=tap_fd, mac=guest_mac, tender=tender,
                     tender_args=tuple(o.tender_args), net_name=o.net_name, mem=o.mem, cpu=o.cpu)
     argv = target.build(launch)
     preflight.check_exec_size(argv, os.environ)
     return Plan(o, target, network, guest_mac, steps, argv, keep, tap_fd, notes, exec_mode,
-                init_program)
+                init_program, dns)
 
 
 def inspect(interface: str = "eth0") -> dict:
@@ -316,9 +389,11 @@ def inspect(interface: str = "eth0") -> dict:
 
     with Rtnl() as rtnl:
         snapshot = netconf.read(rtnl, (interface,))
-    _interface_link(snapshot, interface)
-    network = netconf.config(snapshot, interface, _find_record(snapshot.links, interface))
-    return dict(network.to_json(), notes=handover_notes(network))
+    link = _interface_link(snapshot, interface)
+    record = _find_record(snapshot.links, interface, only_copy=_bare(snapshot, link))
+    network = netconf.config(snapshot, interface, record)
+    dns, dns_notes = read_dns(network)
+    return dict(network.to_json(), dns=dns_json(dns), notes=handover_notes(network) + dns_notes)
 
 
 # --- apply ----------------------------------------------------------------------------------
@@ -458,6 +533,7 @@ def _exec_here(applied: Applied):
     p = applied.plan
     direct = p.exec_mode == "direct"
     try:
+        _check_not_stopped(p)
         if direct:
             caps.prepare_execve(p.keep_caps)
         else:
@@ -474,18 +550,32 @@ def _exec_here(applied: Applied):
     tap_fd = applied.tap_fd
     handover.hand_fds(tap_fd, TAP_FD)
     _say_exec(p.argv)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    handover.reset_signals()
+    handover.flush_stdio()
     try:
+        if direct:
+            _check_not_stopped(p)  # a stop request that came in meanwhile
+        handover.reset_signals()
         os.execve(p.argv[0], p.argv, os.environ)
     except OSError as e:
         error = _exec_failed(p, e, given_back=direct)
+    except UkrunError as e:
+        error = e
     if tap_fd is not None:
         os.close(TAP_FD)  # the program's copy of the tap: the undo deletes the tap
     if not direct:
         raise error
     raise _give_back(applied, error)
+
+
+def _check_not_stopped(p: Plan) -> None:
+    """UkrunError (exit 128 + the signal, as a shell reports it) when a signal that ends a
+    process came in during the run: in place, the program would not get it, ukrun would."""
+    signum = handover.pending_stop()
+    if signum is not None:
+        error = UkrunError("signal %d came in before %s started: not starting it"
+                           % (signum, p.argv[0]))
+        error.exit_status = 128 + signum
+        raise error
 
 
 def _await_reader(applied: Applied, timeout: float = 1.0) -> None:
@@ -530,8 +620,7 @@ def _exec_forked(applied: Applied):
         raise
     handover.hand_fds(None, TAP_FD)
     _say("%s runs as pid %d under %s" % (p.argv[0], pid, p.init_program))
-    sys.stdout.flush()
-    sys.stderr.flush()
+    handover.flush_stdio()
     try:
         os.execve(p.init_program, [p.init_program, str(pid)], os.environ)
     except OSError as e:

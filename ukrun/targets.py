@@ -5,7 +5,6 @@ and the IP arguments first, then asks ``TARGETS[name].build(launch)`` for the ar
 """
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 
 from ukrun.valueclass import value_class
@@ -26,6 +25,7 @@ class Launch:
     unikernel: str
     args: tuple[str, ...] = ()
     ip_args: tuple[str, ...] = ()
+    ip_args_first: bool = False  # kernel parameters: before the guest's own words (and "--")
     tap: str = "tap0"
     tap_fd: int | None = None  # hand the tap over as this inherited fd instead of by name
     mac: str | None = None  # the guest's MAC; None leaves it to the guest
@@ -52,24 +52,23 @@ class Target:
     tender_file: str | None = None
 
 
-def mirage_ip_args(ipv4, gateway4=None) -> tuple[str, ...]:
-    """MirageOS 4's network arguments; the gateway is left out when there is none."""
-    ipv4 = ipaddress.IPv4Interface(ipv4)
-    args = ("--ipv4=%s" % ipv4.with_prefixlen,)
-    if gateway4 is not None:
-        args += ("--ipv4-gateway=%s" % ipaddress.IPv4Address(gateway4),)
-    return args
+# The formats of the guest's network words (--ip-args; ukrun.ipargs builds them).
+IP_ARG_FORMATS = ("mirage", "mirage-dns", "unikraft", "unikraft-lwip", "linux", "template",
+                  "none")
 
 
-IP_ARGS = {
-    "mirage": mirage_ip_args,
-    "none": lambda ipv4, gateway4=None: (),
-}
+def _guest_words(launch: Launch) -> tuple:
+    """The guest's arguments with the network words: after them (MirageOS's, the old runner's
+    place), or before them for kernel parameters (Unikraft, Linux), which a kernel reads only
+    in front of the "--" that starts its application's arguments."""
+    if launch.ip_args_first:
+        return tuple(launch.ip_args) + tuple(launch.args)
+    return tuple(launch.args) + tuple(launch.ip_args)
 
 
 def build_unix(launch: Launch) -> list:
     # Exactly the old runner's: UNIKERNEL --interface=TAP ARGS... --ipv4=... --ipv4-gateway=...
-    return [launch.unikernel, "--interface=%s" % launch.tap, *launch.args, *launch.ip_args]
+    return [launch.unikernel, "--interface=%s" % launch.tap, *_guest_words(launch)]
 
 
 def _solo5_tender_head(launch: Launch) -> list:
@@ -84,7 +83,7 @@ def build_solo5(launch: Launch) -> list:
     argv = _solo5_tender_head(launch) + ["--net:%s=%s" % (net, attach)]
     if launch.mac is not None:
         argv.append("--net-mac:%s=%s" % (net, launch.mac))
-    return argv + [*launch.tender_args, "--", launch.unikernel, *launch.args, *launch.ip_args]
+    return argv + [*launch.tender_args, "--", launch.unikernel, *_guest_words(launch)]
 
 
 def build_ukvm(launch: Launch) -> list:
@@ -92,7 +91,7 @@ def build_ukvm(launch: Launch) -> list:
     if launch.tap_fd is None:
         raise ValueError("ukvm needs the tap as an fd")
     argv = _solo5_tender_head(launch) + ["--net=@%d" % launch.tap_fd, *launch.tender_args]
-    return argv + ["--", launch.unikernel, *launch.args, *launch.ip_args]
+    return argv + ["--", launch.unikernel, *_guest_words(launch)]
 
 
 def _qemu_escape(value: str) -> str:
@@ -119,7 +118,7 @@ def _build_qemu(launch: Launch, kvm: bool) -> list:
     if launch.mac is not None:
         device += ",mac=%s" % launch.mac
     argv += ["-device", device, "-netdev", _qemu_netdev(launch)]
-    argv += ["-kernel", launch.unikernel, "-append", " ".join(launch.args + launch.ip_args)]
+    argv += ["-kernel", launch.unikernel, "-append", " ".join(_guest_words(launch))]
     # Extra tender arguments (-initrd FILE, ...) go last: QEMU does not care about order.
     return argv + list(launch.tender_args)
 
