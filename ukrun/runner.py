@@ -18,6 +18,7 @@ from ukrun.errors import DiscoveryError, NetworkError, PrivilegeError, UkrunErro
 from ukrun.errors import NotExecutableError, NotFoundError, UsageError
 from ukrun.netconf import NetConfig
 from ukrun.options import field_options
+from ukrun.tap import tap_problem
 from ukrun.targets import TAP_FD, Launch, Target
 from ukrun._ffi import lib
 from ukrun.valueclass import fresh, value_class
@@ -243,6 +244,11 @@ def survey(snapshot: netconf.Snapshot, o: Options, notes: list | None = None):
         raise _bad_record(o.tap, e) from None
     _check_names_free(o, by_name, record)
     if record is not None:
+        problem = tap_problem(by_name[o.tap], os.geteuid(), {os.getegid(), *os.getgroups()})
+        if problem:
+            raise NetworkError("%s carries a record but cannot be the guest's tap: %s"
+                               % (o.tap, problem),
+                               "ukrun takes over only a tap it made: pass --tap NAME")
         # A tap has carrier exactly while some process holds it open: the guest.
         if by_name[o.tap].flags & lib.IFF_LOWER_UP:
             raise _live_guest(o)
@@ -349,6 +355,9 @@ def plan(options: Options) -> Plan:
     if target.needs_kvm:
         preflight.check_kvm(o.target)
     preflight.check_capabilities(keep)
+    problem = caps.ambient_problem(keep)
+    if problem:
+        raise PrivilegeError(problem, caps.AMBIENT_HINT)
     init_program = None
     if exec_mode == "forked":
         from ukrun.pid1 import init_program as find_init
@@ -535,9 +544,9 @@ def _exec_here(applied: Applied):
     try:
         _check_not_stopped(p)
         if direct:
-            caps.prepare_execve(p.keep_caps)
+            caps.prepare_execve(p.keep_caps, ambient=caps.ambient_wanted())
         else:
-            caps.drop_to(p.keep_caps, ambient=True)
+            caps.drop_to(p.keep_caps, ambient=caps.ambient_wanted())
     except BaseException as e:
         # A failed drop leaves CAP_NET_ADMIN held, so the network can still be given back.
         if isinstance(e, UkrunError):
@@ -598,7 +607,7 @@ def _exec_forked(applied: Applied):
     tap_fd = applied.tap_fd
 
     def prepare():  # in the child, right before its execve
-        caps.drop_to(p.keep_caps, ambient=True)
+        caps.drop_to(p.keep_caps, ambient=caps.ambient_wanted())
         handover.hand_fds(tap_fd, TAP_FD)
         handover.reset_signals()
 

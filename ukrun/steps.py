@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import _socket  # not socket: see ukrun.rtnl
 import errno
+import os
 
 from ukrun.tap import Tap, disable_offloads, open_tap
 
@@ -29,7 +30,9 @@ class Kernel:
         # exclusive: a tap that appeared since the plan was made is not ours to take over.
         # Not persistent yet: until its record is written (persist_tap), a run killed on the
         # way takes the tap with it, instead of leaving one no later run could call its own.
-        self.taps[name] = open_tap(name, exclusive=True)
+        # Owned by the uid the guest runs as: no other uid attaches to it and reads the pod's
+        # traffic once the guest has gone (the owner needs no capability to attach).
+        self.taps[name] = open_tap(name, exclusive=True, owner=os.geteuid())
 
     def op_persist_tap(self, name: str) -> None:
         self.taps[name].set_persist(True)
