@@ -377,7 +377,7 @@ def slow_guest(directory):
 
 # Was finding 5: in exec mode direct nothing waited for the guest to open its tap: a second run
 # in that window found no carrier, took the record over and rewired eth0. A run now waits up to
-# runner.TAKEOVER_WAIT (1 s) for a reader before taking a record over; a guest slower than that
+# survey.TAKEOVER_WAIT (1 s) for a reader before taking a record over; a guest slower than that
 # to open its tap is taken for gone (README, Limits).
 def test_a_second_run_never_rewires_under_a_starting_guest(container, ukrun_exe, shared_dir):
     guest = slow_guest(shared_dir)

@@ -44,12 +44,70 @@ def test_defaults_and_options_reach_the_runner():
                     "--net-name", "service0", "--mac", "random", "--wiring", "bridge", "k.hvt"])
     options = cli.field_values(ns)
     assert options["keep_caps"] == ("net_raw", "KILL")
-    assert options["tap_fd"] is True and options["net_name"] == "service0"
-    assert options["mac"] == "random" and options["wiring"] == "bridge"
+    assert options["tap_fd"] is True and options["net_name"] == ("service0",)
+    assert options["mac"] == ("random",) and options["wiring"] == "bridge"
     defaults = cli.field_values(cli.parse(["unix", "k"]))
     assert defaults["keep_caps"] is None  # NET_BIND_SERVICE when held
-    assert (defaults["interface"], defaults["tap"], defaults["bridge"]) == ("eth0", "tap0", "br0")
-    assert (defaults["wiring"], defaults["mac"], defaults["ip_args"]) == ("tc", "inherit", "mirage")
+    assert (defaults["interface"], defaults["tap"], defaults["bridge"]) == (
+        ("eth0",), ("tap0",), ("br0",))
+    assert (defaults["wiring"], defaults["mac"], defaults["ip_args"]) == (
+        "tc", ("inherit",), "mirage")
+
+
+def test_per_interface_options_replace_their_default_and_pair_by_position():
+    from ukrun import options, parser, runner
+    from ukrun.targets import TARGETS
+
+    line = ["spt", "--interface", "net1", "--interface=eth0", "--tap", "t1", "--mac", "random",
+            "--net-name", "a", "--net-name", "b", "k"]
+    fast, slow = options.fast_parse(line), parser.parse(line)
+    assert vars(fast) == vars(slow)
+    values = cli.field_values(fast)
+    assert values["interface"] == ("net1", "eth0") and values["tap"] == ("t1",)
+    each = options.per_interface(runner.Options("spt", "k", **values), TARGETS["spt"])
+    assert [(e.position, e.interface, e.tap, e.bridge, e.mac, e.net_name) for e in each] == [
+        (0, "net1", "t1", "br0", "random", "a"), (1, "eth0", "tap1", "br1", "inherit", "b")]
+    # The library may give one value alone.
+    alone = options.per_interface(runner.Options("spt", "k", interface="eth1", tap="x"),
+                                  TARGETS["spt"])
+    assert [(e.interface, e.tap, e.net_name) for e in alone] == [("eth1", "x", "service")]
+
+
+def test_per_interface_options_default_by_position():
+    from ukrun import options
+
+    paired = [o for o in options.OPTIONS if o.nth is not None]
+    assert {o.dest for o in paired} == {"tap", "bridge", "mac", "net_name"}
+    for option in paired:
+        assert option.action == "append" and option.default == (option.nth(0),), option.flag
+    nth = {o.dest: [o.nth(n) for n in range(3)] for o in paired}
+    assert nth == {"tap": ["tap0", "tap1", "tap2"], "bridge": ["br0", "br1", "br2"],
+                   "mac": ["inherit"] * 3, "net_name": ["service", "service1", "service2"]}
+
+
+@pytest.mark.parametrize("fields, needle", [
+    (dict(target="unix", interface=("eth0", "net1")),
+     "the unix target hands over one interface, not 2 (--interface eth0 --interface net1)"),
+    (dict(target="ukvm", interface=("eth0", "net1")), "the ukvm target hands over one"),
+    (dict(tap=("a", "b")), "--tap is given 2 times for 1 interface"),
+    (dict(interface=("eth0", "net1"), mac=("random",) * 3), "--mac is given 3 times for 2"),
+    (dict(interface=("eth0", "eth0")), "--interface, --tap must all be different (eth0 more"),
+    (dict(interface=("eth0", "net1"), tap=("tap1",)),
+     "--interface, --tap must all be different (tap1 more"),
+    (dict(interface=("eth0", "net1"), wiring="bridge", bridge=("br1", "br1")),
+     "--interface, --tap, --bridge must all be different (br1 more"),
+    (dict(interface=("eth0", "net1"), net_name=("x", "x")), "--net-name: two interfaces"),
+    (dict(interface=()), "--interface: no interface given"),
+    (dict(interface=("eth0", "net1"), tap=("tap0", "ukrun-lock")),
+     "--tap: ukrun-lock is the name of ukrun's namespace lock"),
+])
+def test_per_interface_options_are_checked(fields, needle):
+    from ukrun import preflight, runner
+
+    fields = dict(dict(target="spt", unikernel="k"), **fields)
+    with pytest.raises(UsageError) as failed:
+        preflight.check_options(runner.Options(**fields))
+    assert str(failed.value).startswith(needle), str(failed.value)
 
 
 # A run's command line is parsed without argparse (ukrun.options.fast_parse); wherever that
@@ -333,12 +391,13 @@ STANDIN = textwrap.dedent("""\
             key, _, value = line.partition(":")
             if key.startswith("Cap") or key == "NoNewPrivs":
                 status[key] = value.strip()
-    iff = None
-    if "3" in fds:
-        with open("/proc/self/fdinfo/3") as f:
-            iff = [l.split()[1] for l in f if l.startswith("iff:")] or None
-    print(json.dumps({{"argv": sys.argv, "status": status, "fds": fds, "iff3": iff,
-                      "env": os.environ.get("UKRUN_TEST_MARK")}}))
+    iffs = {{}}  # the tap each inherited tun fd is attached to
+    for fd in sorted(fds):
+        if int(fd) > 2 and fds[fd] == "/dev/net/tun":
+            with open("/proc/self/fdinfo/" + fd) as f:
+                iffs[fd] = [l.split()[1] for l in f if l.startswith("iff:")]
+    print(json.dumps({{"argv": sys.argv, "status": status, "fds": fds, "iffs": iffs,
+                      "iff3": iffs.get("3"), "env": os.environ.get("UKRUN_TEST_MARK")}}))
 """)
 
 
@@ -542,6 +601,9 @@ def test_dry_run_and_inspect_change_nothing(container, ukrun_exe, standin):
     plan = report(ukrun(container, ukrun_exe, "unix", "--dry-run", standin, "x"))
     assert plan["argv"] == [standin, "--interface=tap0", "x"] + IP_ARGS
     assert plan["network"]["ipv4"] == "172.30.0.2/16" and plan["steps"]
+    # One interface: "networks" lists it, with its tap.
+    assert [(n["interface"], n["tap"], n["ipv4"]) for n in plan["networks"]] == [
+        ("eth0", "tap0", "172.30.0.2/16")]
     inspected = report(ukrun(container, ukrun_exe, "inspect"))
     assert inspected["mac"] == container.mac and inspected["gateway4"] == "172.30.0.1"
     assert inspected["source"] == "discovered"

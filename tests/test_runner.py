@@ -16,6 +16,7 @@ import pytest
 import ukrun
 import ukrun.rtnl
 import ukrun.runner
+import ukrun.survey
 from nsutil import in_netns
 from snapshots import snapshot, wiring_state
 from ukrun.errors import NetworkError, PrivilegeError, UsageError
@@ -114,11 +115,11 @@ READ_ONCE = ["links", "addresses", "routes"]
 
 def test_a_plan_reads_the_kernel_once(container, programs, monkeypatch):
     # (Not counting the moment a restart waits for a just-started guest to open its tap.)
-    wait, ukrun.runner.TAKEOVER_WAIT = ukrun.runner.TAKEOVER_WAIT, 0
+    wait, ukrun.survey.TAKEOVER_WAIT = ukrun.survey.TAKEOVER_WAIT, 0
     try:
         _reads_once(container, programs, monkeypatch)
     finally:
-        ukrun.runner.TAKEOVER_WAIT = wait
+        ukrun.survey.TAKEOVER_WAIT = wait
 
 
 def _reads_once(container, programs, monkeypatch):
@@ -352,21 +353,21 @@ def answer(frame: bytes, mac: bytes, ip: bytes, arp: bool):
 
 
 class Guest:
-    """A guest on the tap, in a thread: answers for GUEST_IP with ``mac``."""
+    """A guest on the tap, in a thread: answers for ``ip`` with ``mac``."""
 
-    def __init__(self, netns, tap, mac, arp=True):
+    def __init__(self, netns, tap, mac, arp=True, ip=GUEST_IP):
         with in_netns(netns):
             self.tap = open_tap(tap)
         self.mac, self.arp = bytes.fromhex(mac.replace(":", "")), arp
+        self.ip = bytes(int(x) for x in ip.split("."))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
     def _serve(self):
-        ip = bytes(int(x) for x in GUEST_IP.split("."))
         while not self.stop.is_set():
             if select.select([self.tap.fd], [], [], 0.1)[0]:
-                reply = answer(os.read(self.tap.fd, 65536), self.mac, ip, self.arp)
+                reply = answer(os.read(self.tap.fd, 65536), self.mac, self.ip, self.arp)
                 if reply:
                     os.write(self.tap.fd, reply)
 
@@ -376,9 +377,9 @@ class Guest:
         self.tap.close()
 
 
-def ping(docker_host):
+def ping(docker_host, ip=GUEST_IP):
     return subprocess.run(["ip", "netns", "exec", docker_host.name, "ping", "-c", "1", "-W", "3",
-                           GUEST_IP], capture_output=True, text=True).returncode == 0
+                           ip], capture_output=True, text=True).returncode == 0
 
 
 @pytest.mark.parametrize("wiring", ["tc", "bridge"])

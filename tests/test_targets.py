@@ -3,10 +3,11 @@ import ipaddress
 
 import pytest
 
-from ukrun.targets import TAP_FD, TARGETS, Launch
+from ukrun.targets import TAP_FD, TARGETS, Launch, Nic
 
 IP = ("--ipv4=172.30.0.2/16", "--ipv4-gateway=172.30.0.1")
 MAC = "02:42:ac:1e:00:02"
+MAC1 = "02:00:0a:00:00:02"
 
 CASES = {
     # The old runner's unix line, word for word.
@@ -65,6 +66,39 @@ CASES = {
          "-device", "virtio-net-pci,netdev=n0,mac=" + MAC, "-netdev", "tap,id=n0,fd=3",
          "-kernel", "bzImage", "-append", "", "-initrd", "initrd.cpio"],
     ),
+    # Several devices: one --net/--net-mac pair each, one -device/-netdev pair each.
+    "spt with two devices": (
+        dict(unikernel="k.spt", tender="solo5-spt", mac=MAC,
+             more_nics=(Nic("tap1", mac=MAC1, net_name="service1"),)),
+        ["solo5-spt", "--net:service=tap0", "--net-mac:service=" + MAC, "--net:service1=tap1",
+         "--net-mac:service1=" + MAC1, "--", "k.spt", *IP],
+    ),
+    "hvt with three devices as fds, one MAC left to the guest": (
+        dict(unikernel="k.hvt", tender="solo5-hvt", mac=MAC, tap_fd=TAP_FD,
+             more_nics=(Nic("tap1", TAP_FD + 1, MAC1, "private"), Nic("tap2", TAP_FD + 2,
+                                                                      net_name="x"))),
+        ["solo5-hvt", "--net:service=@3", "--net-mac:service=" + MAC, "--net:private=@4",
+         "--net-mac:private=" + MAC1, "--net:x=@5", "--", "k.hvt", *IP],
+    ),
+    "qemu with two devices": (
+        dict(unikernel="k", tender="qemu", mac=MAC, more_nics=(Nic("tap,1", mac=MAC1),)),
+        ["qemu", "-nodefaults", "-machine", "acpi=off", "-display", "none", "-serial",
+         "stdio", "-m", "512", "-cpu", "Westmere",
+         "-device", "virtio-net-pci,netdev=n0,mac=" + MAC,
+         "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
+         "-device", "virtio-net-pci,netdev=n1,mac=" + MAC1,
+         "-netdev", "tap,id=n1,ifname=tap,,1,script=no,downscript=no",
+         "-kernel", "k", "-append", " ".join(IP)],
+    ),
+    "kvm with two devices as fds": (
+        dict(unikernel="k", tender="qemu", tap_fd=TAP_FD,
+             more_nics=(Nic("tap1", TAP_FD + 1),)),
+        ["qemu", "-nodefaults", "-machine", "acpi=off", "-display", "none", "-serial",
+         "stdio", "-m", "512", "-enable-kvm", "-cpu", "host",
+         "-device", "virtio-net-pci,netdev=n0", "-netdev", "tap,id=n0,fd=3",
+         "-device", "virtio-net-pci,netdev=n1", "-netdev", "tap,id=n1,fd=4",
+         "-kernel", "k", "-append", " ".join(IP)],
+    ),
     "qemu escapes commas in the tap name": (
         dict(unikernel="k", tender="qemu", tap="a,b", ip_args=()),
         ["qemu", "-nodefaults", "-machine", "acpi=off", "-display", "none", "-serial",
@@ -94,6 +128,22 @@ def test_ukvm_refuses_a_tap_by_name():
         TARGETS["ukvm"].build(Launch(unikernel="k", tender="ukvm"))
 
 
+@pytest.mark.parametrize("target", ["unix", "ukvm"])
+def test_one_device_targets_refuse_a_second(target):
+    # The runner refuses earlier, with a usage error; the builder alone must not drop one.
+    assert TARGETS[target].max_interfaces == 1
+    with pytest.raises(ValueError, match="the %s target takes one network device, not 2"
+                       % target):
+        TARGETS[target].build(Launch(unikernel="k", tender="t", tap_fd=TAP_FD,
+                                     more_nics=(Nic("tap1", TAP_FD + 1),)))
+
+
+def test_nics_lists_the_first_device_then_the_others():
+    launch = Launch(unikernel="k", tap="a", mac=MAC, net_name="n",
+                    more_nics=(Nic("b", 4, MAC1, "m"),))
+    assert launch.nics == (Nic("a", None, MAC, "n"), Nic("b", 4, MAC1, "m"))
+
+
 def launch(target, **fields):
     tap_fd = TAP_FD if TARGETS[target].tap_fd == "always" else None
     return Launch(unikernel="k", tender="t", tap_fd=tap_fd, **fields)
@@ -121,3 +171,5 @@ def test_table_says_what_each_target_needs():
     assert TARGETS["spt"].default_tender == "solo5-spt"
     assert TARGETS["ukvm"].default_tender == "/unikernel/ukvm"
     assert TARGETS["unix"].default_tender is None
+    assert {n for n, t in TARGETS.items() if t.max_interfaces == 1} == {"unix", "ukvm"}
+    assert all(t.max_interfaces is None for n, t in TARGETS.items() if n not in ("unix", "ukvm"))

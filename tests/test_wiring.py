@@ -350,3 +350,32 @@ def test_random_mac_is_locally_administered_unicast():
     macs = {random_mac() for _ in range(50)}
     assert len(macs) == 50
     assert all(parse_mac(m) == m for m in macs)
+
+
+# --- several interfaces: each plan touches its own links alone ------------------------------
+
+@pytest.mark.parametrize("wiring", ["tc", "bridge"])
+def test_each_interfaces_plan_touches_its_own_links_alone(wiring):
+    """The runner plans each interface from one snapshot and undoes them one after the other
+    (ukrun.runner._undo): that holds only if no two plans touch the same link or address."""
+    net1 = FakeLink(5, "net1", NEW_MAC, kind="veth")
+    view = _with(fresh_view(), net1=net1)
+    addresses1 = (FakeAddress(ipaddress.ip_interface("10.0.0.2/24"), index=5),
+                  FakeAddress(ipaddress.ip_interface("fe80::8:ff:fe00:1/64"), scope=253,
+                              index=5))
+    routes1 = (FakeRoute(socket.AF_INET, "10.0.0.0/24"),)
+    view1 = View(**{**view.__dict__, "addresses": addresses1, "routes": routes1})
+    record1 = Record("net1", wiring, "br1" if wiring == "bridge" else None,
+                     ipaddress.IPv4Interface("10.0.0.2/24"), None, False, NEW_MAC, NEW_MAC)
+    plans = [plan_steps(wanted(wiring), view),
+             plan_steps(Wanted(wiring, "net1", "tap1", "br1", 1500, record1), view1)]
+    touched = []
+    for steps, index in zip(plans, (2, 5)):
+        final = {s.args["name"]: s.args["to"] for s in steps if s.op == "rename"}
+        names = {final.get(n, n) for n in _touched(steps)}
+        names |= {s.args["interface"] for step in steps for s in (step, *step.undo)
+                  if "interface" in s.args}
+        assert {s.args["address"].index for s in steps if "address" in s.args} == {index}
+        touched.append(names)
+    assert touched[0] & touched[1] == set()
+    assert touched[1] == ({"net1", "tap1", "br1"} if wiring == "bridge" else {"net1", "tap1"})

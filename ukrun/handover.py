@@ -143,10 +143,11 @@ def reserve_fd(fd: int):
     return True
 
 
-def hand_fds(tap_fd: int | None, as_fd: int) -> None:
-    """Leave only 0, 1, 2 and the tap (dup'd to ``as_fd``) inheritable: all else close-on-exec."""
+def hand_fds(taps: dict) -> None:
+    """Leave only 0, 1, 2 and the taps inheritable, all else close-on-exec. ``taps`` maps the
+    fd each tap goes to (``reserve_fd`` kept them free) to the fd that holds it now."""
     keep = {0, 1, 2}
-    if tap_fd is not None:
+    for as_fd, tap_fd in taps.items():
         if tap_fd != as_fd:
             os.dup2(tap_fd, as_fd, inheritable=True)  # the original stays close-on-exec
         else:

@@ -8,7 +8,9 @@ default, how the command line's text becomes its value (``convert``) and what a 
 - ``runner.Options`` has one field per option a run reads (``field``), with its default, and
   ``field_values`` hands it a parsed command line;
 - ukrun.preflight refuses an option the target does not take and checks every value, for the
-  command line and the library alike.
+  command line and the library alike;
+- ``per_interface`` pairs the options that take one value per interface (``Option.nth``)
+  with the interfaces (--interface, repeatable), by position.
 
 A run is on every unikernel container's start path, and argparse is slow to load there: with
 the ``re`` and ``enum`` it brings, ~10 ms on this kind of machine, more than ukrun's own work.
@@ -18,6 +20,7 @@ words the error. tests/test_cli.py checks that both agree wherever ``fast_parse`
 """
 from __future__ import annotations
 
+from ukrun.errors import UsageError
 from ukrun.targets import IP_ARG_FORMATS, QEMU_CPU, QEMU_MEM, TARGETS
 
 DESCRIPTION = ("Run a unikernel as a container's main process: hand it the container's network "
@@ -50,20 +53,23 @@ class Option:
     ``convert``: the command line's text to a value (ValueError saying why not); ``choices``
     and ``check`` (a function raising ValueError or TypeError saying why) what a value must be,
     checked by the preflight; ``hint``: what to do when it is not; ``help``: a str, or a
-    function of the Target for text that depends on it.
+    function of the Target for text that depends on it. ``nth``: for an option that takes one
+    value per interface (repeatable, paired with --interface by position), the default of
+    interface N (``default`` is then the first interface's alone).
     """
 
     __slots__ = ("flags", "dest", "action", "default", "choices", "convert", "check", "hint",
-                 "targets", "field", "metavar", "help")
+                 "targets", "field", "metavar", "help", "nth")
 
     def __init__(self, *flags, action="store", default=None, choices=None, convert=None,
                  check=None, hint=None, targets=None, field=True, dest=None, metavar=None,
-                 help=None):
+                 help=None, nth=None):
         self.flags = flags
         self.dest = dest or flags[-1].lstrip("-").replace("-", "_")
         self.action, self.default, self.choices = action, default, choices
         self.convert, self.check, self.hint = convert, check, hint
         self.targets, self.field, self.metavar, self.help = targets, field, metavar, help
+        self.nth = nth
 
     @property
     def flag(self) -> str:
@@ -75,9 +81,11 @@ class Option:
 
     @property
     def cli_default(self):
-        """The default in a parsed namespace: a repeatable option collects into a list."""
+        """The default in a parsed namespace: a repeatable option collects into a list, and
+        one with a default value is None until given (argparse would add to the default: a
+        given value must replace it); ``field_values`` then gives the default."""
         if self.action == "append" and self.default is not None:
-            return list(self.default)
+            return None if self.default else []
         return self.default
 
     def takes(self, target_name: str) -> bool:
@@ -87,10 +95,17 @@ class Option:
         return self.help(target) if callable(self.help) else self.help
 
     def is_set(self, value) -> bool:
-        """Whether ``value`` differs from the default (a repeatable one given as any sequence)."""
+        """Whether ``value`` differs from the default (a repeatable one given as any sequence,
+        or as one value alone)."""
         if self.action == "append" and value is not None and self.default is not None:
-            return tuple(value) != tuple(self.default)
+            return items(value) != tuple(self.default)
         return value != self.default
+
+
+def items(value) -> tuple:
+    """A repeatable option's value as a tuple: the library may give a single value alone
+    (``interface="eth1"``)."""
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
 # --- conversions and checks (ValueError or TypeError saying why) -------------------------
@@ -134,6 +149,14 @@ def _strings(values) -> None:
         raise TypeError("arguments must be strings")
 
 
+def _each(check):
+    """``check`` for every value of an option that takes one per interface."""
+    def check_each(values) -> None:
+        for value in items(values):
+            check(value)
+    return check_each
+
+
 # --- the table ----------------------------------------------------------------------------
 
 _SOLO5 = ("hvt", "spt")
@@ -147,22 +170,41 @@ def _qemu_or(target, qemu_text: str, other: str) -> str:
     return qemu_text if target.name in _QEMU else other
 
 
+def _paired_help(text: str, first: str, more: str | None = None):
+    """The help of an option that takes one value per interface: repeatable only for a target
+    that takes several interfaces; ``more``: its default then."""
+    def help_for(target) -> str:
+        if target.max_interfaces == 1:
+            return "%s (default: %s)" % (text, first)
+        return "%s; repeatable: the Nth is the Nth interface's (default: %s)" % (
+            text, more or first)
+    return help_for
+
+
 # In the order --help lists them: the options every target takes, then the others.
 OPTIONS = [
-    Option("--interface", default="eth0", metavar="NAME", check=_interface_name,
-           help="the container's interface to hand over (default: %(default)s)"),
-    Option("--tap", default="tap0", metavar="NAME", check=_interface_name,
-           help="the tap device to create for the guest (default: %(default)s)"),
+    Option("--interface", action="append", default=("eth0",), metavar="NAME",
+           check=_each(_interface_name),
+           help=lambda t: "the container's interface to hand over%s (default: eth0)" % (
+               "" if t.max_interfaces == 1 else "; repeatable (a Multus pod's eth0, net1...): "
+               "each gets its own tap, wiring and network device of the guest, in this order")),
+    Option("--tap", action="append", default=("tap0",), nth=lambda n: "tap%d" % n,
+           metavar="NAME", check=_each(_interface_name),
+           help=_paired_help("the tap device to create for the guest", "tap0",
+                             "tap0, tap1, ... by position")),
     Option("--wiring", default="tc", choices=("tc", "bridge"),
            help="tc: ingress redirects both ways, no bridge; bridge: the old runner's "
                 "topology, the interface and the tap on a bridge (default: %(default)s)"),
-    Option("--bridge", default="br0", metavar="NAME", check=_interface_name,
-           help="the bridge for --wiring bridge (default: %(default)s)"),
-    Option("--mac", default="inherit", metavar="inherit|random|MAC", check=_mac,
+    Option("--bridge", action="append", default=("br0",), nth=lambda n: "br%d" % n,
+           metavar="NAME", check=_each(_interface_name),
+           help=_paired_help("the bridge for --wiring bridge", "br0",
+                             "br0, br1, ... by position")),
+    Option("--mac", action="append", default=("inherit",), nth=lambda n: "inherit",
+           metavar="inherit|random|MAC", check=_each(_mac),
            hint="inherit, random or XX:XX:XX:XX:XX:XX",
-           help="the guest's MAC: the interface's (inherit; with --wiring bridge the "
-                "interface takes a fresh one), a fresh random one, or this one "
-                "(default: %(default)s)"),
+           help=_paired_help("the guest's MAC: the interface's (inherit; with --wiring bridge "
+                             "the interface takes a fresh one), a fresh random one, or this "
+                             "one", "inherit")),
     Option("--ip-args", default="mirage", choices=IP_ARG_FORMATS,
            help="the guest's network words: mirage (--ipv4=ADDR/PREFIX --ipv4-gateway=GW, "
                 "and --ipv6=... --ipv6-gateway=... with IPv6), mirage-dns (and "
@@ -200,17 +242,22 @@ OPTIONS = [
            help=lambda t: "the tender to run (default: %s)" % t.default_tender),
     Option("--qemu", targets=_QEMU, metavar="PATH",
            help=lambda t: "the QEMU binary (default: %s on PATH)" % t.default_tender),
-    Option("--net-name", targets=_SOLO5, default="service", metavar="NAME",
-           check=_device_name, hint="see the unikernel's manifest: solo5-elftool query-manifest",
-           help="the unikernel's network device name (default: %(default)s)"),
+    # MirageOS 4 names its one default device "service"; a second one has whatever name the
+    # unikernel's config.ml gives it (netif "NAME"), so any default past the first is a guess.
+    Option("--net-name", targets=_SOLO5, action="append", default=("service",),
+           nth=lambda n: "service%d" % n if n else "service", metavar="NAME",
+           check=_each(_device_name),
+           hint="see the unikernel's manifest: solo5-elftool query-manifest",
+           help=_paired_help("the unikernel's network device name, as its manifest names it",
+                             "service", "service, then service1, service2, ...")),
     Option("--mem", targets=_HOSTED, convert=integer, check=_positive_mb, metavar="MB",
            help=lambda t: "guest memory in MB (default: %s)"
                           % _qemu_or(t, str(QEMU_MEM), "the tender's")),
     Option("--cpu", targets=_QEMU, metavar="MODEL",
            help=lambda t: "QEMU CPU model (default: %s)" % QEMU_CPU[t.name]),
     Option("--tap-fd", targets=_TAP_FD_OPTIONAL, action="store_true", default=False,
-           help="hand the tap over as an inherited fd (3) instead of by name "
-                "(default: off, by name)"),
+           help="hand the tap over as an inherited fd (3; the Nth interface's: 3 + N) "
+                "instead of by name (default: off, by name)"),
     Option("--tender-arg", targets=_HOSTED, action="append", dest="tender_args", default=(),
            check=_strings, metavar="ARG",
            help=lambda t: "an argument for the %s (repeatable; default: none)"
@@ -231,13 +278,63 @@ def field_options() -> list:
 def field_values(ns) -> dict:
     """The keywords of ``runner.Options`` in a parsed run command line (``fast_parse``'s or
     argparse's namespace): each option of the target that a run reads, repeatable ones as
-    tuples (None when never given and without a default)."""
+    tuples (the default when never given)."""
     values = {}
     for option in run_options(ns.command):
         if option.field:
             value = getattr(ns, option.dest)
+            if value is None:
+                value = option.default
             values[option.dest] = tuple(value) if isinstance(value, list) else value
     return values
+
+
+def per_interface(o, target) -> tuple:
+    """One ``Namespace`` per interface of a run (``o``: a ``runner.Options``), in --interface
+    order: ``position``, ``interface``, and each option that takes one value per interface
+    (``Option.nth``), the Nth value given or else its default for position N.
+
+    UsageError when an option is given more often than there are interfaces, when ``target``
+    takes fewer interfaces, or when two interfaces, taps or bridges (with --wiring bridge),
+    or two Solo5 device names, are the same name.
+    """
+    interfaces = items(o.interface)
+    if not interfaces:
+        raise UsageError("--interface: no interface given")
+    if target.max_interfaces is not None and len(interfaces) > target.max_interfaces:
+        raise UsageError("the %s target hands over one interface, not %d (--interface %s)"
+                         % (target.name, len(interfaces), " --interface ".join(
+                             map(str, interfaces))),
+                         "hvt, spt, qemu and kvm take several; run one container per "
+                         "interface otherwise")
+    paired = [option for option in OPTIONS if option.nth is not None]
+    given = {option.dest: items(getattr(o, option.dest)) for option in paired}
+    for option in paired:
+        if len(given[option.dest]) > len(interfaces):
+            raise UsageError("%s is given %d times for %d interface%s"
+                             % (option.flag, len(given[option.dest]), len(interfaces),
+                                "" if len(interfaces) == 1 else "s"),
+                             "give it once per --interface, in the same order")
+    each = tuple(Namespace(position=n, interface=interface, **{
+        option.dest: given[option.dest][n] if n < len(given[option.dest]) else option.nth(n)
+        for option in paired}) for n, interface in enumerate(interfaces))
+    _check_distinct(each, o.wiring == "bridge", target.name in _SOLO5)
+    return each
+
+
+def _check_distinct(each: tuple, bridges: bool, net_names: bool) -> None:
+    names = [n for e in each for n in (e.interface, e.tap) + ((e.bridge,) if bridges else ())]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1}, key=str)
+        raise UsageError("--interface, --tap%s must all be different%s"
+                         % (", --bridge" if bridges else "",
+                            "" if len(each) == 1 else " (%s more than once)"
+                            % ", ".join(map(str, twice))))
+    devices = [e.net_name for e in each]
+    if net_names and len(set(devices)) != len(devices):
+        raise UsageError("--net-name: two interfaces have the same device name",
+                         "give each interface its own --net-name, as the unikernel's manifest "
+                         "names them")
 
 
 def value_flags(options) -> set:

@@ -72,8 +72,10 @@ def get_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("inspect", help="print the discovered network configuration as JSON",
                             description="Print what a run would hand over, as JSON.",
                             allow_abbrev=False)
-    p.add_argument("--interface", default="eth0", metavar="NAME",
-                   help="the interface to inspect (default: %(default)s)")
+    # No argparse default: it would be added to, not replaced (runner.inspect: None is eth0).
+    p.add_argument("--interface", action="append", metavar="NAME",
+                   help="the interface to inspect; repeatable: the first one's configuration "
+                        "is the answer's own, networks lists each one's (default: eth0)")
     _add_docker_commands(commands)
     return parser
 

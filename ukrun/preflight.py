@@ -14,7 +14,7 @@ from ukrun.handover import LOCK_NAME
 # Will execve take the program: its own module, as it is most of a preflight; exported here.
 from ukrun.programs import (check_exec_size, check_program_image,  # noqa: F401
                             check_usable_unprivileged)
-from ukrun.options import field_options
+from ukrun.options import field_options, per_interface
 from ukrun.targets import TARGETS
 
 KVM_DEVICE = "/dev/kvm"
@@ -171,16 +171,12 @@ def check_options(o):
             raise UsageError("%s is not available for the %s target" % (option.flag, o.target))
     for option in taken:
         _check_value(option, getattr(o, option.dest))
-    names = {"--interface": o.interface, "--tap": o.tap}
-    if o.wiring == "bridge":
-        names["--bridge"] = o.bridge
-    if len(set(names.values())) != len(names):
-        raise UsageError("%s must all be different" % ", ".join(names))
+    each = per_interface(o, target)  # the options of each interface, their names all different
     if not all(isinstance(a, str) for a in o.args):
         raise UsageError("arguments must be strings")
     if (o.ip_template is None) != (o.ip_args != "template"):
         raise UsageError("--ip-args template and --ip-template go together",
                          "pass both, or neither")
-    if o.tap == LOCK_NAME:
+    if any(e.tap == LOCK_NAME for e in each):
         raise UsageError("--tap: %s is the name of ukrun's namespace lock" % LOCK_NAME)
     return target

@@ -1,29 +1,31 @@
 """One run: discover, preflight, plan, apply (with undo), drop privileges, execve.
 
 ``plan(options)`` reads the kernel once (one ukrun.netconf snapshot, which discovery and the
-plan both read) and checks everything but changes nothing;
+plan both read; ukrun.survey) and checks everything but changes nothing;
 ``apply(plan)`` makes the changes, undoing them all on any error;
 ``run(...)`` does both, drops capabilities, closes stray fds and becomes the unikernel.
+
+A run hands over one interface or several (--interface, repeatable): each gets its own tap,
+wiring, restart record and guest device, and one undo log covers them all.
 """
 from __future__ import annotations
 
-import _socket  # not socket: see ukrun.rtnl
 import errno
 import os
 import sys
 from collections.abc import Sequence
 
-from ukrun import handover, netconf, preflight
-from ukrun.errors import DiscoveryError, NetworkError, PrivilegeError, UkrunError
+from ukrun import handover, preflight
+from ukrun.errors import NetworkError, PrivilegeError, UkrunError
 from ukrun.errors import NotExecutableError, NotFoundError, UsageError
 from ukrun.netconf import NetConfig
-from ukrun.options import field_options
-from ukrun.tap import tap_problem
-from ukrun.targets import TAP_FD, Launch, Target
+from ukrun.options import field_options, items, per_interface
+from ukrun.survey import handover_notes, read_kernel
+from ukrun.targets import TAP_FD, Launch, Nic, Target
 from ukrun._ffi import lib
 from ukrun.valueclass import fresh, value_class
-from ukrun.wiring import (Record, RecordError, View, Wanted, check_record_against, owns_bridge,
-                          parse_mac, plan_steps, random_mac)
+from ukrun.wiring import (Record, RecordError, View, Wanted, parse_mac, plan_steps,
+                          random_mac)
 
 # Steps and notes go to stderr under -v (log_to_stderr), and to the "ukrun" logger when the
 # program has loaded logging: importing it just in case would cost every run ~2 ms.
@@ -56,7 +58,10 @@ def _declare_options():
         "What a run is asked to do: ``Options(target, unikernel, args=(), %s)``. Each keyword "
         "is the option of ``ukrun TARGET`` of that name (``keep_caps`` is --keep-cap, "
         "``tender_args`` --tender-arg), with the same default; ``keep_caps`` None keeps "
-        "NET_BIND_SERVICE when this process holds it." % ", ".join(
+        "NET_BIND_SERVICE when this process holds it. ``interface``, ``tap``, ``bridge``, "
+        "``mac`` and ``net_name`` take one value per interface, as a tuple (or one value "
+        "alone): the Nth pairs with the Nth interface, and one not given is its default for "
+        "that position (tap1, br1, inherit, service1 for the second)." % ", ".join(
             "%s=%r" % (option.dest, option.default) for option in field_options()))
     return value_class(type("Options", (), namespace))
 
@@ -64,20 +69,60 @@ def _declare_options():
 Options = _declare_options()
 
 
+@value_class(frozen=True)
+class Handover:
+    """One interface a run hands over: ``each``, its options (``interface``, ``tap``,
+    ``bridge``, ``mac``, ``net_name``, ``position``: ukrun.options.per_interface); ``network``,
+    what it holds; ``guest_mac``, the MAC the guest's device gets (None: the guest picks one);
+    ``tap_fd``, the fd its tap is handed over as (None: by name); ``device``, the guest's own
+    name for it (the Solo5 net name, eth0, eth1... in a Linux guest; None: unknown);
+    ``steps``, the wiring's (ukrun.wiring.plan_steps), which touch its own links alone."""
+
+    each: object
+    network: NetConfig
+    guest_mac: str | None
+    tap_fd: int | None
+    device: str | None
+    steps: tuple = ()
+
+    @property
+    def tap(self) -> str:
+        return self.each.tap
+
+    def to_json(self) -> dict:
+        return dict(self.network.to_json(), tap=self.tap, guest_mac=self.guest_mac,
+                    tap_fd=self.tap_fd, device=self.device)
+
+
 @value_class
 class Plan:
     options: Options
     target: Target
-    network: NetConfig
-    guest_mac: str | None
-    steps: list
+    handovers: tuple  # one Handover per interface, in --interface order
     argv: list[str]
     keep_caps: frozenset
-    tap_fd: int | None
     notes: list[str] = fresh(list)
     exec_mode: str = "direct"  # ukrun.handover.EXEC_MODES
     init_program: str | None = None  # the init a forked exec becomes
     dns: object = None  # ukrun.ipargs.DNS: the nameservers and search domains handed over
+
+    @property
+    def steps(self) -> list:
+        """Every interface's steps, in order."""
+        return [step for h in self.handovers for step in h.steps]
+
+    # The first interface's, as a plan of one interface has always said.
+    @property
+    def network(self) -> NetConfig:
+        return self.handovers[0].network
+
+    @property
+    def guest_mac(self) -> str | None:
+        return self.handovers[0].guest_mac
+
+    @property
+    def tap_fd(self) -> int | None:
+        return self.handovers[0].tap_fd
 
     def to_json(self) -> dict:
         from ukrun.caps import cap_name
@@ -87,7 +132,8 @@ class Plan:
                 "steps": [s.to_json() for s in self.steps], "tap_fd": self.tap_fd,
                 "keep_caps": sorted(cap_name(c) for c in self.keep_caps),
                 "exec_mode": self.exec_mode, "init": self.init_program,
-                "dns": dns_json(self.dns), "notes": self.notes}
+                "dns": dns_json(self.dns), "notes": self.notes,
+                "networks": [h.to_json() for h in self.handovers]}
 
 
 def dns_json(dns) -> dict | None:
@@ -95,6 +141,25 @@ def dns_json(dns) -> dict | None:
         return None
     return {"servers": [str(s) for s in dns.servers], "search": list(dns.search)}
 
+
+def _listed(names) -> str:
+    return ", ".join(names)
+
+
+def _given_back_text(handovers) -> str:
+    """"eth0 was given back", or "eth0, net1 were given back"."""
+    return "%s %s given back" % (_listed(h.each.interface for h in handovers),
+                                 "was" if len(handovers) == 1 else "were")
+
+
+def _handed_text(handovers) -> str:
+    """"eth0 stays handed over to tap0", or "eth0, net1 stay handed over to tap0, tap1"."""
+    return "%s %s handed over to %s" % (_listed(h.each.interface for h in handovers),
+                                        "stays" if len(handovers) == 1 else "stay",
+                                        _listed(h.tap for h in handovers))
+
+
+# --- plan ---------------------------------------------------------------------------------
 
 # --- plan ---------------------------------------------------------------------------------
 
@@ -121,223 +186,88 @@ def resolve_programs(o: Options, target: Target, keep: frozenset = frozenset(),
                                          else "tender", keep=keep, dropped=dropped)
 
 
-def _bad_record(tap: str, error: ValueError, only_copy: str | None = None) -> NetworkError:
-    """The one-line error for a record that does not validate (RecordError names the tap).
-    ``only_copy``: the interface whose addresses exist nowhere but in that record, which must
-    then not be deleted."""
-    if only_copy is not None:
-        hint = ("%s holds no address of its own: this record is the only copy of what an "
-                "earlier run moved; do not delete %s: give %s its address back by hand, or "
-                "recreate the pod's network" % (only_copy, tap, only_copy))
-    else:
-        hint = (getattr(error, "hint", None)
-                or "if no guest uses %s, delete it (ip link delete %s) and run again, or pass "
-                   "--tap NAME" % (tap, tap))
-    return NetworkError("%s: not a record ukrun can trust" % error, hint)
-
-
-def _find_record(links, interface: str, tap: str | None = None,
-                 only_copy: str | None = None) -> Record | None:
-    """What an earlier run recorded on the tap it gave ``interface`` to (any tap if None).
-
-    A record on another tap than ``tap`` is refused: two taps would fight over the interface.
-    The record is input (anything with CAP_NET_ADMIN in the pod can write an alias): one
-    that does not validate is refused on ``tap`` itself, and ignored on other taps unless
-    nothing else is found.
-    """
-    invalid = None
-    for link in links:
-        if link.kind != "tun":
-            continue
-        try:
-            record = Record.from_alias(link.alias, tap=link.name)
-        except ValueError as e:
-            if link.name == tap:
-                raise _bad_record(link.name, e, only_copy) from None
-            invalid = invalid or _bad_record(link.name, e, only_copy)
-            continue
-        if record is not None and record.interface == interface:
-            if tap is not None and link.name != tap:
-                raise NetworkError("%s was handed to tap %s by an earlier run"
-                                   % (interface, link.name), "pass --tap %s" % link.name)
-            return record
-    if invalid is not None and tap is None:
-        raise invalid
-    return None
-
-
-def _check_names_free(o: Options, by_name: dict, record: Record | None) -> None:
-    if o.tap in by_name and record is None:
-        raise NetworkError("%s already exists and was not made by ukrun" % o.tap,
-                           "pass --tap NAME")
-    if o.wiring == "bridge" and o.bridge in by_name and not owns_bridge(View(links=by_name),
-                                                                       o.bridge, o.tap):
-        raise NetworkError("%s already exists and was not made by ukrun" % o.bridge,
-                           "pass --bridge NAME")
-
-
-def _interface_link(snapshot: netconf.Snapshot, interface: str):
-    link = snapshot.link(interface)
-    if link is None:
-        raise DiscoveryError("interface %s not found" % interface, "pass --interface NAME")
-    return link
-
-
-def _check_container_interface(link, o: Options) -> None:
-    """A real NIC is not a container's interface: ukrun started on a host by mistake (or with
-    --network host) must not strip the machine's own network."""
-    parent = getattr(link, "parent_dev", None)
-    if parent and not o.allow_physical:
-        raise UsageError("%s is a physical NIC (parent device %s), not a container's interface"
-                         % (link.name, parent),
-                         "run ukrun as a container's entrypoint, not on a host or with "
-                         "--network host; --allow-physical takes it anyway")
-
-
-TAKEOVER_WAIT = 1.0  # seconds a run waits for a just-started guest to open its tap
-
-
-def _bare(snapshot: netconf.Snapshot, link) -> str | None:
-    """``link``'s name when it holds no global address: an earlier run moved them."""
-    own = [a for a in snapshot.addresses if a.index == link.index
-           and a.scope == lib.RT_SCOPE_UNIVERSE]
-    return None if own else link.name
-
-
-def read_kernel(rtnl, o: Options, notes: list | None = None):
-    """(View, NetConfig): what the kernel holds now, read once (ukrun.netconf.read).
-
-    Before taking over what an earlier run recorded on a tap no guest holds, wait a moment
-    for one to open it: a guest just exec'd in place needs some milliseconds to get there, and
-    a run that took its wiring over meanwhile would rewire under it."""
-    view, network = survey(netconf.read(rtnl, (o.interface,), tc_links=(o.interface, o.tap)),
-                           o, notes)
-    if view.previous is not None:
-        import time
-
-        deadline = time.monotonic() + TAKEOVER_WAIT
-        while time.monotonic() < deadline:
-            if rtnl.link(o.tap).flags & lib.IFF_LOWER_UP:
-                raise _live_guest(o)
-            time.sleep(0.005)
-    return view, network
-
-
-def _live_guest(o: Options) -> NetworkError:
-    return NetworkError("%s is already handed to a running guest (%s has a reader)"
-                        % (o.interface, o.tap),
-                        "one guest per interface: stop the other container first")
-
-
-def survey(snapshot: netconf.Snapshot, o: Options, notes: list | None = None):
-    """(View, NetConfig): what a run of ``o`` starts from in ``snapshot``, the interface's
-    configuration discovered from the same snapshot. Pure; refuses an interface that is no
-    container's, a record that does not validate, and names taken by something else."""
-    by_name = {link.name: link for link in snapshot.links}
-    names = {link.index: link.name for link in snapshot.links}
-    link = _interface_link(snapshot, o.interface)
-    _check_container_interface(link, o)
-    record = _find_record(snapshot.links, o.interface, o.tap, _bare(snapshot, link))
-    try:
-        check_record_against(record, View(links=by_name), o.tap)
-    except RecordError as e:
-        raise _bad_record(o.tap, e) from None
-    _check_names_free(o, by_name, record)
-    if record is not None:
-        problem = tap_problem(by_name[o.tap], os.geteuid(), {os.getegid(), *os.getgroups()})
-        if problem:
-            raise NetworkError("%s carries a record but cannot be the guest's tap: %s"
-                               % (o.tap, problem),
-                               "ukrun takes over only a tap it made: pass --tap NAME")
-        # A tap has carrier exactly while some process holds it open: the guest.
-        if by_name[o.tap].flags & lib.IFF_LOWER_UP:
-            raise _live_guest(o)
-        if notes is not None:
-            notes.append("%s holds what an earlier run moved and no guest has it open: this "
-                         "run takes it over" % o.tap)
-    network = netconf.config(snapshot, o.interface, record)
-    ingress = frozenset(names[q.index] for q in snapshot.qdiscs
-                        if q.kind == "ingress" and q.index in names)
-    redirects = frozenset((names[index], names.get(f.redirect_to))
-                          for index, filters in snapshot.filters.items()
-                          for f in filters if f.redirect_to)
-    view = View(links=by_name, addresses=network.addresses, routes=network.routes,
-                ingress=ingress, redirects=redirects, previous=record, names=names)
-    return view, network
-
-
-def handover_notes(network: NetConfig) -> list:
-    """What the guest is not given: the addresses besides the first global one of each family
-    (removed with the rest)."""
-    interface, notes = network.interface, []
-    for version, given in ((4, network.ipv4), (6, network.ipv6)):
-        extra = [a for a in network.addresses if a.interface.version == version
-                 and a.scope == lib.RT_SCOPE_UNIVERSE and a.interface != given]
-        if extra:
-            notes.append("only %s is handed over: %s also holds %s, which %s removed and not "
-                         "handed over" % (given, interface,
-                                          ", ".join(str(a.interface) for a in extra),
-                                          "is" if len(extra) == 1 else "are"))
-    return notes
-
-
-def read_dns(network: NetConfig, path: str = "/etc/resolv.conf"):
-    """(ipargs.DNS, notes): the nameservers a guest can reach and the search domains, from the
-    container's resolv.conf (Docker's embedded 127.0.0.11 is replaced by the upstream servers
-    Docker notes in it; ukrun.resolv)."""
+def read_dns(networks, path: str = "/etc/resolv.conf"):
+    """(ipargs.DNS, notes): the nameservers a guest can reach through one of ``networks``
+    (NetConfigs) and the search domains, from the container's resolv.conf (Docker's embedded
+    127.0.0.11 is replaced by the upstream servers Docker notes in it; ukrun.resolv)."""
     from ukrun.ipargs import DNS
     from ukrun.resolv import parse_resolv_conf, usable_nameservers
 
+    networks = items(networks)
     try:
         with open(path, "rb") as f:
             text = f.read(1 << 16)
     except OSError as e:
         return DNS(), ["no nameserver is handed over: %s: %s" % (path, e.strerror)]
     resolv = parse_resolv_conf(text)
-    servers, notes = usable_nameservers(resolv, ipv4=network.ipv4 is not None,
-                                        ipv6=network.ipv6 is not None)
+    servers, notes = usable_nameservers(resolv,
+                                        ipv4=any(n.ipv4 is not None for n in networks),
+                                        ipv6=any(n.ipv6 is not None for n in networks))
     return DNS(tuple(servers), tuple(resolv.search)), list(notes)
 
 
-def guest_nets(o: Options, target: Target, network: NetConfig, guest_mac) -> tuple:
+def guest_device(target: Target, each) -> str | None:
+    """The guest's own name for interface ``each``: the Solo5 net name, ethN in a Linux
+    guest under QEMU (virtio devices come up in command-line order); None when unknown."""
+    if target.name in ("hvt", "spt"):
+        return each.net_name
+    return "eth%d" % each.position if target.name in ("qemu", "kvm") else None
+
+
+def guest_nets(handovers) -> tuple:
     """What the guest's network words describe (ukrun.ipargs.GuestNet), one per interface."""
     from ukrun.ipargs import GuestNet
 
-    device = o.net_name if target.name in ("hvt", "spt") else (
-        "eth0" if target.name in ("qemu", "kvm") else None)
-    return (GuestNet(network.interface, o.tap, guest_mac, network.mtu, network.ipv4,
-                     network.gateway4, network.gateway4_onlink, network.ipv6, network.gateway6,
-                     device),)
+    return tuple(GuestNet(h.network.interface, h.tap, h.guest_mac, h.network.mtu,
+                          h.network.ipv4, h.network.gateway4, h.network.gateway4_onlink,
+                          h.network.ipv6, h.network.gateway6, h.device) for h in handovers)
 
 
-def choose_guest_mac(o: Options, target: Target, network: NetConfig, previous, notes):
+def choose_guest_mac(o: Options, each, target: Target, network: NetConfig, previous, notes):
     if not target.sets_mac:
         notes.append("the %s target cannot set the guest's MAC: --mac %s is ignored"
-                     % (o.target, o.mac))
+                     % (o.target, each.mac))
         return None
-    if o.mac == "inherit":
+    if each.mac == "inherit":
         return previous.guest_mac if previous and previous.guest_mac else network.mac
-    if o.mac == "random":
+    if each.mac == "random":
         # A restart keeps the random MAC the first run chose: neighbours already cached it.
         if previous and previous.guest_mac and previous.guest_mac != previous.interface_mac:
             return previous.guest_mac
         return random_mac()
-    return parse_mac(o.mac)
+    return parse_mac(each.mac)
 
 
-def _wanted(o: Options, view: View, network: NetConfig, guest_mac, hold_tap: bool) -> Wanted:
-    record = Record(o.interface, o.wiring, o.bridge if o.wiring == "bridge" else None,
-                    network.ipv4, network.gateway4, network.gateway4_onlink, guest_mac,
-                    network.mac, network.ipv6, network.gateway6)
+def _wanted(o: Options, each, view: View, network: NetConfig, guest_mac,
+            hold_tap: bool) -> Wanted:
+    bridge = each.bridge if o.wiring == "bridge" else None
+    record = Record(each.interface, o.wiring, bridge, network.ipv4, network.gateway4,
+                    network.gateway4_onlink, guest_mac, network.mac, network.ipv6,
+                    network.gateway6)
     try:
-        record.check(o.tap)  # what a restart must read back
+        record.check(each.tap)  # what a restart must read back
     except RecordError as e:
-        raise UkrunError("cannot hand %s over: %s" % (o.interface, e.problem),
+        raise UkrunError("cannot hand %s over: %s" % (each.interface, e.problem),
                          "ukrun hands over a unicast host address with its gateway") from None
-    current_mac = view.links[o.interface].mac
+    current_mac = view.links[each.interface].mac
     # A bridge keeps frames for a port's own MAC: the interface must not share the guest's.
     new_mac = random_mac() if o.wiring == "bridge" and guest_mac == current_mac else None
-    return Wanted(o.wiring, o.interface, o.tap, o.bridge, network.mtu, record, new_mac, hold_tap)
+    return Wanted(o.wiring, each.interface, each.tap, each.bridge, network.mtu, record,
+                  new_mac, hold_tap)
+
+
+def _handover(o: Options, target: Target, each, view: View, network: NetConfig,
+              notes: list) -> Handover:
+    """What one interface's handover is made of; its notes go to ``notes``."""
+    notes += handover_notes(network)
+    if not view.links[each.interface].up:
+        notes.append("%s is administratively down: this run sets it up (and down again if it "
+                     "fails)" % each.interface)
+    guest_mac = choose_guest_mac(o, each, target, network, view.previous, notes)
+    by_fd = target.tap_fd == "always" or o.tap_fd
+    tap_fd = TAP_FD + each.position if by_fd else None
+    steps = plan_steps(_wanted(o, each, view, network, guest_mac, by_fd), view)
+    return Handover(each, network, guest_mac, tap_fd, guest_device(target, each), tuple(steps))
 
 
 def plan(options: Options) -> Plan:
@@ -347,6 +277,7 @@ def plan(options: Options) -> Plan:
 
     o = options
     target = preflight.check_options(o)
+    each = per_interface(o, target)
     notes = []
     keep = preflight.kept_capabilities(o.keep_caps, notes)
     exec_mode = handover.choose_exec_mode(o.init, os.getpid() == 1, caps.can_bound_execve())
@@ -365,44 +296,51 @@ def plan(options: Options) -> Plan:
         init_program = find_init()
     elif exec_mode == "dropped":
         notes.append("without CAP_SETPCAP and with --init never, capabilities are dropped "
-                     "before execve: an execve that fails cannot give %s back" % o.interface)
+                     "before execve: an execve that fails cannot give %s back"
+                     % _listed(e.interface for e in each))
     with Rtnl() as rtnl:
-        view, network = read_kernel(rtnl, o, notes)
-    notes += handover_notes(network)
-    if not view.links[o.interface].up:
-        notes.append("%s is administratively down: this run sets it up (and down again if it "
-                     "fails)" % o.interface)
-    guest_mac = choose_guest_mac(o, target, network, view.previous, notes)
-    tap_fd = TAP_FD if target.tap_fd == "always" or o.tap_fd else None
-    steps = plan_steps(_wanted(o, view, network, guest_mac, tap_fd is not None), view)
+        found = read_kernel(rtnl, o, each, notes)
+    handovers = [_handover(o, target, e, view, network, notes)
+                 for e, (view, network) in zip(each, found)]
     from ukrun import ipargs
 
-    dns, dns_notes = read_dns(network)
-    nets = guest_nets(o, target, network, guest_mac)
+    dns, dns_notes = read_dns([h.network for h in handovers])
+    nets = guest_nets(handovers)
     notes += dns_notes + list(ipargs.notes(o.ip_args, nets, dns))
     ip_args = ipargs.build(o.ip_args, nets, dns, o.ip_template)
+    first = handovers[0]
     launch = Launch(unikernel=o.unikernel, args=tuple(o.args), ip_args=ip_args,
-                    ip_args_first=o.ip_args in ipargs.KERNEL_PARAMS, tap=o.tap,
-                    tap_fd=tap_fd, mac=guest_mac, tender=tender,
-                    tender_args=tuple(o.tender_args), net_name=o.net_name, mem=o.mem, cpu=o.cpu)
+                    ip_args_first=o.ip_args in ipargs.KERNEL_PARAMS, tap=first.tap,
+                    tap_fd=first.tap_fd, mac=first.guest_mac, tender=tender,
+                    tender_args=tuple(o.tender_args), net_name=first.each.net_name, mem=o.mem,
+                    cpu=o.cpu, more_nics=tuple(Nic(h.tap, h.tap_fd, h.guest_mac, h.each.net_name)
+                                               for h in handovers[1:]))
     argv = target.build(launch)
     preflight.check_exec_size(argv, os.environ)
-    return Plan(o, target, network, guest_mac, steps, argv, keep, tap_fd, notes, exec_mode,
-                init_program, dns)
+    return Plan(o, target, tuple(handovers), argv, keep, notes, exec_mode, init_program, dns)
 
 
-def inspect(interface: str = "eth0") -> dict:
+def inspect(interface="eth0") -> dict:
     """The network a run would hand over (discovered, or recorded by an earlier run), with
-    notes on what it would not hand over."""
+    notes on what it would not hand over. ``interface``: a name, or several (None: eth0): the
+    first one's configuration is the answer's own keys, as with one, and ``networks`` lists
+    every one's."""
+    from ukrun import netconf
     from ukrun.rtnl import Rtnl
+    from ukrun.survey import bare, find_record, interface_link
 
+    interfaces = items(interface if interface is not None else "eth0")
     with Rtnl() as rtnl:
-        snapshot = netconf.read(rtnl, (interface,))
-    link = _interface_link(snapshot, interface)
-    record = _find_record(snapshot.links, interface, only_copy=_bare(snapshot, link))
-    network = netconf.config(snapshot, interface, record)
-    dns, dns_notes = read_dns(network)
-    return dict(network.to_json(), dns=dns_json(dns), notes=handover_notes(network) + dns_notes)
+        snapshot = netconf.read(rtnl, interfaces)
+    networks, notes = [], []
+    for name in interfaces:
+        link = interface_link(snapshot, name)
+        record = find_record(snapshot.links, name, only_copy=bare(snapshot, link))
+        networks.append(netconf.config(snapshot, name, record))
+        notes += handover_notes(networks[-1])
+    dns, dns_notes = read_dns(networks)
+    return dict(networks[0].to_json(), dns=dns_json(dns), notes=notes + dns_notes,
+                networks=[n.to_json() for n in networks])
 
 
 # --- apply ----------------------------------------------------------------------------------
@@ -413,16 +351,22 @@ class Applied:
     def __init__(self, plan: Plan, kernel, done: list):
         self.plan = plan
         self.kernel = kernel
-        self.done = done
+        self.done = done  # for each interface, the steps done
 
     @property
     def tap_fd(self) -> int | None:
-        if self.plan.tap_fd is None:
-            return None
-        return self.kernel.held_tap(self.plan.options.tap).fd
+        """The first interface's tap, held open (None: it goes by name)."""
+        return next(iter(self.tap_fds.values()), None)
+
+    @property
+    def tap_fds(self) -> dict:
+        """The fd each tap goes to in the program (its ``Handover.tap_fd``) -> the fd this
+        process holds it at; empty when the taps go by name."""
+        return {h.tap_fd: self.kernel.held_tap(h.tap).fd for h in self.plan.handovers
+                if h.tap_fd is not None}
 
     def undo(self) -> None:
-        """Revert every change, newest first; NetworkError lists what could not be reverted."""
+        """Revert every change (``_undo``); NetworkError lists what could not be reverted."""
         failures, self.done = _undo(self.kernel, self.done), []
         self.close()
         if failures:
@@ -435,8 +379,13 @@ class Applied:
 
 
 def _undo(kernel, done: list) -> list:
+    """Undo each interface's steps done (``done``: a list per interface), newest first, and
+    the interfaces in order: their steps touch their own links alone, and in this order what
+    two interfaces hold alike comes back as the kernel had it. The kernel lists routes to one
+    prefix on several links (fe80::/64, an IPv6 default route through each) in the order they
+    were added, and for equal metrics uses the first."""
     failures = []
-    for step in reversed(done):
+    for step in (step for steps in done for step in reversed(steps)):
         for undo in step.undo:
             _say("undo: %s" % undo.text)
             try:
@@ -460,20 +409,21 @@ def _step_failed(step, e: OSError, failures: list) -> UkrunError:
 
 
 def apply(plan: Plan) -> Applied:
-    """Carry out ``plan.steps``; on any error undo what was done, newest first, and raise."""
+    """Carry out ``plan.steps``; on any error undo what was done (``_undo``) and raise."""
     from ukrun.rtnl import Rtnl
     from ukrun.steps import Kernel
 
     kernel = Kernel(Rtnl())
-    done = []
+    done = [[] for _ in plan.handovers]
     step = None
     try:
-        for step in plan.steps:
-            _say(step.text)
-            kernel.do(step)
-            done.append(step)
+        for steps, h in zip(done, plan.handovers):
+            for step in h.steps:
+                _say(step.text)
+                kernel.do(step)
+                steps.append(step)
         # A guest attaching by name finds the tap busy while we hold it.
-        kernel.close_taps(keep=(plan.options.tap,) if plan.tap_fd is not None else ())
+        kernel.close_taps(keep=[h.tap for h in plan.handovers if h.tap_fd is not None])
     except BaseException as e:
         failures = _undo(kernel, done)
         kernel.close_taps()
@@ -494,8 +444,7 @@ def log_to_stderr() -> None:
 
 def _exec_failed(plan: Plan, e: OSError, given_back: bool) -> UkrunError:
     message = "executing %s: %s" % (plan.argv[0], e.strerror or e)
-    hint = None if given_back else "%s stays handed over to %s; the next run reuses it" % (
-        plan.network.interface, plan.options.tap)
+    hint = None if given_back else "%s; the next run reuses it" % _handed_text(plan.handovers)
     if e.errno == errno.ENOENT:
         return NotFoundError(message, hint)
     if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EPERM, errno.ETXTBSY):
@@ -517,13 +466,15 @@ def _child_failed(plan: Plan, report: bytes) -> UkrunError:
 
 def _give_back(applied: Applied, error: UkrunError) -> UkrunError:
     """Undo the wiring after ``error``; say so in the error when that fails too."""
-    interface = applied.plan.network.interface
+    handovers = applied.plan.handovers
+    given_back = _given_back_text(handovers)
     try:
         applied.undo()
-        outcome = "%s was given back" % interface
+        outcome = given_back
     except UkrunError as undo_error:
-        outcome = "giving %s back failed: %s" % (interface, undo_error)
-    if not error.hint or interface + " was given back" not in error.hint:
+        outcome = "giving %s back failed: %s" % (_listed(h.each.interface for h in handovers),
+                                                 undo_error)
+    if not error.hint or given_back not in error.hint:
         error.hint = "%s; %s" % (error.hint, outcome) if error.hint else outcome
     return error
 
@@ -556,8 +507,8 @@ def _exec_here(applied: Applied):
         except UkrunError as undo_error:
             _say(str(undo_error))
         raise
-    tap_fd = applied.tap_fd
-    handover.hand_fds(tap_fd, TAP_FD)
+    tap_fds = applied.tap_fds
+    handover.hand_fds(tap_fds)
     _say_exec(p.argv)
     handover.flush_stdio()
     try:
@@ -569,8 +520,8 @@ def _exec_here(applied: Applied):
         error = _exec_failed(p, e, given_back=direct)
     except UkrunError as e:
         error = e
-    if tap_fd is not None:
-        os.close(TAP_FD)  # the program's copy of the tap: the undo deletes the tap
+    for fd in tap_fds:
+        os.close(fd)  # the program's copies of the taps: the undo deletes the taps
     if not direct:
         raise error
     raise _give_back(applied, error)
@@ -588,15 +539,17 @@ def _check_not_stopped(p: Plan) -> None:
 
 
 def _await_reader(applied: Applied, timeout: float = 1.0) -> None:
-    """Wait (bounded) until the guest holds its tap, so that a run waiting for the namespace
-    lock finds the tap busy rather than a record it would take over."""
+    """Wait (bounded) until the guest holds its taps, so that a run waiting for the namespace
+    lock finds them busy rather than records it would take over."""
     import time
 
     rtnl = applied.kernel.rtnl
-    tap = applied.plan.options.tap
+    waiting = [h.tap for h in applied.plan.handovers]
     deadline = time.monotonic() + timeout
-    while not rtnl.link(tap).flags & lib.IFF_LOWER_UP and time.monotonic() < deadline:
-        time.sleep(0.002)
+    while waiting and time.monotonic() < deadline:
+        waiting = [tap for tap in waiting if not rtnl.link(tap).flags & lib.IFF_LOWER_UP]
+        if waiting:
+            time.sleep(0.002)
 
 
 def _exec_forked(applied: Applied):
@@ -604,11 +557,11 @@ def _exec_forked(applied: Applied):
     from ukrun import caps
 
     p = applied.plan
-    tap_fd = applied.tap_fd
+    tap_fds = applied.tap_fds
 
     def prepare():  # in the child, right before its execve
         caps.drop_to(p.keep_caps, ambient=caps.ambient_wanted())
-        handover.hand_fds(tap_fd, TAP_FD)
+        handover.hand_fds(tap_fds)
         handover.reset_signals()
 
     _say_exec(p.argv)
@@ -627,7 +580,7 @@ def _exec_forked(applied: Applied):
         if isinstance(e, UkrunError):
             e.hint = "the guest was stopped; %s" % (e.hint or "")
         raise
-    handover.hand_fds(None, TAP_FD)
+    handover.hand_fds({})
     _say("%s runs as pid %d under %s" % (p.argv[0], pid, p.init_program))
     handover.flush_stdio()
     try:
@@ -636,8 +589,8 @@ def _exec_forked(applied: Applied):
         os.kill(pid, 9)
         handover.reap(pid)
         raise UkrunError("executing %s: %s" % (p.init_program, e.strerror),
-                         "the guest was stopped and %s stays handed over to %s; reinstall ukrun"
-                         % (p.network.interface, p.options.tap)) from e
+                         "the guest was stopped and %s; reinstall ukrun"
+                         % _handed_text(p.handovers)) from e
 
 
 def exec_applied(applied: Applied):
@@ -660,7 +613,10 @@ def run(target: str, unikernel: str, args: Sequence[str] = (), **options):
     if o.verbose:
         log_to_stderr()
     mask = handover.block_signals()
-    reserved = handover.reserve_fd(TAP_FD)
+    # Where the taps may go (TAP_FD + N for interface N), so that no socket or tap a run opens
+    # lands there before the taps are dup2()'d onto them.
+    reserved = [fd for fd in range(TAP_FD, TAP_FD + len(items(o.interface)))
+                if handover.reserve_fd(fd)]
     try:
         with handover.NamespaceLock():
             p = plan(o)
@@ -668,9 +624,9 @@ def run(target: str, unikernel: str, args: Sequence[str] = (), **options):
                 _say(note)
             exec_applied(apply(p))
     finally:
-        if reserved:
+        for fd in reserved:
             try:
-                os.close(TAP_FD)
+                os.close(fd)
             except OSError:
                 pass
         handover.restore_signals(mask)

@@ -14,8 +14,21 @@ QEMU_MEM = 512
 QEMU_CPU = {"qemu": "Westmere", "kvm": "host"}
 
 # The fd number the tap is handed over as (--tap-fd, ukvm): the runner dup2()s the tap to it
-# right before execve, so the command line is known before anything is changed.
+# right before execve, so the command line is known before anything is changed. With several
+# interfaces, interface N's tap goes to TAP_FD + N.
 TAP_FD = 3
+
+
+@value_class(frozen=True)
+class Nic:
+    """One network device of the guest: the tap it is attached to (by name, or as the inherited
+    fd ``tap_fd``), the MAC it is given (None: the guest picks one) and, for Solo5, the name
+    the unikernel's manifest gives it."""
+
+    tap: str
+    tap_fd: int | None = None
+    mac: str | None = None
+    net_name: str = "service"
 
 
 @value_class(frozen=True)
@@ -34,6 +47,13 @@ class Launch:
     net_name: str = "service"
     mem: int | None = None  # MB
     cpu: str | None = None
+    more_nics: tuple[Nic, ...] = ()  # the guest's devices after the first (tap, tap_fd, ...)
+
+    @property
+    def nics(self) -> tuple:
+        """Every network device of the guest, in order: the first one is ``tap``, ``tap_fd``,
+        ``mac`` and ``net_name``."""
+        return (Nic(self.tap, self.tap_fd, self.mac, self.net_name),) + tuple(self.more_nics)
 
 
 @value_class(frozen=True)
@@ -50,6 +70,7 @@ class Target:
     # The tender's file as its build names it, which `ukrun dockerfile` copies into an image
     # from the build context; None: no tender, or one the image's packages provide (QEMU).
     tender_file: str | None = None
+    max_interfaces: int | None = None  # how many interfaces its command line can hand over
 
 
 # The formats of the guest's network words (--ip-args; ukrun.ipargs builds them).
@@ -66,8 +87,16 @@ def _guest_words(launch: Launch) -> tuple:
     return tuple(launch.args) + tuple(launch.ip_args)
 
 
+def _one_nic(launch: Launch, target: str) -> None:
+    if launch.more_nics:
+        raise ValueError("the %s target takes one network device, not %d"
+                         % (target, len(launch.nics)))
+
+
 def build_unix(launch: Launch) -> list:
     # Exactly the old runner's: UNIKERNEL --interface=TAP ARGS... --ipv4=... --ipv4-gateway=...
+    # (MirageOS unix reads one --interface: a second device would need its own key.)
+    _one_nic(launch, "unix")
     return [launch.unikernel, "--interface=%s" % launch.tap, *_guest_words(launch)]
 
 
@@ -76,18 +105,21 @@ def _solo5_tender_head(launch: Launch) -> list:
 
 
 def build_solo5(launch: Launch) -> list:
-    """solo5-hvt / solo5-spt: the tap attached by name unless an fd was asked for."""
-    net = launch.net_name
-    # Attaching by name is the default: --net:NAME=@FD has been broken since Solo5 0.10.
-    attach = "@%d" % launch.tap_fd if launch.tap_fd is not None else launch.tap
-    argv = _solo5_tender_head(launch) + ["--net:%s=%s" % (net, attach)]
-    if launch.mac is not None:
-        argv.append("--net-mac:%s=%s" % (net, launch.mac))
+    """solo5-hvt / solo5-spt: one --net:NAME=TAP (and --net-mac:NAME=MAC) per device, each tap
+    attached by name unless an fd was asked for."""
+    argv = _solo5_tender_head(launch)
+    for nic in launch.nics:
+        # Attaching by name is the default: --net:NAME=@FD has been broken since Solo5 0.10.
+        attach = "@%d" % nic.tap_fd if nic.tap_fd is not None else nic.tap
+        argv.append("--net:%s=%s" % (nic.net_name, attach))
+        if nic.mac is not None:
+            argv.append("--net-mac:%s=%s" % (nic.net_name, nic.mac))
     return argv + [*launch.tender_args, "--", launch.unikernel, *_guest_words(launch)]
 
 
 def build_ukvm(launch: Launch) -> list:
     """The old runner's Solo5 ukvm form: the tap is always an inherited fd."""
+    _one_nic(launch, "ukvm")
     if launch.tap_fd is None:
         raise ValueError("ukvm needs the tap as an fd")
     argv = _solo5_tender_head(launch) + ["--net=@%d" % launch.tap_fd, *launch.tender_args]
@@ -99,11 +131,17 @@ def _qemu_escape(value: str) -> str:
     return value.replace(",", ",,")
 
 
-def _qemu_netdev(launch: Launch) -> str:
-    if launch.tap_fd is not None:
+def _qemu_nic(nic: Nic, number: int) -> list:
+    """-device and -netdev for one device, whose netdev is n0, n1, ..."""
+    device = "virtio-net-pci,netdev=n%d" % number
+    if nic.mac is not None:
+        device += ",mac=%s" % nic.mac
+    if nic.tap_fd is not None:
         # fd= cannot be combined with ifname=/script=/downscript=.
-        return "tap,id=n0,fd=%d" % launch.tap_fd
-    return "tap,id=n0,ifname=%s,script=no,downscript=no" % _qemu_escape(launch.tap)
+        netdev = "tap,id=n%d,fd=%d" % (number, nic.tap_fd)
+    else:
+        netdev = "tap,id=n%d,ifname=%s,script=no,downscript=no" % (number, _qemu_escape(nic.tap))
+    return ["-device", device, "-netdev", netdev]
 
 
 def _build_qemu(launch: Launch, kvm: bool) -> list:
@@ -114,10 +152,8 @@ def _build_qemu(launch: Launch, kvm: bool) -> list:
     if kvm:
         argv.append("-enable-kvm")
     argv += ["-cpu", launch.cpu or QEMU_CPU["kvm" if kvm else "qemu"]]
-    device = "virtio-net-pci,netdev=n0"
-    if launch.mac is not None:
-        device += ",mac=%s" % launch.mac
-    argv += ["-device", device, "-netdev", _qemu_netdev(launch)]
+    for number, nic in enumerate(launch.nics):
+        argv += _qemu_nic(nic, number)
     argv += ["-kernel", launch.unikernel, "-append", " ".join(_guest_words(launch))]
     # Extra tender arguments (-initrd FILE, ...) go last: QEMU does not care about order.
     return argv + list(launch.tender_args)
@@ -132,13 +168,15 @@ def build_kvm(launch: Launch) -> list:
 
 
 TARGETS = {
-    "unix": Target("unix", build_unix, None, needs_kvm=False, sets_mac=False, tap_fd="never"),
+    "unix": Target("unix", build_unix, None, needs_kvm=False, sets_mac=False, tap_fd="never",
+                   max_interfaces=1),
     "hvt": Target("hvt", build_solo5, "solo5-hvt", needs_kvm=True, sets_mac=True,
                   tap_fd="optional", tender_file="solo5-hvt"),
     "spt": Target("spt", build_solo5, "solo5-spt", needs_kvm=False, sets_mac=True,
                   tap_fd="optional", tender_file="solo5-spt"),
     "ukvm": Target("ukvm", build_ukvm, "/unikernel/ukvm", needs_kvm=True, sets_mac=False,
-                   tap_fd="always", tender_file="ukvm-bin"),  # what Solo5's ukvm build wrote
+                   tap_fd="always", tender_file="ukvm-bin",  # what Solo5's ukvm build wrote
+                   max_interfaces=1),
     "qemu": Target("qemu", build_qemu, "qemu-system-x86_64", needs_kvm=False, sets_mac=True,
                    tap_fd="optional"),
     "kvm": Target("kvm", build_kvm, "qemu-system-x86_64", needs_kvm=True, sets_mac=True,
