@@ -705,3 +705,18 @@ def test_traceback_only_with_verbose(container, ukrun_exe):
     assert quiet.returncode == loud.returncode == 127
     assert "Traceback" not in quiet.stderr and "Traceback" in loud.stderr
     assert loud.stderr.splitlines()[-1] == quiet.stderr.strip()
+
+
+@pytest.mark.parametrize("argv", [
+    ["spt", "--tender", "--dry-run", "--tender", "/t", "k"],
+    ["unix", "--tap", "-v", "k"],
+    ["spt", "--tender", "--mem=64", "k"],
+])
+def test_an_option_value_that_is_one_of_ukruns_own_options_is_a_slip(argv):
+    # Joined, "--tender --dry-run" would turn a dry run into a real one.
+    from ukrun import options
+
+    assert options.fast_parse(argv) is None
+    with pytest.raises(UsageError, match="expected one argument"):
+        cli.parse(argv)
+    assert cli.parse(["qemu", "--tender-arg", "-initrd", "k"]).tender_args == ["-initrd"]

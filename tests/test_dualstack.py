@@ -255,9 +255,6 @@ def test_ipv6_only_container(host6, container, start, uguest, wiring):
     assert_ipv6_left_to_the_guest(container)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="netconf.NetConfig.to_json writes str(self.ipv4): an IPv6-only "
-                          "network's ipv4 is the string 'None' in inspect and --dry-run JSON")
 def test_ipv6_only_json_says_null(host6, container, uguest, ukrun_exe):
     ipv6_only(container)
     inspected = ukrun_json(container, ukrun_exe, "inspect")

@@ -42,7 +42,7 @@ class NetConfig:
     def to_json(self) -> dict:
         return {
             "interface": self.interface, "index": self.index, "mac": self.mac, "mtu": self.mtu,
-            "ipv4": str(self.ipv4), "gateway4": _str_or_none(self.gateway4),
+            "ipv4": _str_or_none(self.ipv4), "gateway4": _str_or_none(self.gateway4),
             "gateway4_onlink": self.gateway4_onlink,
             "ipv6": _str_or_none(self.ipv6), "gateway6": _str_or_none(self.gateway6),
             "addresses": [address_json(a) for a in self.addresses],

@@ -337,16 +337,23 @@ def _check_distinct(each: tuple, bridges: bool, net_names: bool) -> None:
                          "names them")
 
 
+def all_flags(options) -> set:
+    return {flag for option in options for flag in option.flags}
+
+
 def value_flags(options) -> set:
     return {flag for option in options if option.takes_value for flag in option.flags}
 
 
-def split_at_unikernel(takes_value: set, words: list):
+def split_at_unikernel(takes_value: set, words: list, flags=()):
     """(ukrun's words, [UNIKERNEL, ARG...]); options with a value become --opt=value.
 
-    ``takes_value``: the flags that take a value. --opt=value also lets a value start with
-    '-' (--tender-arg -initrd).
+    ``takes_value``: the flags that take a value; the next word is the value, even when it
+    starts with '-' (--tender-arg -initrd), unless it is one of ukrun's own options
+    (``takes_value`` or ``flags``): "--tender --dry-run" is a slip, and joined it would turn a
+    dry run into a real one. The option is then left without its value, for argparse to refuse.
     """
+    own = frozenset(takes_value) | frozenset(flags)
     head, i = [], 0
     while i < len(words):
         word = words[i]
@@ -354,7 +361,8 @@ def split_at_unikernel(takes_value: set, words: list):
             return head, words[i + 1:]
         if not word.startswith("-") or word == "-":
             return head, words[i:]
-        if word in takes_value and i + 1 < len(words):
+        if word in takes_value and i + 1 < len(words) and (
+                words[i + 1].partition("=")[0] not in own):
             head.append("%s=%s" % (word, words[i + 1]))
             i += 2
         else:
@@ -380,7 +388,7 @@ def fast_parse(argv: list):
     if not argv or argv[0] not in TARGETS:
         return None
     options = run_options(argv[0])
-    head, rest = split_at_unikernel(value_flags(options), argv[1:])
+    head, rest = split_at_unikernel(value_flags(options), argv[1:], all_flags(options))
     if not rest:
         return None
     by_flag = {flag: option for option in options for flag in option.flags}

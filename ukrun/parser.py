@@ -13,8 +13,8 @@ import argparse
 from ukrun import docker  # pure: no cffi, no netlink
 from ukrun._version import __version__
 from ukrun.errors import UsageError
-from ukrun.options import (DESCRIPTION, TARGET_HELP, Option, run_options, split_at_unikernel,
-                           value_flags)
+from ukrun.options import (DESCRIPTION, TARGET_HELP, Option, all_flags, run_options,
+                           split_at_unikernel, value_flags)
 from ukrun.targets import TARGETS
 
 
@@ -183,7 +183,8 @@ def parse(argv: list) -> argparse.Namespace:
             ns.args = _dockerfile_args(ns.args)
         return ns
     sub = target_parser(argv[0])
-    head, rest = split_at_unikernel(value_flags(run_options(argv[0])), argv[1:])
+    options = run_options(argv[0])
+    head, rest = split_at_unikernel(value_flags(options), argv[1:], all_flags(options))
     # "--" makes argparse take UNIKERNEL as it is, even when it starts with '-'.
     ns = sub.parse_args(head + ["--", rest[0] if rest else ""])
     if not rest:
