@@ -82,7 +82,10 @@ def docker_cli():
 def dockerd_error(log_text):
     """dockerd's own reason for stopping: its fatal line, else the log's last line."""
     lines = [l.strip() for l in log_text.splitlines() if l.strip()]
-    for marker in ("level=fatal", "failed to start daemon", "Error starting daemon"):
+    # In order of preference: the daemon's fatal line, a flag error (cobra's "Status: ..."
+    # comes before its "See 'dockerd --help'" line), any error it logged.
+    for marker in ("level=fatal", "failed to start daemon", "Error starting daemon", "Status:",
+                   "level=error"):
         hits = [l for l in lines if marker in l]
         if hits:
             return hits[-1]

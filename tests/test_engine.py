@@ -19,7 +19,7 @@ import time
 import pytest
 
 from engine import (BASE_IMAGE, Engine, EngineUnavailable, Images, adapt_debian_example,
-                    missing_tools)
+                    dockerd_error, missing_tools)
 from guests import VM_READY, ping, ping_once, udp_echo
 from nsutil import kvm_usable, run, unique
 
@@ -187,6 +187,18 @@ def test_debian_example_adapted_only_in_from_and_wheel():
                      "FROM %s" % BASE_IMAGE]
     assert [l.split()[0] for l in removed] == ["FROM", "COPY", "&&", "FROM"]
     assert "pip wheel" in removed[2]
+
+
+@pytest.mark.parametrize("log,said", [
+    ('level=info msg="Starting up"\nlevel=error msg="x"\nfailed to start daemon: Devices '
+     'cgroup isn\'t mounted\n', "failed to start daemon: Devices cgroup isn't mounted"),
+    ('Status: invalid argument "300.1.2.3/24" for "--bip" flag\nSee \'dockerd --help\'., '
+     'Code: 125\n', 'Status: invalid argument "300.1.2.3/24" for "--bip" flag'),
+    ("mount: /sys/fs/cgroup: permission denied.\n", "mount: /sys/fs/cgroup: permission denied."),
+    ("", "no output"),
+])
+def test_skip_message_is_dockerds_own_error(log, said):
+    assert dockerd_error(log) == said
 
 
 # ---- each target, each wiring ----
