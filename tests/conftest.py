@@ -11,6 +11,8 @@ from nsutil import DockerHost, Netns, unique  # noqa: E402
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: runs a real guest end to end")
+    config.addinivalue_line("markers", "engine: runs containers under a real Docker engine "
+                            "(tests/engine.py)")
 
 
 @pytest.fixture

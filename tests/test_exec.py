@@ -358,3 +358,18 @@ def test_dry_run_reports_arguments_past_the_kernels_limit(container, status_prog
     line = assert_one_line_error(proc, 1)
     assert "over the kernel's limit" in line, line
     assert snapshot(container) == before
+
+
+def test_as_pid1_a_stop_while_waiting_for_the_guest_to_open_its_tap_is_not_delayed(
+        container, ukrun_exe, shared_dir, pid1_runs):
+    # This program never opens its tap: ukrun would wait up to a second for it before it
+    # becomes the init, but not once a stop request is pending.
+    program = write(shared_dir, "program", NO_HANDLER)
+    run = pid1_runs(container, ukrun_exe, "unix", program)
+    run.wait_line("ready")
+    pid1 = run.pid1()
+    assert b"ukrun-init" not in cmdline(pid1)  # still waiting for the tap
+    started = time.monotonic()
+    os.kill(pid1, signal.SIGTERM)
+    assert run.proc.wait(5) == 128 + signal.SIGTERM, run.proc.stderr.read()
+    assert time.monotonic() - started < 0.5

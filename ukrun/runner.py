@@ -540,13 +540,14 @@ def _check_not_stopped(p: Plan) -> None:
 
 def _await_reader(applied: Applied, timeout: float = 1.0) -> None:
     """Wait (bounded) until the guest holds its taps, so that a run waiting for the namespace
-    lock finds them busy rather than records it would take over."""
+    lock finds them busy rather than records it would take over; not once a stop request is
+    pending (``docker stop``), which the init must forward without delay."""
     import time
 
     rtnl = applied.kernel.rtnl
     waiting = [h.tap for h in applied.plan.handovers]
     deadline = time.monotonic() + timeout
-    while waiting and time.monotonic() < deadline:
+    while waiting and time.monotonic() < deadline and handover.pending_stop() is None:
         waiting = [tap for tap in waiting if not rtnl.link(tap).flags & lib.IFF_LOWER_UP]
         if waiting:
             time.sleep(0.002)
