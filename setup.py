@@ -77,7 +77,9 @@ setup(
     cffi_modules=["ukrun/_build.py:ffi"],
     # cffi subclasses whatever build_ext it finds here, so both builds run.
     cmdclass={"build_ext": build_ext_and_init},
-    entry_points={"console_scripts": ["ukrun=ukrun.cli:main"]},
+    # A script rather than a console_scripts entry point: its interpreter line skips site
+    # where the installer keeps the flag, and it puts ukrun's directory back itself.
+    scripts=["bin/ukrun"],
     data_files=[("share/man/man1", ["man/ukrun.1"])],
     zip_safe=False,
 )

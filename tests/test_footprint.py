@@ -11,7 +11,7 @@ import pytest
 
 import ukrun
 
-from wheelutil import build_wheel
+from wheelutil import build_wheel, venv_install
 
 TRACED = "execve,clone,clone3,fork,vfork"
 
@@ -32,9 +32,10 @@ def test_a_run_execs_the_unikernel_and_starts_nothing_else(container, ukrun_exe,
                           ukrun_exe, "unix", "/bin/true", check=False)
     assert proc.returncode == 0, proc.stderr
     calls = traced_calls(trace)
-    # The console script is a Python script: the kernel runs it through its #! line, in the
-    # same execve. After that the only program started is the unikernel, in the same process
-    # (as root with CAP_SETPCAP and not PID 1, ukrun execs it itself: no fork under ukrun-init).
+    # The ukrun script (bin/ukrun) is a Python script: the kernel runs it through its #! line,
+    # in the same execve. After that the only program started is the unikernel, in the same
+    # process (as root with CAP_SETPCAP and not PID 1, ukrun execs it itself: no fork under
+    # ukrun-init).
     assert [c[1:] for c in calls] == [("execve", ukrun_exe), ("execve", "/bin/true")], calls
     assert len({pid for pid, _, _ in calls}) == 1
 
@@ -119,3 +120,22 @@ def test_a_run_loads_nothing_heavy(container):
     loaded, exec_path = proc.stdout.splitlines()
     assert exec_path == "/bin/true"  # the run went all the way to its execve
     assert loaded.split() == []
+
+
+@pytest.fixture(scope="module")
+def venv(wheel, tmp_path_factory):
+    """The wheel in a plain venv, as an image has it: (its interpreter, its ukrun script)."""
+    path = str(tmp_path_factory.mktemp("venv") / "venv")
+    return venv_install(wheel, path), os.path.join(path, "bin", "ukrun")
+
+
+def test_a_run_through_the_installed_script_loads_nothing_heavy(container, venv):
+    # The whole start as the kernel makes it when the script's -S is kept: no site, and every
+    # module imported up to the unikernel's execve, as PYTHONPROFILEIMPORTTIME names them.
+    python, script = venv
+    proc = container.exec(python, "-S", script, "unix", "/bin/true", check=False,
+                          env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"))
+    assert proc.returncode == 0, proc.stderr
+    loaded = re.findall(r"^import time:.*\|\s*(\S+)$", proc.stderr, re.M)
+    assert "ukrun.runner" in loaded
+    assert [m for m in loaded if m in NOT_ON_A_RUN + ["site", "sitecustomize"]] == []

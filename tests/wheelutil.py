@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCES = ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "ukrun", "csrc", "man")
+SOURCES = ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "ukrun", "csrc", "man",
+           "bin")
 BUILT = shutil.ignore_patterns("__pycache__", "*.so", "_core.c", "_core.o")
 
 
@@ -24,3 +25,14 @@ def build_wheel(tmp):
                     "--no-build-isolation", "-w", out, src], check=True, capture_output=True)
     (wheel,) = [f for f in os.listdir(out) if f.startswith("ukrun-") and f.endswith(".whl")]
     return os.path.join(out, wheel)
+
+
+def venv_install(wheel, path):
+    """A plain `python -m venv` at PATH with WHEEL installed by the venv's own pip, cffi from
+    the package index (as an image build does); returns the venv's interpreter."""
+    subprocess.run([sys.executable, "-m", "venv", path], check=True, capture_output=True,
+                   timeout=300)
+    python = os.path.join(path, "bin", "python")
+    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel],
+                   check=True, capture_output=True, timeout=300)
+    return python
