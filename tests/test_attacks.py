@@ -441,9 +441,12 @@ def test_a_sigterm_during_a_direct_run_reaches_the_program_or_changes_nothing(
 
 # --- finding 7: as PID 1, a SIGTERM during Python's start is lost ---------------------------------
 
-@finding(7, "as PID 1, until run() blocks signals (all of Python's start and ukrun's imports) "
-            "SIGTERM has no handler and the kernel drops it: docker stop waits its full grace "
-            "period")
+# Was finding 7: as PID 1, until run() blocked signals (all of Python's start and ukrun's
+# imports) SIGTERM had no handler and the kernel dropped it. The installed script now blocks
+# every signal on its first lines, before site (and so sitecustomize) runs, when its
+# interpreter line keeps -S (an editable install, `python -S .../bin/ukrun`); pip drops the
+# flag from a wheel's script, and then site runs first (README, Limits). CPython's own start
+# before the script's first line stays a window of some milliseconds.
 def test_as_pid1_a_sigterm_during_start_still_stops_the_program(container, ukrun_exe, shared_dir):
     program = write(shared_dir, "sleeper", "#!/bin/sh\necho ready\nexec sleep 60\n")
     # A slow start (a cold page cache, a busy node) made reproducible: Python runs this first.
@@ -463,11 +466,8 @@ def test_as_pid1_a_sigterm_during_start_still_stops_the_program(container, ukrun
                 return None
             return int(children[0]) if children and b"ukrun" in cmdline(int(children[0])) else None
         pid = wait_for(pid1, 10, "ukrun as PID 1")
-        time.sleep(0.2)
-        status = proc_status(pid)
-        handled = int(status["SigBlk"], 16) | int(status["SigCgt"], 16)
-        require(not handled >> (signal.SIGTERM - 1) & 1,
-                "ukrun was past its start already: %s" % status)
+        time.sleep(0.2)  # inside the slow start: sitecustomize sleeps for a second
+        require(b"ukrun" in cmdline(pid) and run.poll() is None, "ukrun is not starting")
         os.kill(pid, signal.SIGTERM)  # docker stop, from the host's PID namespace
         try:
             code = run.wait(timeout=5)
