@@ -373,3 +373,41 @@ def test_as_pid1_a_stop_while_waiting_for_the_guest_to_open_its_tap_is_not_delay
     os.kill(pid1, signal.SIGTERM)
     assert run.proc.wait(5) == 128 + signal.SIGTERM, run.proc.stderr.read()
     assert time.monotonic() - started < 0.5
+
+
+# A run whose capability drop fails at one step (or whose result is not as intended): the
+# child Python patches ukrun.caps to refuse that step, as a seccomp or LSM profile would.
+FAILING_DROP = textwrap.dedent("""\
+    import errno, sys
+    from ukrun import caps
+    step = sys.argv[1]
+    real_attempt, real_current = caps._attempt, caps.current
+    def attempt(what, call, *args):
+        if what.startswith(step):
+            return real_attempt(what, _refused, *args)
+        return real_attempt(what, call, *args)
+    def _refused(*args):
+        raise OSError(errno.EPERM, "Operation not permitted")
+    if step == "verify":  # every step works, the result read back is not what was asked
+        def current():
+            state = real_current()
+            return type(state)(**dict(vars(state), bounding=state.bounding | {0}))
+        caps.current = current
+    caps._attempt = attempt
+    from ukrun.cli import main
+    sys.exit(main(sys.argv[2:]))
+""")
+DROP_STEPS = ("PR_SET_NO_NEW_PRIVS", "PR_CAPBSET_DROP", "capset", "PR_CAP_AMBIENT_CLEAR_ALL",
+              "PR_CAP_AMBIENT_RAISE", "verify")
+
+
+@pytest.mark.parametrize("init", MODES)
+@pytest.mark.parametrize("step", DROP_STEPS)
+def test_a_drop_refused_at_any_step_gives_the_network_back(step, init, container,
+                                                           status_program):
+    before = snapshot(container)
+    proc = container.exec(sys.executable, "-c", FAILING_DROP, step, "unix", "--init", init,
+                          status_program, check=False)
+    line = assert_one_line_error(proc, 77)
+    assert "dropping capabilities" in line and "eth0 was given back" in line, line
+    assert snapshot(container) == before
