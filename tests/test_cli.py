@@ -720,3 +720,16 @@ def test_an_option_value_that_is_one_of_ukruns_own_options_is_a_slip(argv):
     with pytest.raises(UsageError, match="expected one argument"):
         cli.parse(argv)
     assert cli.parse(["qemu", "--tender-arg", "-initrd", "k"]).tender_args == ["-initrd"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["unix", "--mac", " a:bb:cc:dd:ee:ff", "k"], "--mac: ' a:bb:cc:dd:ee:ff' is not a MAC"),
+    (["unix", "--mac", "+a:bb:cc:dd:ee:ff", "k"], "--mac: '+a:bb:cc:dd:ee:ff' is not a MAC"),
+    (["unix", "--keep-cap", "none", "--keep-cap", "KILL", "k"],
+     "--keep-cap: 'none' cannot be combined"),
+])
+def test_junk_values_are_usage_errors_before_anything_runs(argv, needle, capsys):
+    # (The values are refused before the kernel is asked anything: no namespace needed.)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ukrun: error: " + needle) and err.count("\n") == 1, err
