@@ -1,6 +1,7 @@
 import os
 import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -39,6 +40,26 @@ def docker_host():
 def container(docker_host):
     """One docker-like container: eth0 172.30.0.2/16 via 172.30.0.1, MAC 02:42:ac:1e:00:02."""
     return docker_host.container()
+
+
+@pytest.fixture
+def programs(tmp_path):
+    """(an executable stand-in, a unikernel file): plan() checks both, nothing runs them."""
+    exe = tmp_path / "standin"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    kernel = tmp_path / "unikernel.bin"
+    kernel.write_bytes(b"\x7fELF")
+    return str(exe), str(kernel)
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory any uid can read: pytest's tmp_path lives under a 0700 directory."""
+    path = tempfile.mkdtemp(prefix="ukrun-test-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

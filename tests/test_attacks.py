@@ -53,15 +53,6 @@ def finding(number, text):
 
 # --- helpers ----------------------------------------------------------------------------------
 
-@pytest.fixture
-def shared_dir():
-    """A directory every uid can read (pytest's tmp_path sits under a 0700 directory)."""
-    path = tempfile.mkdtemp(prefix="ukrun-attacks-")
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def write(directory, name, text, mode=0o755):
     path = os.path.join(directory, name)
     with open(path, "w") as f:

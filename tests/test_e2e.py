@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from guests import (VM_READY, LineReader, http_get, install_dummy_unikernel, install_uguest,
+from guests import (VM_READY, UkrunRun, http_get, install_dummy_unikernel, install_uguest,
                     ping, ping_once, stop, udp_echo, vm_guest)
 from nsutil import kvm_usable
 
@@ -30,30 +30,7 @@ def needs_kvm(target):
         pytest.skip("%s needs a usable /dev/kvm (ukrun checks it before starting)" % target)
 
 
-class Run:
-    """One `ukrun` started in a container: its stdout is the guest's once ukrun has exec'd."""
-
-    def __init__(self, container, tmp_path, ukrun_exe, argv):
-        self.container = container
-        self.errlog = tmp_path / ("ukrun-%s-%d.err" % (container.name, time.monotonic_ns()))
-        with open(self.errlog, "wb") as err:   # a file: a full stderr pipe would block the guest
-            self.proc = container.popen(ukrun_exe, *argv, stderr=err)
-        self.out = LineReader(self.proc)
-
-    def stderr(self):
-        return self.errlog.read_text(errors="replace")
-
-    def _explained(self, wait):
-        try:
-            return wait()
-        except AssertionError as e:
-            raise AssertionError("%s\nukrun stderr:\n%s" % (e, self.stderr())) from None
-
-    def ready_json(self, timeout=20):
-        return self._explained(lambda: self.out.ready_json(timeout))
-
-    def vm_ready(self, timeout=60):
-        return self._explained(lambda: self.out.vm_ready(timeout))
+Run = UkrunRun
 
 
 @pytest.fixture

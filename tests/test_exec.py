@@ -7,12 +7,10 @@ serialized. Every process is bounded in time and killed with its namespace.
 import json
 import os
 import re
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 
@@ -46,15 +44,6 @@ RAW_CLI = textwrap.dedent("""\
 def status_of(text):
     """The 'Key:\\tvalue' lines of /proc/PID/status as a dict."""
     return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
-
-
-@pytest.fixture
-def shared_dir():
-    """A directory any uid can read: pytest's tmp_path lives under a 0700 directory."""
-    path = tempfile.mkdtemp(prefix="ukrun-exec-")
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def write(directory, name, data, mode=0o755):

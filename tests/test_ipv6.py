@@ -17,16 +17,6 @@ def dual(container):
     return container
 
 
-@pytest.fixture
-def programs(tmp_path):
-    exe = tmp_path / "standin"
-    exe.write_text("#!/bin/sh\n")
-    exe.chmod(0o755)
-    kernel = tmp_path / "unikernel.bin"
-    kernel.write_bytes(b"\x7fELF")
-    return str(exe), str(kernel)
-
-
 def link(ns, name):
     return ns.ip_json("-d", "link", "show", name)[0]
 

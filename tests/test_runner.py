@@ -28,17 +28,6 @@ GUEST_IP = "172.30.0.2"
 
 
 @pytest.fixture
-def programs(tmp_path):
-    """(an executable stand-in, a unikernel file): plan() checks both, nothing runs them."""
-    exe = tmp_path / "standin"
-    exe.write_text("#!/bin/sh\n")
-    exe.chmod(0o755)
-    kernel = tmp_path / "unikernel.bin"
-    kernel.write_bytes(b"\x7fELF")
-    return str(exe), str(kernel)
-
-
-@pytest.fixture
 def rich(container):
     """A container with more to restore: a secondary IPv4, a global IPv6, extra routes."""
     container.ip("addr", "add", "172.30.0.9/16", "dev", "eth0")

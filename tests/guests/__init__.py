@@ -179,3 +179,33 @@ def http_get(ns_name, address, port=VM_HTTP_PORT, timeout=30, path="/"):
             last = e
             time.sleep(0.3)
     raise AssertionError("no HTTP answer from %s:%d within %ss: %s" % (address, port, timeout, last))
+
+
+class UkrunRun:
+    """One `ukrun` started in a container: its stdout is the guest's once ukrun has exec'd;
+    its stderr goes to a file (a full stderr pipe would block the guest)."""
+
+    def __init__(self, container, tmp_path, ukrun_exe, argv):
+        self.container = container
+        self.errlog = tmp_path / ("ukrun-%s-%d.err" % (container.name, time.monotonic_ns()))
+        with open(self.errlog, "wb") as err:
+            self.proc = container.popen(ukrun_exe, *argv, stderr=err)
+        self.out = LineReader(self.proc)
+
+    def stderr(self):
+        return self.errlog.read_text(errors="replace")
+
+    def _explained(self, wait):
+        try:
+            return wait()
+        except AssertionError as e:
+            raise AssertionError("%s\nukrun stderr:\n%s" % (e, self.stderr())) from None
+
+    def ready_json(self, timeout=20):
+        return self._explained(lambda: self.out.ready_json(timeout))
+
+    def vm_ready(self, timeout=60):
+        return self._explained(lambda: self.out.vm_ready(timeout))
+
+    def exit_status(self, timeout=20):
+        return self.proc.wait(timeout=timeout)
