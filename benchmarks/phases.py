@@ -24,7 +24,7 @@ ns = cli.parse(["unix", sys.argv[1]])
 mark("build the parser, parse argv")
 from ukrun import runner
 mark("import ukrun.runner")
-plan = runner.plan(runner.Options(ns.command, ns.unikernel, tuple(ns.args), **cli.field_values(ns)))
+plan = runner.plan_for_run(runner.Options(ns.command, ns.unikernel, tuple(ns.args), **cli.field_values(ns)))
 mark("plan (rtnl/netlink/cffi imports, discover, preflight)")
 applied = runner.apply(plan)
 mark("apply (netlink, tap)")

@@ -79,7 +79,7 @@ def execute(ns) -> int:
         runner.log_to_stderr()
     if ns.dry_run:
         options = runner.Options(ns.command, ns.unikernel, tuple(ns.args), **field_values(ns))
-        _print_json(runner.plan(options).to_json())
+        _print_json(runner.plan_for_run(options).to_json())  # the same text, no ipaddress
         return 0
     runner.run(ns.command, ns.unikernel, tuple(ns.args), **field_values(ns))
     return 1  # run() returns only by raising

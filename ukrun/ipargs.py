@@ -71,8 +71,7 @@ separated), ``dnsK`` (server K from 0), ``search`` (all search domains, comma se
 """
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
-
+from ukrun import inet
 from ukrun.errors import UsageError
 from ukrun.valueclass import value_class
 
@@ -90,27 +89,37 @@ def _check_name(what: str, value, optional: bool = False):
                          % (what, value))
 
 
-def _check_type(what: str, value, kind):
-    if value is not None and type(value) is not kind:
+# What each address of a GuestNet must be (ukrun.inet.kind: an inet value or the ipaddress
+# object named here).
+_KINDS = {"ipv4": ((inet.INTERFACE, 4), "IPv4Interface"),
+          "gateway4": ((inet.ADDRESS, 4), "IPv4Address"),
+          "ipv6": ((inet.INTERFACE, 6), "IPv6Interface"),
+          "gateway6": ((inet.ADDRESS, 6), "IPv6Address")}
+
+
+def _check_type(what: str, value):
+    wanted, name = _KINDS[what]
+    if value is not None and inet.kind(value) != wanted:
         raise TypeError("%s must be %s or None, not %s"
-                        % (what, kind.__name__, type(value).__name__))
+                        % (what, name, type(value).__name__))
 
 
 @value_class(frozen=True)
 class GuestNet:
     """One interface as the guest gets it. ``interface``: the container's name for it (eth0);
     ``tap``: the tap the guest is attached to; ``device``: the guest's own name for it (the
-    Solo5 net name, ``eth0`` in a Linux guest), None when it has none."""
+    Solo5 net name, ``eth0`` in a Linux guest), None when it has none. Addresses are
+    ukrun.inet values or the ipaddress objects of the same kind."""
 
     interface: str
     tap: str
     mac: str | None = None
     mtu: int | None = None
-    ipv4: IPv4Interface | None = None
-    gateway4: IPv4Address | None = None
+    ipv4: inet.Interface | None = None
+    gateway4: inet.IP | None = None
     gateway4_onlink: bool = False
-    ipv6: IPv6Interface | None = None
-    gateway6: IPv6Address | None = None
+    ipv6: inet.Interface | None = None
+    gateway6: inet.IP | None = None
     device: str | None = None
 
     def __post_init__(self):
@@ -123,25 +132,26 @@ class GuestNet:
                 raise ValueError("mac %r: not xx:xx:xx:xx:xx:xx" % (self.mac,))
         if self.mtu is not None and (type(self.mtu) is not int or not 0 < self.mtu < 1 << 32):
             raise ValueError("mtu %r: not a positive 32-bit integer" % (self.mtu,))
-        for what, kind in (("ipv4", IPv4Interface), ("gateway4", IPv4Address),
-                           ("ipv6", IPv6Interface), ("gateway6", IPv6Address)):
-            _check_type(what, getattr(self, what), kind)
+        for what in _KINDS:
+            _check_type(what, getattr(self, what))
         if type(self.gateway4_onlink) is not bool:
             raise TypeError("gateway4_onlink must be a bool")
 
 
 @value_class(frozen=True)
 class DNS:
-    """The nameservers (``IPv4Address``/``IPv6Address``, usable ones, in order; see
-    ``ukrun.resolv.usable_nameservers``) and search domains every interface shares."""
+    """The nameservers (addresses: ukrun.inet values or ipaddress objects; usable ones, in
+    order, see ``ukrun.resolv.usable_nameservers``) and search domains every interface
+    shares."""
 
     servers: tuple = ()
     search: tuple = ()
 
     def __post_init__(self):
         for server in self.servers:
-            if type(server) not in (IPv4Address, IPv6Address):
-                raise TypeError("DNS server %r is not an IPv4Address or IPv6Address" % (server,))
+            found = inet.kind(server)
+            if found is None or found[0] != inet.ADDRESS:
+                raise TypeError("DNS server %r is not an IPv4 or IPv6 address" % (server,))
         for domain in self.search:
             _check_name("search domain", domain)
 
@@ -151,7 +161,7 @@ NO_DNS = DNS()
 
 def _plain(address) -> str:
     """An address as a guest gets it: without a zone, which only names a container interface."""
-    return str(IPv6Address(int(address)) if getattr(address, "scope_id", None) else address)
+    return str(inet.unzoned(address))
 
 
 def _with_prefix(iface) -> str:

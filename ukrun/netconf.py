@@ -8,8 +8,8 @@ snapshot, so discovery and the plan cannot disagree. ``discover(interface)`` doe
 from __future__ import annotations
 
 import _socket  # not socket: see ukrun.rtnl
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
+from ukrun import inet
 from ukrun._ffi import lib
 from ukrun.errors import DiscoveryError
 from ukrun.rtnl import Address, Link, Route, Rtnl
@@ -24,17 +24,20 @@ class NetConfig:
     exactly as the kernel reported it. ``mac`` is the interface's own MAC. ``source`` is
     "discovered", or "recorded" when the interface holds no address any more because an
     earlier run in this namespace moved it: the addresses, gateway and MAC are then the ones
-    that run recorded (a restart). ``to_json()`` gives strings and ints."""
+    that run recorded (a restart). ``to_json()`` gives strings and ints.
+
+    What ``discover`` and ``ukrun.plan`` hand out holds ipaddress objects (IPv4Interface,
+    IPv4Address ...); a run itself carries ukrun.inet's equivalents (``inet.public``)."""
 
     interface: str
     index: int
     mac: str
     mtu: int
-    ipv4: IPv4Interface
-    gateway4: IPv4Address | None
+    ipv4: inet.Interface | None
+    gateway4: inet.IP | None
     gateway4_onlink: bool
-    ipv6: IPv6Interface | None
-    gateway6: IPv6Address | None
+    ipv6: inet.Interface | None
+    gateway6: inet.IP | None
     addresses: tuple  # every Address on the link (v4 + v6), primaries first as the kernel lists them
     routes: tuple  # every main-table Route whose oif is the link, v4 + v6
     source: str = "discovered"  # or "recorded"
@@ -170,11 +173,12 @@ def config(snapshot: Snapshot, interface: str, record=None) -> NetConfig:
 
 
 def discover(interface: str = "eth0", rtnl: Rtnl | None = None) -> NetConfig:
-    """Read ``interface``'s configuration in the current network namespace.
+    """Read ``interface``'s configuration in the current network namespace, with ipaddress
+    objects for its addresses (``config`` of a ``read``, made public: ukrun.inet.public).
 
     Raises DiscoveryError when it is missing, has no MAC address or no IPv4 address.
     """
     if rtnl is None:
         with Rtnl() as own:
             return discover(interface, own)
-    return config(read(rtnl, (interface,)), interface)
+    return inet.public(config(read(rtnl, (interface,)), interface))

@@ -7,8 +7,7 @@ anything else that starts "ukrun:" is a RecordError that names the tap and the f
 """
 from __future__ import annotations
 
-import ipaddress
-
+from ukrun import inet
 from ukrun.rtnl_objects import format_mac
 from ukrun.rtnl_objects import parse_mac as _parse_mac
 from ukrun.valueclass import value_class
@@ -52,18 +51,19 @@ class RecordError(ValueError):
 
 @value_class(frozen=True)
 class Record:
-    """What a run handed to the guest, so a later run in the same namespace can hand it again."""
+    """What a run handed to the guest, so a later run in the same namespace can hand it again.
+    Addresses as ukrun.inet values (from ``from_alias``) or ipaddress objects."""
 
     interface: str
     wiring: str
     bridge: str | None
-    ipv4: ipaddress.IPv4Interface | None
-    gateway4: ipaddress.IPv4Address | None
+    ipv4: inet.Interface | None
+    gateway4: inet.IP | None
     gateway4_onlink: bool
     guest_mac: str | None
     interface_mac: str  # the interface's own MAC before the run (bridge wiring may change it)
-    ipv6: ipaddress.IPv6Interface | None = None
-    gateway6: ipaddress.IPv6Address | None = None
+    ipv6: inet.Interface | None = None
+    gateway6: inet.IP | None = None
 
     @property
     def version(self) -> str:
@@ -159,28 +159,28 @@ class Record:
 
 def _ipv4_word(text: str, tap):
     try:
-        return ipaddress.IPv4Interface(text) if text else None
+        return inet.interface(text, 4) if text else None
     except ValueError:
         raise RecordError("4=%r is not an IPv4 address/prefix" % text, tap) from None
 
 
 def _ipv6_word(text: str, tap):
     try:
-        return ipaddress.IPv6Interface(text) if text else None
+        return inet.interface(text, 6) if text else None
     except ValueError:
         raise RecordError("6=%r is not an IPv6 address/prefix" % text, tap) from None
 
 
 def _gateway6_word(text: str, tap):
     try:
-        return ipaddress.IPv6Address(text) if text else None
+        return inet.address(text, 6) if text else None
     except ValueError:
         raise RecordError("h=%r is not an IPv6 address" % text, tap) from None
 
 
 def _gateway_word(text: str, tap):
     try:
-        return ipaddress.IPv4Address(text) if text else None
+        return inet.address(text, 4) if text else None
     except ValueError:
         raise RecordError("g=%r is not an IPv4 address" % text, tap) from None
 
@@ -216,7 +216,7 @@ def _mac_problem(key: str, mac) -> str | None:
 
 
 # 0.0.0.0/8 is "this network": no host answers for an address in it.
-_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+_THIS_NETWORK = inet.Network(inet.IP(bytes(4)), 8)
 
 
 def _host_problem(key: str, ip, network, link_local_ok: bool) -> str | None:
@@ -240,7 +240,7 @@ def _ipv4_problem(record: Record) -> str | None:
         if record.ipv6 is None:
             return "neither 4= nor 6= holds an address"
         return None if gateway is None else "g=%s without 4=" % gateway
-    if not isinstance(ipv4, ipaddress.IPv4Interface):
+    if inet.kind(ipv4) != (inet.INTERFACE, 4):
         return "4=%r is not an IPv4 address/prefix" % (ipv4,)
     if not 1 <= ipv4.network.prefixlen <= 32:
         return "4=%s: the prefix must be 1 to 32" % ipv4.with_prefixlen
@@ -249,7 +249,7 @@ def _ipv4_problem(record: Record) -> str | None:
     problem = _host_problem("4", ipv4.ip, ipv4.network, link_local_ok=False)
     if problem is not None or gateway is None:
         return problem
-    if not isinstance(gateway, ipaddress.IPv4Address):
+    if inet.kind(gateway) != (inet.ADDRESS, 4):
         return "g=%r is not an IPv4 address" % (gateway,)
     if gateway == ipv4.ip:
         return "g=%s is the address itself" % gateway
@@ -262,7 +262,7 @@ def _ipv6_problem(record: Record) -> str | None:
     ipv6, gateway = record.ipv6, record.gateway6
     if ipv6 is None:
         return None if gateway is None else "h=%s without 6=" % gateway
-    if not isinstance(ipv6, ipaddress.IPv6Interface):
+    if inet.kind(ipv6) != (inet.INTERFACE, 6):
         return "6=%r is not an IPv6 address/prefix" % (ipv6,)
     if not 1 <= ipv6.network.prefixlen <= 128:
         return "6=%s: the prefix must be 1 to 128" % ipv6.with_prefixlen
@@ -276,7 +276,7 @@ def _ipv6_problem(record: Record) -> str | None:
         return "6=%s is a %s address" % (ip, kind)
     if gateway is None:
         return None
-    if not isinstance(gateway, ipaddress.IPv6Address):
+    if inet.kind(gateway) != (inet.ADDRESS, 6):
         return "h=%r is not an IPv6 address" % (gateway,)
     kind = ("multicast" if gateway.is_multicast else "loopback" if gateway.is_loopback
             else "unspecified" if gateway.is_unspecified else None)

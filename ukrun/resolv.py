@@ -29,18 +29,18 @@ given directly); a loopback one is the host's own and is not. Docker 20.10 to 24
 comment: there only IPv6 upstream servers appear, as plain ``nameserver`` lines next to
 127.0.0.11, and the IPv4 ones are known to the daemon alone.
 
-Addresses are ``ipaddress`` objects throughout (``IPv4Address``/``IPv6Address``); a zone
-(``fe80::1%eth0``) is kept as Python's ``scope_id`` so it can be reported, and such servers are
-not usable (the zone names a container interface the guest does not have).
+Addresses are read as ``ipaddress.ip_address`` reads them, into ukrun.inet values (which
+compare equal to ipaddress's; a run does not import it); a zone (``fe80::1%eth0``) is kept as
+``scope_id`` so it can be reported, and such servers are not usable (the zone names a
+container interface the guest does not have).
 """
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv6Address, ip_address
-
+from ukrun import inet
 from ukrun.valueclass import value_class
 
-DOCKER_EMBEDDED = IPv4Address("127.0.0.11")
-SYSTEMD_STUB = IPv4Address("127.0.0.53")
+DOCKER_EMBEDDED = inet.address("127.0.0.11")
+SYSTEMD_STUB = inet.address("127.0.0.53")
 
 # What a search domain may hold here: host-name characters. Anything else (a ':' would break
 # Unikraft's and Linux's colon-separated fields, controls would break a guest's command line) is
@@ -54,7 +54,7 @@ class ExtServer:
     """One entry of Docker's ``# ExtServers:`` comment; ``host_ns``: written ``host(ADDR)``,
     that is, Docker sends to it from the host's network namespace."""
 
-    address: IPv4Address | IPv6Address
+    address: inet.IP
     host_ns: bool = False
 
     def __str__(self):
@@ -82,7 +82,7 @@ class Resolv:
 def _address(token: str):
     """``token`` as an IP address (a zone allowed), or None."""
     try:
-        return ip_address(token)
+        return inet.address(token)
     except ValueError:
         return None
 
@@ -171,7 +171,7 @@ def format_resolv_conf(resolv: Resolv) -> str:
 
 def _unscoped(address):
     """``address`` without a zone: what a guest is given."""
-    return IPv6Address(int(address)) if getattr(address, "scope_id", None) else address
+    return inet.unzoned(address)
 
 
 def _loopback_why(address) -> str:
@@ -208,7 +208,7 @@ def _ext_unusable(server: ExtServer, ipv4: bool, ipv6: bool) -> str | None:
 
 def usable_nameservers(resolv: Resolv, *, ipv4: bool = True, ipv6: bool = True):
     """``(servers, notes)``: the nameservers a guest can use, in order and without duplicates
-    (``IPv4Address``/``IPv6Address``, zones removed), and one line per server left out and why,
+    (addresses, zones removed), and one line per server left out and why,
     one saying where the servers came from when that is not the ``nameserver`` lines, and one
     when nothing is left. ``ipv4``/``ipv6``: whether the guest has an address of that family
     (a server of a family it lacks is left out).

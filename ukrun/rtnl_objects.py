@@ -8,17 +8,16 @@ of a request. ``ukrun.rtnl`` re-exports the objects and sends the requests.
 from __future__ import annotations
 
 import _socket  # not socket: see ukrun.rtnl
-from ipaddress import (IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface,
-                       IPv6Network)
 
+from ukrun import inet
 from ukrun._ffi import lib
 from ukrun.netlink import (Attr, IfAddrMsg, IfInfoMsg, Layout, NetlinkParseError, RtMsg, TcMsg,
                            attr_nested, attr_scalar, attr_string, attr_u32, parse_attrs)
 from ukrun.valueclass import value_class
 
-_INTERFACE = {_socket.AF_INET: IPv4Interface, _socket.AF_INET6: IPv6Interface}
-_NETWORK = {_socket.AF_INET: IPv4Network, _socket.AF_INET6: IPv6Network}
-_ADDRESS = {_socket.AF_INET: IPv4Address, _socket.AF_INET6: IPv6Address}
+# Addresses are ukrun.inet values (ipaddress's interface, without its import cost): the
+# packed bytes of each family are this long.
+_PACKED_SIZE = {_socket.AF_INET: 4, _socket.AF_INET6: 16}
 _FAMILY = {4: _socket.AF_INET, 6: _socket.AF_INET6}
 
 # The payloads of u32's selector and of the mirred action (tests check them against the C
@@ -62,14 +61,13 @@ def parse_mac(text: str, unicast: bool = False) -> bytes:
     return octets
 
 
-def _ip(data: bytes | None, family: int, what: str) -> IPv4Address | IPv6Address | None:
+def _ip(data: bytes | None, family: int, what: str) -> inet.IP | None:
     if data is None:
         return None
-    try:
-        return _ADDRESS[family](bytes(data))
-    except ValueError:
+    if len(data) != _PACKED_SIZE[family]:
         raise NetlinkParseError("%s: %d bytes are no address of family %d"
-                                % (what, len(data), family)) from None
+                                % (what, len(data), family))
+    return inet.IP(bytes(data))
 
 
 @value_class(frozen=True)
@@ -213,13 +211,16 @@ def addr_gen_mode_attrs(mode: int) -> list:
 
 @value_class(frozen=True)
 class Address:
+    """An address on a link as RTM_NEWADDR reports it. Its addresses are ukrun.inet values
+    when read from the kernel; ipaddress objects serve as well (ukrun.inet.public)."""
+
     index: int
-    interface: IPv4Interface | IPv6Interface
+    interface: inet.Interface
     scope: int = 0
     flags: int = 0  # IFA_F_*
-    broadcast: IPv4Address | None = None
+    broadcast: inet.IP | None = None
     label: str | None = None
-    peer: IPv4Address | IPv6Address | None = None  # the other end of a point-to-point address
+    peer: inet.IP | None = None  # the other end of a point-to-point address
 
     @property
     def family(self) -> int:
@@ -228,7 +229,7 @@ class Address:
 
 def address_from_message(body: IfAddrMsg) -> Address | None:
     """The address in an RTM_NEWADDR body; None for families other than IPv4/IPv6."""
-    if body.family not in _INTERFACE:
+    if body.family not in _PACKED_SIZE:
         return None
     attrs = body.attrs
     # IFA_LOCAL is this host's address; IFA_ADDRESS is the same, or the peer's on a
@@ -238,7 +239,7 @@ def address_from_message(body: IfAddrMsg) -> Address | None:
     if local is None and address is None:
         raise NetlinkParseError("address on link %d has neither IFA_LOCAL nor IFA_ADDRESS" % body.index)
     try:
-        interface = _INTERFACE[body.family]((address if local is None else local, body.prefixlen))
+        interface = inet.Interface(address if local is None else local, body.prefixlen)
     except ValueError as e:
         raise NetlinkParseError("address on link %d: %s" % (body.index, e)) from None
     return Address(index=body.index, interface=interface, scope=body.scope,
@@ -264,9 +265,11 @@ def address_request(addr: Address) -> IfAddrMsg:
 
 @value_class(frozen=True)
 class Route:
+    """A route as RTM_NEWROUTE reports it; addresses as in Address."""
+
     family: int
-    dst: IPv4Network | IPv6Network
-    gateway: IPv4Address | IPv6Address | None = None
+    dst: inet.Network
+    gateway: inet.IP | None = None
     oif: int | None = None
     table: int = lib.RT_TABLE_MAIN
     protocol: int = lib.RTPROT_BOOT
@@ -274,7 +277,7 @@ class Route:
     type: int = lib.RTN_UNICAST
     priority: int | None = None
     onlink: bool = False  # RTNH_F_ONLINK: the gateway is on the link even if no prefix says so
-    prefsrc: IPv4Address | IPv6Address | None = None
+    prefsrc: inet.IP | None = None
 
     @property
     def is_default(self) -> bool:
@@ -283,14 +286,14 @@ class Route:
 
 def route_from_message(body: RtMsg) -> Route | None:
     """The route in an RTM_NEWROUTE body; None for families other than IPv4/IPv6."""
-    if body.family not in _NETWORK:
+    if body.family not in _PACKED_SIZE:
         return None
     attrs = body.attrs
     dst = _ip(attrs.data(lib.RTA_DST), body.family, "RTA_DST")
     if dst is None:  # default routes come without RTA_DST
-        dst = _ADDRESS[body.family](0)
+        dst = inet.IP(bytes(_PACKED_SIZE[body.family]))
     try:
-        network = _NETWORK[body.family]((dst, body.dst_len), strict=False)
+        network = inet.Network(dst, body.dst_len, strict=False)
     except ValueError as e:
         raise NetlinkParseError("route: %s" % e) from None
     return Route(family=body.family, dst=network,

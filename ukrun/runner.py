@@ -271,7 +271,18 @@ def _handover(o: Options, target: Target, each, view: View, network: NetConfig,
 
 
 def plan(options: Options) -> Plan:
-    """Discover and check everything; return the steps and the command line. Changes nothing."""
+    """Discover and check everything; return the steps and the command line. Changes nothing.
+    The plan's networks and DNS servers hold ipaddress objects (``plan_for_run`` is the same
+    plan as a run carries it, with ukrun.inet's)."""
+    from ukrun import inet
+
+    p = plan_for_run(options)
+    p.handovers, p.dns = inet.public(p.handovers), inet.public(p.dns)
+    return p
+
+
+def plan_for_run(options: Options) -> Plan:
+    """``plan`` without the conversion to ipaddress objects, which a run does not need."""
     from ukrun import caps
     from ukrun.rtnl import Rtnl
 
@@ -620,7 +631,7 @@ def run(target: str, unikernel: str, args: Sequence[str] = (), **options):
                 if handover.reserve_fd(fd)]
     try:
         with handover.NamespaceLock():
-            p = plan(o)
+            p = plan_for_run(o)
             for note in p.notes:
                 _say(note)
             exec_applied(apply(p))

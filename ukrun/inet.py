@@ -1,0 +1,466 @@
+"""IP addresses, interfaces (an address with its prefix) and networks as small values: the part
+of ``ipaddress`` a run reads, without what ``ipaddress`` costs to import.
+
+``import ipaddress`` loads functools, collections and the rest of what they import: about 4 ms
+of a run's start on this kind of machine, more than ukrun's own work on the kernel. A run reads
+addresses from netlink (packed bytes), from its restart record and from resolv.conf (text),
+and writes them into the guest's words, the record and messages; that is all done here, and
+``public()`` turns these values into ``ipaddress`` objects where the library hands them to its
+users (``ukrun.discover``, ``ukrun.plan``).
+
+The values keep ``ipaddress``'s names and meanings for what ukrun uses (``ip``, ``network``,
+``prefixlen``, ``with_prefixlen``, ``netmask``, ``packed``, ``version``, ``scope_id``,
+``is_loopback`` ...), write the text ``ipaddress`` writes (on this Python), parse what it
+parses, and compare equal to (and hash like) the ``ipaddress`` object of the same value, so the
+two mix in sets, dicts and comparisons. Code that takes addresses from outside (tests, library
+users) can be given either. ``kind(value)`` says what a value is, for both.
+"""
+from __future__ import annotations
+
+import sys
+
+# From Python 3.13 ipaddress writes an IPv4-mapped IPv6 address with its IPv4 part dotted
+# (::ffff:1.2.3.4), and such an address is loopback when its IPv4 address is.
+_MAPPED_AS_IPV4 = sys.version_info >= (3, 13)
+
+ADDRESS, INTERFACE, NETWORK = "address", "interface", "network"
+_BITS = {4: 32, 6: 128}
+_SIZES = {4: 4, 16: 6}  # packed length -> version
+_DIGITS = frozenset("0123456789")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _frozen(self, name, value):
+    raise AttributeError("%s is immutable" % type(self).__name__)
+
+
+def _public_kind(value):
+    """What an ``ipaddress`` object is, or None for anything else. None too while ipaddress
+    was never imported: then no such object can exist, and nothing is imported to ask."""
+    module = sys.modules.get("ipaddress")
+    if module is None:
+        return None
+    if isinstance(value, (module.IPv4Interface, module.IPv6Interface)):
+        return INTERFACE
+    if isinstance(value, (module.IPv4Address, module.IPv6Address)):
+        return ADDRESS
+    if isinstance(value, (module.IPv4Network, module.IPv6Network)):
+        return NETWORK
+    return None
+
+
+def kind(value):
+    """(ADDRESS, INTERFACE or NETWORK, 4 or 6) for an address value of this module or of
+    ``ipaddress``; None for anything else (text, None, ...)."""
+    found = _KINDS.get(type(value)) or _public_kind(value)
+    return None if found is None else (found, value.version)
+
+
+# --- addresses ------------------------------------------------------------------------------
+
+class IP:
+    """An IPv4 or IPv6 address: ``packed`` (4 or 16 bytes, network order) and, for IPv6, the
+    zone ``scope_id`` (fe80::1%eth0) or None."""
+
+    __slots__ = ("packed", "scope_id")
+    __setattr__ = _frozen
+
+    def __init__(self, packed: bytes, scope_id: str | None = None):
+        if type(packed) is not bytes or len(packed) not in _SIZES:
+            raise ValueError("%r is no packed IPv4 or IPv6 address" % (packed,))
+        if scope_id is not None and (len(packed) != 16 or not scope_id or "%" in scope_id):
+            raise ValueError("zone %r on %r" % (scope_id, packed))
+        object.__setattr__(self, "packed", packed)
+        object.__setattr__(self, "scope_id", scope_id)
+
+    @classmethod
+    def from_int(cls, value: int, version: int) -> "IP":
+        return cls(value.to_bytes(_BITS[version] // 8, "big"))
+
+    @property
+    def version(self) -> int:
+        return _SIZES[len(self.packed)]
+
+    @property
+    def max_prefixlen(self) -> int:
+        return _BITS[self.version]
+
+    def __int__(self) -> int:
+        return int.from_bytes(self.packed, "big")
+
+    def _in(self, prefix: int, length: int) -> bool:
+        bits = self.max_prefixlen
+        return int(self) >> (bits - length) == prefix >> (bits - length)
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.version == 4:
+            return self._in(0x7F << 24, 8)
+        mapped = self.ipv4_mapped if _MAPPED_AS_IPV4 else None
+        return int(self) == 1 if mapped is None else mapped.is_loopback
+
+    @property
+    def is_unspecified(self) -> bool:
+        return int(self) == 0
+
+    @property
+    def is_multicast(self) -> bool:
+        return self._in(0xE0 << 24, 4) if self.version == 4 else self._in(0xFF << 120, 8)
+
+    @property
+    def is_link_local(self) -> bool:
+        return self._in(0xA9FE << 16, 16) if self.version == 4 else self._in(0xFE80 << 112, 10)
+
+    @property
+    def is_reserved(self) -> bool:
+        if self.version == 4:
+            return self._in(0xF0 << 24, 4)
+        return any(self._in(prefix << 112, length) for prefix, length in _V6_RESERVED)
+
+    @property
+    def ipv4_mapped(self) -> "IP | None":
+        """The IPv4 address in ::ffff:a.b.c.d, else None (IPv6 only, as in ipaddress)."""
+        if self.version != 6:
+            raise AttributeError("an IPv4 address has no ipv4_mapped")
+        return IP(self.packed[12:]) if self.packed[:12] == _MAPPED_PREFIX else None
+
+    def __str__(self) -> str:
+        if self.version == 4:
+            return "%d.%d.%d.%d" % tuple(self.packed)
+        text = _v6_text(int(self), mapped_dotted=_MAPPED_AS_IPV4)
+        return text if self.scope_id is None else "%s%%%s" % (text, self.scope_id)
+
+    def __repr__(self) -> str:
+        return "IP(%r)" % str(self)
+
+    def __eq__(self, other):
+        if type(other) is IP or _public_kind(other) == ADDRESS:
+            return (self.packed == other.packed
+                    and self.scope_id == getattr(other, "scope_id", None))
+        return NotImplemented
+
+    def __hash__(self) -> int:  # ipaddress's, so that both find each other in sets and dicts
+        if self.version == 4:
+            return hash(hex(int(self)))
+        return hash((int(self), self.scope_id))
+
+
+_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+# ipaddress's IPv6 reserved networks, as (first 16 bits, prefix length).
+_V6_RESERVED = ((0x0000, 8), (0x0100, 8), (0x0200, 7), (0x0400, 6), (0x0800, 5), (0x1000, 4),
+                (0x4000, 3), (0x6000, 3), (0x8000, 3), (0xA000, 3), (0xC000, 3), (0xE000, 4),
+                (0xF000, 5), (0xF800, 6), (0xFE00, 9))
+
+
+def _v6_text(value: int, mapped_dotted: bool) -> str:
+    """RFC 5952 text, as ipaddress writes it: lower-case hex, the longest run of two or more
+    zero groups (the first of equal ones) as "::"."""
+    if mapped_dotted and value >> 32 == 0xFFFF:
+        return "::ffff:%d.%d.%d.%d" % tuple((value & 0xFFFFFFFF).to_bytes(4, "big"))
+    groups = [value >> shift & 0xFFFF for shift in range(112, -16, -16)]
+    best_start, best_length, start = -1, 0, -1
+    for index, group in enumerate(groups):
+        if group:
+            start = -1
+            continue
+        if start < 0:
+            start = index
+        if index - start + 1 > best_length:
+            best_start, best_length = start, index - start + 1
+    texts = ["%x" % group for group in groups]
+    if best_length < 2:
+        return ":".join(texts)
+    head = ":".join(texts[:best_start])
+    tail = ":".join(texts[best_start + best_length:])
+    return head + "::" + tail
+
+
+# --- interfaces and networks ---------------------------------------------------------------
+
+def _mask(prefixlen: int, version: int) -> int:
+    bits = _BITS[version]
+    return ((1 << prefixlen) - 1) << (bits - prefixlen)
+
+
+def _check_prefix(prefixlen, version: int) -> int:
+    if type(prefixlen) is not int or not 0 <= prefixlen <= _BITS[version]:
+        raise ValueError("prefix length %r for IPv%d" % (prefixlen, version))
+    return prefixlen
+
+
+class Network:
+    """A network: ``network_address`` (host bits zero) and ``prefixlen``."""
+
+    __slots__ = ("network_address", "prefixlen")
+    __setattr__ = _frozen
+
+    def __init__(self, address: IP, prefixlen: int, strict: bool = True):
+        """``address`` with its host bits cleared; ValueError when ``strict`` and it has any
+        (as ipaddress's ``strict``)."""
+        version = address.version
+        _check_prefix(prefixlen, version)
+        value = int(address)
+        masked = value & _mask(prefixlen, version)
+        if strict and masked != value:
+            raise ValueError("%s/%d has host bits set" % (address, prefixlen))
+        object.__setattr__(self, "network_address", IP.from_int(masked, version))
+        object.__setattr__(self, "prefixlen", prefixlen)
+
+    @property
+    def version(self) -> int:
+        return self.network_address.version
+
+    @property
+    def max_prefixlen(self) -> int:
+        return self.network_address.max_prefixlen
+
+    @property
+    def netmask(self) -> IP:
+        return IP.from_int(_mask(self.prefixlen, self.version), self.version)
+
+    @property
+    def broadcast_address(self) -> IP:
+        host = (1 << (self.max_prefixlen - self.prefixlen)) - 1
+        return IP.from_int(int(self.network_address) | host, self.version)
+
+    @property
+    def with_prefixlen(self) -> str:
+        return "%s/%d" % (self.network_address, self.prefixlen)
+
+    def __contains__(self, address) -> bool:
+        if kind(address) != (ADDRESS, self.version):
+            return False
+        return int(address) & _mask(self.prefixlen, self.version) == int(self.network_address)
+
+    def __str__(self) -> str:
+        return self.with_prefixlen
+
+    def __repr__(self) -> str:
+        return "Network(%r)" % str(self)
+
+    def __eq__(self, other):
+        if type(other) is Network or _public_kind(other) == NETWORK:
+            return (self.version == other.version and self.prefixlen == other.prefixlen
+                    and int(self.network_address) == int(other.network_address))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(int(self.network_address) ^ int(self.netmask))
+
+
+class Interface:
+    """An address on a link with its prefix: ``ip`` and ``network`` (what ipaddress's
+    IPv4Interface/IPv6Interface hold), ``prefixlen``."""
+
+    __slots__ = ("ip", "prefixlen")
+    __setattr__ = _frozen
+
+    def __init__(self, ip: IP, prefixlen: int):
+        if type(ip) is not IP:
+            raise TypeError("%r is no inet.IP" % (ip,))
+        object.__setattr__(self, "ip", ip)
+        object.__setattr__(self, "prefixlen", _check_prefix(prefixlen, ip.version))
+
+    @property
+    def version(self) -> int:
+        return self.ip.version
+
+    @property
+    def packed(self) -> bytes:
+        return self.ip.packed
+
+    @property
+    def scope_id(self) -> str | None:
+        return self.ip.scope_id
+
+    @property
+    def network(self) -> Network:
+        return Network(self.ip, self.prefixlen, strict=False)
+
+    @property
+    def netmask(self) -> IP:
+        return IP.from_int(_mask(self.prefixlen, self.version), self.version)
+
+    @property
+    def with_prefixlen(self) -> str:
+        """ADDR/N, the address without its zone (ipaddress's with_prefixlen)."""
+        ip = self.ip
+        text = str(ip) if ip.version == 4 else _v6_text(int(ip), mapped_dotted=False)
+        return "%s/%d" % (text, self.prefixlen)
+
+    def __str__(self) -> str:
+        return "%s/%d" % (self.ip, self.prefixlen)
+
+    def __repr__(self) -> str:
+        return "Interface(%r)" % str(self)
+
+    def __eq__(self, other):
+        if type(other) is Interface or _public_kind(other) == INTERFACE:
+            return (self.packed == other.packed
+                    and self.scope_id == getattr(other, "scope_id", None)
+                    and self.prefixlen == other.network.prefixlen)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((int(self.ip), self.prefixlen,
+                     int(self.ip) & _mask(self.prefixlen, self.version)))
+
+
+_KINDS = {IP: ADDRESS, Interface: INTERFACE, Network: NETWORK}
+
+
+# --- text, as ipaddress reads it -------------------------------------------------------------
+
+def _v4_int(text: str) -> int:
+    octets = text.split(".")
+    if len(octets) != 4:
+        raise ValueError("expected 4 octets in %r" % text)
+    value = 0
+    for octet in octets:
+        # ASCII digits only, at most 3, no leading zero (as glibc's inet_pton), at most 255.
+        if (not octet or not _DIGITS.issuperset(octet) or len(octet) > 3
+                or (octet != "0" and octet[0] == "0") or int(octet) > 255):
+            raise ValueError("%r is not an octet of an IPv4 address (%r)" % (octet, text))
+        value = value << 8 | int(octet)
+    return value
+
+
+def _hextet(text: str) -> int:
+    if not _HEX.issuperset(text) or not 1 <= len(text) <= 4:
+        raise ValueError("%r is not a group of an IPv6 address" % text)
+    return int(text, 16)
+
+
+def _v6_int(text: str) -> int:
+    """ipaddress's rules: 3 to 9 colon-separated parts, one "::" at most, an optional dotted
+    IPv4 suffix, 1 to 4 hex digits a group."""
+    parts = text.split(":")
+    if len(parts) < 3:
+        raise ValueError("%r has too few parts for an IPv6 address" % text)
+    if "." in parts[-1]:
+        low = _v4_int(parts.pop())
+        parts += ["%x" % (low >> 16), "%x" % (low & 0xFFFF)]
+    if len(parts) > 9:
+        raise ValueError("%r has too many colons" % text)
+    skip = None
+    for index in range(1, len(parts) - 1):
+        if not parts[index]:
+            if skip is not None:
+                raise ValueError("%r has more than one '::'" % text)
+            skip = index
+    if skip is not None:
+        high, low = skip, len(parts) - skip - 1
+        if not parts[0]:
+            high -= 1
+            if high:
+                raise ValueError("%r starts with a single ':'" % text)
+        if not parts[-1]:
+            low -= 1
+            if low:
+                raise ValueError("%r ends with a single ':'" % text)
+        skipped = 8 - high - low
+        if skipped < 1:
+            raise ValueError("%r has too many groups for its '::'" % text)
+    else:
+        if len(parts) != 8:
+            raise ValueError("%r has not 8 groups" % text)
+        high, low, skipped = 8, 0, 0
+    value = 0
+    for part in parts[:high]:
+        value = value << 16 | _hextet(part)
+    value <<= 16 * skipped
+    for part in parts[len(parts) - low:]:
+        value = value << 16 | _hextet(part)
+    return value
+
+
+def _address(text: str, version: int) -> IP:
+    if not isinstance(text, str):
+        raise TypeError("an address is text, not %s" % type(text).__name__)
+    if not text or "/" in text:
+        raise ValueError("%r is not an IPv%d address" % (text, version))
+    if version == 4:
+        return IP.from_int(_v4_int(text), 4)
+    text, sep, zone = text.partition("%")
+    if sep and (not zone or "%" in zone):
+        raise ValueError("%r has no valid zone" % (text + sep + zone))
+    if not text:
+        raise ValueError("an empty IPv6 address")
+    return IP(_v6_int(text).to_bytes(16, "big"), zone if sep else None)
+
+
+def address(text: str, version: int | None = None) -> IP:
+    """The address ``text`` writes (an IPv6 zone allowed), as ipaddress.ip_address (or
+    IPv4Address/IPv6Address with ``version``) reads it; ValueError when it is none."""
+    if version is not None:
+        return _address(text, version)
+    try:
+        return _address(text, 4)
+    except ValueError:
+        pass
+    try:
+        return _address(text, 6)
+    except ValueError:
+        raise ValueError("%r does not appear to be an IPv4 or IPv6 address" % (text,)) from None
+
+
+def _prefix(text: str, version: int) -> int:
+    if text.isascii() and text.isdigit() and int(text) <= _BITS[version]:
+        return int(text)
+    if version == 4:  # ipaddress also takes a netmask or a hostmask there
+        try:
+            mask = _v4_int(text)
+        except ValueError:
+            mask = None
+        for candidate in (mask, None if mask is None else mask ^ 0xFFFFFFFF):
+            if candidate is not None:
+                ones = 32 - ((candidate & -candidate).bit_length() - 1 if candidate else 32)
+                if candidate == _mask(ones, 4):
+                    return ones
+    raise ValueError("%r is not a prefix length of IPv%d" % (text, version))
+
+
+def interface(text: str, version: int) -> Interface:
+    """``ADDR[/PREFIX]`` as ipaddress's IPv4Interface/IPv6Interface reads it (no prefix: a
+    host's; an IPv4 prefix may be a netmask or hostmask); ValueError when it is none."""
+    if not isinstance(text, str):
+        raise TypeError("an interface is text, not %s" % type(text).__name__)
+    parts = text.split("/")
+    if len(parts) > 2:
+        raise ValueError("more than one '/' in %r" % text)
+    ip = _address(parts[0], version)
+    prefixlen = _prefix(parts[1], version) if len(parts) == 2 else _BITS[version]
+    return Interface(ip, prefixlen)
+
+
+# --- conversions ------------------------------------------------------------------------------
+
+def unzoned(value):
+    """``value`` (an address of this module or of ipaddress) without its IPv6 zone."""
+    if getattr(value, "scope_id", None) is None:
+        return value
+    return IP(value.packed) if type(value) is IP else type(value)(int(value))
+
+
+def public(value):
+    """``value`` with every address, interface and network of this module in it made the
+    ``ipaddress`` object of the same value: tuples, lists and dicts are rebuilt, and so are
+    ukrun value classes (ukrun.valueclass), through their constructor. Anything else is
+    returned as it is. Imports ipaddress: for what the library hands its users."""
+    found = _KINDS.get(type(value))
+    if found is not None:
+        import ipaddress
+
+        if found == ADDRESS:
+            return ipaddress.ip_address(str(value))
+        if found == INTERFACE:
+            return ipaddress.ip_interface((public(value.ip), value.prefixlen))
+        return ipaddress.ip_network(str(value))
+    if type(value) in (tuple, list):
+        return type(value)(public(item) for item in value)
+    if type(value) is dict:
+        return {key: public(item) for key, item in value.items()}
+    fields = getattr(type(value), "_fields", None)
+    if fields is not None and isinstance(getattr(type(value), "_defaults", None), dict):
+        return type(value)(*(public(getattr(value, name)) for name in fields))
+    return value
