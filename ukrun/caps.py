@@ -7,7 +7,12 @@ Capability state is per thread: drop from the thread that will call os.execve.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+
+# For annotations only: collections.abc loads collections, ~1 ms of a run's start
+# (typing's TYPE_CHECKING, without importing typing).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 from ukrun._ffi import check, ffi, lib
 from ukrun.errors import PrivilegeError

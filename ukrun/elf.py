@@ -13,7 +13,6 @@ against the system header. No ukrun C is involved, so this module stays cheap to
 """
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 
@@ -46,6 +45,7 @@ _PHDR_SIZE = {ELFCLASS32: 32, ELFCLASS64: 56}
 _TYPE_NAMES = {ET_REL: "a relocatable object", ET_CORE: "a core dump"}
 # A loader path longer than this is not a real one (PATH_MAX); it also bounds what we read.
 _MAX_INTERP = 4096
+_TABLE_AT_ONCE = 1 << 16  # the kernel's own bound on a program header table (load_elf_phdrs())
 
 
 class ElfError(ValueError):
@@ -82,22 +82,26 @@ def parse_elf(data) -> ElfInfo:
     """
     # Released on the way out, even through an exception, so a caller may close its mmap.
     with memoryview(data) as view:
-        return _parse(view)
+        return _parse(len(view), lambda offset, size: bytes(view[offset:offset + size]))
 
 
-def _parse(view):
-    if len(view) < EI_NIDENT or bytes(view[:4]) != ELFMAG:
+def _parse(length: int, read):
+    """The ElfInfo of a file of ``length`` bytes; ``read(offset, size)`` returns those bytes,
+    within the file: every offset and size is checked against ``length`` first."""
+    ident = read(0, min(length, EI_NIDENT))
+    if length < EI_NIDENT or ident[:4] != ELFMAG:
         raise ElfError("not an ELF file")
-    elf_class, data_encoding = view[EI_CLASS], view[EI_DATA]
+    elf_class, data_encoding = ident[EI_CLASS], ident[EI_DATA]
     if elf_class not in _EHDR:
         raise ElfError("unknown ELF class %d" % elf_class)
     if data_encoding not in (ELFDATA2LSB, ELFDATA2MSB):
         raise ElfError("unknown ELF data encoding %d" % data_encoding)
     order = "<" if data_encoding == ELFDATA2LSB else ">"
-    if len(view) < _EHDR_SIZE[elf_class]:
+    if length < _EHDR_SIZE[elf_class]:
         raise ElfError("truncated ELF header")
     (e_type, e_machine, _version, _entry, e_phoff, _shoff, _flags, _ehsize, e_phentsize,
-     e_phnum) = struct.unpack_from(order + _EHDR[elf_class], view, EI_NIDENT)
+     e_phnum) = struct.unpack_from(order + _EHDR[elf_class], read(0, _EHDR_SIZE[elf_class]),
+                                   EI_NIDENT)
     if e_type not in (ET_EXEC, ET_DYN):
         raise ElfError("not an executable but %s" % _TYPE_NAMES.get(e_type, "ELF type %d" % e_type))
     if e_phnum == 0:
@@ -107,46 +111,72 @@ def _parse(view):
         raise ElfError("too many program headers (PN_XNUM)")
     if e_phentsize < _PHDR_SIZE[elf_class]:
         raise ElfError("program header size %d is too small" % e_phentsize)
-    if e_phoff > len(view) or e_phnum * e_phentsize > len(view) - e_phoff:
+    if e_phoff > length or e_phnum * e_phentsize > length - e_phoff:
         raise ElfError("truncated program headers")
 
     interpreter = None
     dynamic = False
-    for i in range(e_phnum):
-        p_type, p_offset, p_filesz = struct.unpack_from(
-            order + _PHDR[elf_class], view, e_phoff + i * e_phentsize)
+    for header in _entries(read, e_phoff, e_phnum, e_phentsize, _PHDR_SIZE[elf_class]):
+        p_type, p_offset, p_filesz = struct.unpack_from(order + _PHDR[elf_class], header)
         if p_type == PT_DYNAMIC:
             dynamic = True
         elif p_type == PT_INTERP and interpreter is None:
             # The kernel loads the first one and ignores the rest (load_elf_binary()).
-            interpreter = _read_interpreter(view, p_offset, p_filesz)
+            interpreter = _read_interpreter(length, read, p_offset, p_filesz)
     return ElfInfo(elf_class=32 if elf_class == ELFCLASS32 else 64,
                    little_endian=data_encoding == ELFDATA2LSB, type=e_type,
                    machine=e_machine, interpreter=interpreter, dynamic=dynamic)
 
 
-def _read_interpreter(view, offset, size):
+def _entries(read, offset: int, count: int, stride: int, size: int) -> list:
+    """The ``count`` entries of ``size`` bytes, one every ``stride`` from ``offset``: read at
+    once when the table is small (the kernel execs none over 64 KiB), else one by one, so
+    that a forged entry size cannot make a large file be read whole."""
+    if count * stride <= _TABLE_AT_ONCE:
+        table = read(offset, count * stride)
+        return [table[i * stride:i * stride + size] for i in range(count)]
+    return [read(offset + i * stride, size) for i in range(count)]
+
+
+def _read_interpreter(length, read, offset, size):
     # The kernel's own limits (load_elf_binary()): ENOEXEC for a path of fewer than 2 or more
     # than PATH_MAX bytes, or one without its NUL; EIO for one past the end of the file.
     if size < 2 or size > _MAX_INTERP:
         raise ElfError("PT_INTERP of %d bytes" % size)
-    if offset > len(view) or size > len(view) - offset:
+    if offset > length or size > length - offset:
         raise ElfError("PT_INTERP lies beyond the end of the file")
-    if view[offset + size - 1] != 0:
+    data = read(offset, size)
+    if data[-1] != 0:
         raise ElfError("PT_INTERP is not NUL-terminated")
-    path = bytes(view[offset:offset + size]).split(b"\0", 1)[0]
+    path = data.split(b"\0", 1)[0]
     if not path:
         raise ElfError("empty PT_INTERP")
     return os.fsdecode(path)
 
 
 def read_elf(path) -> ElfInfo:
-    """parse_elf() on a file, mapped rather than read (a unix unikernel can be large).
+    """parse_elf() on a file, of which only the headers and the loader's path are read (a unix
+    unikernel can be large; mmap, the other way, costs a run its import).
 
     OSError (missing, unreadable) passes through; ElfError for what is not an ELF executable.
     """
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            raise ElfError("empty file")  # mmap refuses empty files
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            return parse_elf(mapped)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        length = os.fstat(fd).st_size
+        if length == 0:
+            raise ElfError("empty file")
+        return _parse(length, lambda offset, size: _pread_all(fd, size, offset))
+    finally:
+        os.close(fd)
+
+
+def _pread_all(fd: int, size: int, offset: int) -> bytes:
+    """``size`` bytes at ``offset``, which the caller checked lie within the file; ElfError
+    when the file ends sooner (it shrank meanwhile)."""
+    data = os.pread(fd, size, offset)
+    while len(data) < size:
+        more = os.pread(fd, size - len(data), offset + len(data))
+        if not more:
+            raise ElfError("the file ended at %d bytes while being read" % (offset + len(data)))
+        data += more
+    return data

@@ -17,7 +17,7 @@ are checked against the C compiler's layouts by the tests (tests/sysheaders.py).
 from __future__ import annotations
 
 import struct
-from collections import namedtuple
+from _operator import itemgetter  # not collections.namedtuple: collections costs a run ~1 ms
 
 from ukrun._ffi import lib
 from ukrun.valueclass import value_class
@@ -88,14 +88,28 @@ _FLAG_BITS = lib.NLA_F_NESTED | lib.NLA_F_NET_BYTEORDER
 
 # --- attributes ------------------------------------------------------------------------
 
-class Attr(namedtuple("Attr", "type data flags", defaults=(b"", 0))):
+class Attr(tuple):
     """One attribute: its ``type`` (NLA_F_* bits masked off), its payload ``data``, and
     ``flags``, the NLA_F_NESTED / NLA_F_NET_BYTEORDER bits as found or to be sent.
 
-    A named tuple: a 64 KiB dump can hold 16000 of them, and a tuple is the cheapest to make.
+    A named tuple (type, data, flags): a 64 KiB dump can hold 16000 of them, and a tuple is
+    the cheapest to make.
     """
 
     __slots__ = ()
+
+    def __new__(cls, type: int, data: bytes = b"", flags: int = 0):
+        return tuple.__new__(cls, (type, data, flags))
+
+    type = property(itemgetter(0))
+    data = property(itemgetter(1))
+    flags = property(itemgetter(2))
+
+    def __repr__(self) -> str:
+        return "Attr(type=%r, data=%r, flags=%r)" % self
+
+    def __getnewargs__(self):
+        return tuple(self)
 
     def scalar(self, kind: str) -> int:
         """The payload as "u8", "u16", "u32", "s32" or "u64"; its size must be exact."""

@@ -13,7 +13,12 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Sequence
+
+# For annotations only: collections.abc loads collections, ~1 ms of a run's start
+# (typing's TYPE_CHECKING, without importing typing).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 from ukrun import handover, preflight
 from ukrun.errors import NetworkError, PrivilegeError, UkrunError
