@@ -254,10 +254,11 @@ def _verify(after: CapState, wanted: dict) -> CapState:
     return after
 
 
-def can_bound_execve() -> bool:
-    """Whether this thread can shrink its bounding set (CAP_SETPCAP is effective): only then
-    can ``prepare_execve`` decide the program's capabilities while this thread keeps its own."""
-    return lib.CAP_SETPCAP in current().effective
+def can_bound_execve(state: CapState | None = None) -> bool:
+    """Whether this thread can shrink its bounding set (CAP_SETPCAP is effective in ``state``,
+    its current one when None): only then can ``prepare_execve`` decide the program's
+    capabilities while this thread keeps its own."""
+    return lib.CAP_SETPCAP in (state or current()).effective
 
 
 def prepare_execve(kept: Iterable[int], ambient: bool = True) -> CapState:

@@ -23,19 +23,20 @@ NET_ADMIN = "CAP_NET_ADMIN"
 DEFAULT_KEPT = "CAP_NET_BIND_SERVICE"
 
 
-def kept_capabilities(names, notes=None) -> frozenset:
+def kept_capabilities(names, notes=None, state=None) -> frozenset:
     """Capability numbers from names ("NET_BIND_SERVICE", "cap_kill"; "none" alone: none).
 
-    ``names`` None is the default: CAP_NET_BIND_SERVICE when this process holds it. A
-    container started with every capability dropped but NET_ADMIN (Kubernetes
-    ``drop: [ALL]``) must still run; only a capability asked for by name has to be held.
+    ``names`` None is the default: CAP_NET_BIND_SERVICE when this process holds it (``state``:
+    its caps.CapState, read when None). A container started with every capability dropped but
+    NET_ADMIN (Kubernetes ``drop: [ALL]``) must still run; only a capability asked for by name
+    has to be held.
     """
     from ukrun import caps
     from ukrun.caps import cap_number
 
     if names is None:
         default = cap_number(DEFAULT_KEPT)
-        state = caps.current()
+        state = state or caps.current()
         if default in state.permitted & state.bounding:
             return frozenset({default})
         if notes is not None:
@@ -125,11 +126,12 @@ def check_kvm(target: str) -> None:
     check_device(KVM_DEVICE, "the %s target needs KVM: docker run --device /dev/kvm" % target)
 
 
-def check_capabilities(kept: frozenset) -> None:
-    """CAP_NET_ADMIN to wire the network, and every capability to keep after the drop."""
+def check_capabilities(kept: frozenset, state=None) -> None:
+    """CAP_NET_ADMIN to wire the network, and every capability to keep after the drop
+    (``state``: this thread's caps.CapState, read when None)."""
     from ukrun import caps
 
-    state = caps.current()
+    state = state or caps.current()
     if caps.cap_number(NET_ADMIN) not in state.effective:
         raise PrivilegeError("%s is required to wire the network" % NET_ADMIN,
                              "docker run --cap-add=NET_ADMIN")

@@ -295,13 +295,14 @@ def plan_for_run(options: Options) -> Plan:
     target = preflight.check_options(o)
     each = per_interface(o, target)
     notes = []
-    keep = preflight.kept_capabilities(o.keep_caps, notes)
-    exec_mode = handover.choose_exec_mode(o.init, os.getpid() == 1, caps.can_bound_execve())
+    state = caps.current()  # the capabilities every check below reads: one look at /proc
+    keep = preflight.kept_capabilities(o.keep_caps, notes, state)
+    exec_mode = handover.choose_exec_mode(o.init, os.getpid() == 1, caps.can_bound_execve(state))
     tender = resolve_programs(o, target, keep, exec_mode)
     preflight.check_tun()
     if target.needs_kvm:
         preflight.check_kvm(o.target)
-    preflight.check_capabilities(keep)
+    preflight.check_capabilities(keep, state)
     problem = caps.ambient_problem(keep)
     if problem:
         raise PrivilegeError(problem, caps.AMBIENT_HINT)

@@ -1,7 +1,8 @@
 """Carry out wiring steps (ukrun.wiring.Step) against the kernel, one rtnl socket at a time.
 
 Every operation takes interface *names* and looks the index up when it runs: a plan is made
-before the links it names exist.
+before the links it names exist. A name's index is looked up once (each look-up is a request
+and a whole link to decode) and forgotten when an operation makes, renames or deletes a link.
 """
 from __future__ import annotations
 
@@ -18,12 +19,20 @@ class Kernel:
     def __init__(self, rtnl):
         self.rtnl = rtnl
         self.taps = {}  # name -> Tap
+        self._indexes = {}  # name -> ifindex, as looked up by this Kernel
 
     def do(self, step) -> None:
-        getattr(self, "op_" + step.op)(**step.args)
+        try:
+            getattr(self, "op_" + step.op)(**step.args)
+        finally:
+            if step.op in _RENAMING:
+                self._indexes.clear()  # a name may stand for another link now, or for none
 
     def index(self, name: str) -> int:
-        return self.rtnl.link(name).index
+        index = self._indexes.get(name)
+        if index is None:
+            index = self._indexes[name] = self.rtnl.link(name).index
+        return index
 
     # --- taps ---
     def op_create_tap(self, name: str) -> None:
@@ -128,6 +137,10 @@ class Kernel:
         for route in sorted(routes, key=lambda r: r.gateway is not None):
             if _route_key(route) not in have:
                 self.rtnl.add_route(route)
+
+
+# The operations after which a name may stand for another link, or for none.
+_RENAMING = frozenset(("create_tap", "delete_tap", "create_bridge", "rename", "delete_link"))
 
 
 def _route_key(route):

@@ -52,9 +52,7 @@ def _init(self, *args, **kwargs):
     if len(args) > len(names):
         raise TypeError("%s takes %d arguments, %d given"
                         % (type(self).__name__, len(names), len(args)))
-    set_field = object.__setattr__
-    for name, value in zip(names, args):
-        set_field(self, name, value)
+    values = dict(zip(names, args))
     if len(args) < len(names) or kwargs:
         defaults = self._defaults
         for name in names[len(args):]:
@@ -66,11 +64,14 @@ def _init(self, *args, **kwargs):
                     raise TypeError("%s missing argument %r" % (type(self).__name__, name))
                 if type(value) is fresh:
                     value = value.make()
-            set_field(self, name, value)
+            values[name] = value
         if kwargs:
             name = next(iter(kwargs))
             raise TypeError("%s got %s argument %r" % (
                 type(self).__name__, "a repeated" if name in names else "an unexpected", name))
+    # One update rather than a __setattr__ per field (a frozen class refuses that one): netlink
+    # replies make a hundred values a run.
+    self.__dict__.update(values)
     post_init = getattr(self, "__post_init__", None)
     if post_init is not None:
         post_init()
