@@ -13,7 +13,7 @@ from nsutil import in_netns
 from snapshots import snapshot, wiring_state
 from test_cli import kernel_file, report, standin, ukrun  # noqa: F401 (fixtures)
 from test_exec import RAW_CLI
-from test_runner import Guest, _fail_at, ping, programs, spt  # noqa: F401 (fixture)
+from test_runner import Guest, _fail_at, ping, spt  # noqa: F401 (fixture)
 from ukrun.errors import NetworkError, UsageError
 from ukrun.runner import apply, inspect, plan
 from ukrun.tap import open_tap
