@@ -28,6 +28,8 @@ SOURCE = """
 #include <linux/pkt_sched.h>
 #include <linux/pkt_cls.h>
 #include <linux/tc_act/tc_mirred.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_queue.h>
 """
 
 CDEF = """
@@ -86,6 +88,10 @@ struct tc_u32_sel { unsigned char flags; unsigned char offshift; unsigned char n
                     uint16_t offmask; uint16_t off; short offoff; short hoff; uint32_t hmask; ...; };
 struct tc_mirred { uint32_t index; uint32_t capab; int action; int refcnt; int bindcnt;
                    int eaction; uint32_t ifindex; ...; };
+
+/* The namespace lock's NFQUEUE bind (ukrun.handover) */
+struct nfgenmsg { uint8_t nfgen_family; uint8_t version; uint16_t res_id; ...; };
+struct nfqnl_msg_config_cmd { uint8_t command; uint8_t _pad; uint16_t pf; ...; };
 """
 
 

@@ -30,12 +30,21 @@ from ukrun.errors import NetworkError
 
 EXEC_MODES = ("direct", "forked", "dropped")
 
-# The lock is a tap of this name, created exclusively and never made persistent: only a
-# holder of CAP_NET_ADMIN can take it (an abstract unix socket name could be taken by any
-# process in the namespace), it is scoped to the network namespace, and the kernel removes it
-# when its holder exits or execs (the fd is close-on-exec), so no crash leaves it behind.
+# The lock is netfilter queue LOCK_QUEUE, bound over a netfilter netlink socket (an NFQUEUE
+# "instance", which no rule sends a packet to): only a holder of CAP_NET_ADMIN can bind it
+# (nfnetlink refuses every message without it; an abstract unix socket name could be taken by
+# any process in the namespace), queues are per network namespace, and the kernel unbinds it
+# when the socket's last fd is closed: its holder exits or execs (close-on-exec), so no crash
+# leaves it behind. Where the kernel has no NFQUEUE, the lock is a tap named LOCK_NAME,
+# created exclusively and never made persistent, with the same four properties; but removing
+# a network device waits for an RCU grace period (tens of ms here), inside the execve that
+# closes its fd, where unbinding a queue takes microseconds. A run that binds the queue waits
+# for such a tap too, so the two kinds of run exclude each other.
+LOCK_QUEUE = 0x756B  # "uk"
 LOCK_NAME = "ukrun-lock"
 LOCK_WAIT = 10.0  # seconds; a run holds the lock for tens of milliseconds
+
+_NFQUEUE_LIST = "/proc/net/netfilter/nfnetlink_queue"  # the namespace's bound queues
 
 
 def choose_exec_mode(init: str, pid1: bool, can_bound: bool) -> str:
@@ -46,30 +55,27 @@ def choose_exec_mode(init: str, pid1: bool, can_bound: bool) -> str:
 
 
 class NamespaceLock:
-    """Held from before a run reads the kernel until its exec: one run per network namespace."""
+    """Held from before a run reads the kernel until its exec: one run per network namespace.
+    ``kind``: "queue" (NFQUEUE LOCK_QUEUE) or "tap" (the tap LOCK_NAME, without NFQUEUE)."""
 
     def __init__(self, wait: float = LOCK_WAIT):
-        from ukrun.tap import open_tap
-
         deadline = time.monotonic() + wait
         delay = 0.001
         while True:
-            try:
-                self._tap = open_tap(LOCK_NAME, exclusive=True)
+            self._holder, self.kind = _take_lock()
+            if self._holder is not None:
                 return
-            except OSError as e:
-                if e.errno != errno.EBUSY:
-                    _lock_refused(e)
-                if time.monotonic() >= deadline:
-                    raise NetworkError(
-                        "another ukrun run in this network namespace has not finished in "
-                        "%g s (it holds the tap %s)" % (wait, LOCK_NAME),
-                        "wait for it, or stop the container it runs in") from None
+            if time.monotonic() >= deadline:
+                raise NetworkError(
+                    "another ukrun run in this network namespace has not finished in %g s "
+                    "(it holds the netfilter queue %d or the tap %s)"
+                    % (wait, LOCK_QUEUE, LOCK_NAME),
+                    "wait for it, or stop the container it runs in")
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
     def release(self) -> None:
-        self._tap.close()
+        self._holder.close()
 
     def __enter__(self):
         return self
@@ -78,14 +84,105 @@ class NamespaceLock:
         self.release()
 
 
+def _take_lock():
+    """(holder, kind) once the lock is taken (holder: what to close to release it), or
+    (None, kind) while another run holds it."""
+    try:
+        queue = _bind_queue()
+    except _NoQueue:
+        return _take_tap(), "tap"
+    except OSError as e:
+        if e.errno == errno.EPERM and not _may_administer():
+            _lock_refused(e)  # nfnetlink's answer to a process without CAP_NET_ADMIN
+        if e.errno == errno.EEXIST or (e.errno == errno.EPERM and _queue_bound()):
+            return None, "queue"  # another socket's: another run holds the lock
+        return _take_tap(), "tap"  # a kernel that refuses NFQUEUE for another reason
+    if _lock_tap_exists():  # a run where the kernel had no NFQUEUE
+        queue.close()
+        return None, "queue"
+    return queue, "queue"
+
+
+class _NoQueue(Exception):
+    """This kernel offers no netfilter queue (or no netfilter netlink socket)."""
+
+
+def _bind_queue():
+    """A netfilter netlink socket with queue LOCK_QUEUE bound to it; OSError from the kernel's
+    answer (EPERM: bound to another socket, or no CAP_NET_ADMIN), _NoQueue when there is no
+    netfilter socket or queue here."""
+    from ukrun._ffi import lib
+    from ukrun.netlink import NFGENMSG, NFQNL_MSG_CONFIG_CMD, Attr, pack_attr
+    from ukrun.rtnl import Netlink
+
+    try:
+        sock = Netlink(lib.NETLINK_NETFILTER)
+    except OSError:
+        raise _NoQueue() from None  # no netfilter netlink in this kernel, or not for us
+    # nfgenmsg.res_id and the command's pf are big-endian (__be16).
+    body = NFGENMSG.struct.pack(0, lib.NFNETLINK_V0, LOCK_QUEUE.to_bytes(2, "big"))
+    command = NFQNL_MSG_CONFIG_CMD.struct.pack(lib.NFQNL_CFG_CMD_BIND, b"\0\0")
+    body += pack_attr(Attr(lib.NFQA_CFG_CMD, command))
+    try:
+        sock._request(lib.NFNL_SUBSYS_QUEUE << 8 | lib.NFQNL_MSG_CONFIG, body,
+                      "binding netfilter queue %d" % LOCK_QUEUE)
+    except OSError as e:
+        sock.close()
+        if e.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOENT, errno.EPROTONOSUPPORT):
+            raise _NoQueue() from None  # nfnetlink without its queue subsystem
+        raise
+    return sock
+
+
+def _queue_bound() -> bool:
+    """Whether this namespace lists queue LOCK_QUEUE as bound (a socket holds it); True when
+    the list cannot be read (a refusal is then taken for another run's lock, and waited on)."""
+    try:
+        with open(_NFQUEUE_LIST) as f:
+            return any(line.split()[:1] == [str(LOCK_QUEUE)] for line in f)
+    except OSError:
+        return True
+
+
+def _lock_tap_exists() -> bool:
+    import _socket
+
+    try:
+        _socket.if_nametoindex(LOCK_NAME)
+    except OSError:
+        return False
+    return True
+
+
+def _may_administer() -> bool:
+    """Whether this thread holds CAP_NET_ADMIN (the one capability nfnetlink asks for)."""
+    from ukrun import caps
+    from ukrun._ffi import lib
+
+    return lib.CAP_NET_ADMIN in caps.current().effective
+
+
+def _take_tap():
+    """The lock as a tap: the Tap, or None while another run holds it."""
+    from ukrun.tap import open_tap
+
+    try:
+        return open_tap(LOCK_NAME, exclusive=True)
+    except OSError as e:
+        if e.errno != errno.EBUSY:
+            _lock_refused(e)
+    return None
+
+
 def _lock_refused(error: OSError):
-    """The preflight's own words for why no tap can be made here (no tun device, no
+    """The preflight's own words for why the lock cannot be taken here (no tun device, no
     CAP_NET_ADMIN), else the error as it is."""
     from ukrun import preflight
 
     preflight.check_tun()
     preflight.check_capabilities(frozenset())
-    raise NetworkError("taking the namespace lock (tap %s): %s" % (LOCK_NAME, error.strerror))
+    raise NetworkError("taking the namespace lock (netfilter queue %d or tap %s): %s"
+                       % (LOCK_QUEUE, LOCK_NAME, error.strerror))
 
 
 # --- signals ------------------------------------------------------------------------------

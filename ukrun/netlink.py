@@ -78,6 +78,10 @@ RTMSG = Layout("struct rtmsg", [("rtm_family", "B"), ("rtm_dst_len", "B"), ("rtm
 TCMSG = Layout("struct tcmsg", [("tcm_family", "B"), ("tcm__pad1", "x"), ("tcm__pad2", "xx"),
                                 ("tcm_ifindex", "i"), ("tcm_handle", "I"), ("tcm_parent", "I"),
                                 ("tcm_info", "I")])
+# Netfilter's header (after nlmsghdr) and the NFQUEUE config command (ukrun.handover's lock).
+NFGENMSG = Layout("struct nfgenmsg", [("nfgen_family", "B"), ("version", "B"), ("res_id", "2s")])
+NFQNL_MSG_CONFIG_CMD = Layout("struct nfqnl_msg_config_cmd", [("command", "B"), ("_pad", "x"),
+                                                              ("pf", "2s")])
 _SCALARS = {"u8": struct.Struct("=B"), "u16": struct.Struct("=H"), "u32": struct.Struct("=I"),
             "s32": struct.Struct("=i"), "u64": struct.Struct("=Q")}
 _S32 = _SCALARS["s32"]

@@ -1,7 +1,8 @@
 """A route-netlink socket: the link, address, route and tc operations ukrun needs.
 
 One AF_NETLINK/NETLINK_ROUTE socket per ``Rtnl`` (close-on-exec, in the network namespace
-of the thread that made it). Every change is a request with NLM_F_ACK whose NLMSG_ERROR
+of the thread that made it); ``Netlink`` is the exchange itself, for any netlink protocol
+(ukrun.handover's lock speaks netfilter's). Every change is a request with NLM_F_ACK whose NLMSG_ERROR
 answer is read before returning, so a failure surfaces where it happened, as a
 ``NetlinkError`` naming the operation: ``creating bridge br0: [Errno 17] File exists``.
 Dumps are read until NLMSG_DONE. Replies carrying another sequence number are leftovers of
@@ -30,7 +31,7 @@ from ukrun.rtnl_objects import (INGRESS_HANDLE, Address, Filter, Link, Qdisc, Ro
                                 qdisc_from_message, redirect_request, route_from_message,
                                 route_request)
 
-__all__ = ["NetlinkError", "Rtnl", "Link", "Address", "Route", "Qdisc", "Filter"]
+__all__ = ["NetlinkError", "Netlink", "Rtnl", "Link", "Address", "Route", "Qdisc", "Filter"]
 
 _CREATE = lib.NLM_F_CREATE | lib.NLM_F_EXCL
 _DUMP_ATTEMPTS = 5  # a dump the kernel marks NLM_F_DUMP_INTR (changed meanwhile) is retried
@@ -50,10 +51,12 @@ class NetlinkError(OSError):
         return "%s (%s)" % (text, self.ext_ack) if self.ext_ack else text
 
 
-class Rtnl:
-    def __init__(self):
+class Netlink:
+    """A netlink socket of one ``protocol``: requests answered by an ack, and dumps."""
+
+    def __init__(self, protocol: int):
         sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC,
-                             _socket.NETLINK_ROUTE)
+                              protocol)
         try:
             # Ask for the kernel's error text, and for errors without an echo of our request.
             for option in (lib.NETLINK_EXT_ACK, lib.NETLINK_CAP_ACK):
@@ -144,6 +147,11 @@ class Rtnl:
             if not any(m.flags & lib.NLM_F_DUMP_INTR for m in replies):
                 return replies
         raise NetlinkError(errno.EINTR, op + " (the kernel's tables kept changing)")
+
+
+class Rtnl(Netlink):
+    def __init__(self):
+        super().__init__(_socket.NETLINK_ROUTE)
 
     def _name(self, index: int) -> Callable[[], str]:
         """The link's name, looked up only when an error message needs it."""
