@@ -5,7 +5,9 @@ Linux VM guest under qemu TCG (tests/guests/build_vm.py). Each is started
   - through `ukrun unix|qemu` (tc wiring) in a fresh container, and
   - by hand, with the same command line (`ukrun --dry-run` prints it), on a tap the bench wired
     beforehand with ip/tc (tap0 + ingress redirects both ways, eth0's address flushed),
-so the difference is ukrun's share. The host namespace's neighbour cache holds the container's
+so the difference is ukrun's share; with UKRUN_BENCH_BEFORE (common.before()) the userspace guest
+is also started through that other ukrun, interleaved ("ukrun (before)"). The host namespace's
+neighbour cache holds the container's
 MAC, as a Docker host's does after the container's first packets; a raw ICMP socket there sends
 an echo every 2 ms until the first answer (bounded). The container's own kernel is told to ignore
 echo requests, as it would otherwise answer while ukrun is still starting.
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, WORKDIR, Host, deployed, in_netns, popen_in, stats, table
+from common import ROOT, WORKDIR, Host, before, deployed, in_netns, popen_in, stats, table
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from guests import install_uguest, stop, vm_guest  # noqa: E402
@@ -85,7 +87,10 @@ def dry_run_argv(c, argv):
     return json.loads(out.stdout)["argv"]
 
 
-def once(host, sock, guest, by_hand):
+def once(host, sock, guest, how):
+    """ms to the first answer with the guest started HOW: "ukrun", "ukrun (before)" or "by
+    hand"."""
+    by_hand = how == "by hand"
     c = host.fresh()
     proc = None
     try:
@@ -100,7 +105,7 @@ def once(host, sock, guest, by_hand):
                 c.exec(*step)
             c.exec("ethtool", "-K", "tap0", "gro", "off", "gso", "off", check=False)
         else:
-            argv = [deployed().ukrun] + argv
+            argv = [deployed("before" if how.endswith("(before)") else "after").ukrun] + argv
         log = open(os.path.join(WORKDIR, "boot-%s.log" % c.name), "wb")
         t0 = time.monotonic_ns()
         proc = popen_in(c.name, argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -120,7 +125,7 @@ def once(host, sock, guest, by_hand):
 def guests():
     uguest = install_uguest(WORKDIR)
     # On unix the guest picks its own MAC unless told: give it eth0's, as a tender would.
-    yield {"name": "uguest (Python, unix)", "runs": 9, "timeout": 20,
+    yield {"name": "uguest (Python, unix)", "runs": 9, "timeout": 20, "before": True,
            "argv": ["unix", uguest, "--mac={mac}"]}
     vm = vm_guest()
     yield {"name": "Linux VM (qemu TCG)", "runs": 5, "timeout": 90,
@@ -138,17 +143,23 @@ def main():
         try:
             for guest in guests():
                 samples = {"ukrun": [], "by hand": []}
+                if guest.get("before") and before() is not None:
+                    samples["ukrun (before)"] = []
                 for _ in range(guest["runs"]):
                     order = list(samples)
                     random.shuffle(order)
                     for how in order:
-                        samples[how].append(once(host, sock, guest, how == "by hand"))
+                        samples[how].append(once(host, sock, guest, how))
                 r = {how: stats(v) for how, v in samples.items()}
                 r["samples_ms"] = samples
                 result[guest["name"]] = r
-                u, h = r["ukrun"]["median"], r["by hand"]["median"]
-                rows.append([guest["name"], "%d" % guest["runs"], "%.1f" % u, "%.1f" % h,
-                             "%+.1f" % (u - h), "%.2fx" % (u / h)])
+                h = r["by hand"]["median"]
+                for how in [how for how in samples if how != "by hand"]:
+                    u = r[how]["median"]
+                    r["share_ms" if how == "ukrun" else "share_ms_before"] = u - h
+                    rows.append([guest["name"] + ("" if how == "ukrun" else " " + how[6:]),
+                                 "%d" % guest["runs"], "%.1f" % u, "%.1f" % h, "%+.1f" % (u - h),
+                                 "%.2fx" % (u / h)])
         finally:
             sock.close()
     finally:

@@ -2,6 +2,10 @@
 wheel in a fresh venv (as a container image installs it), docker-like namespaces
 (tests/nsutil.py), spawning inside a namespace, statistics and tables.
 
+UKRUN_BENCH_BEFORE (environment): another ukrun to measure side by side with this checkout, in
+the same run ("before"): a source tree (`git worktree add /tmp/before COMMIT`), whose own
+tests/wheelutil.py builds its wheel, or a built .whl. The sections that compare add its rows.
+
 Everything runs in namespaces made here (172.30.0.0/16 behind a docker0 bridge), never in the
 machine's own; the caller removes them in a finally.
 """
@@ -36,23 +40,26 @@ def compile_c(name):
 
 
 Install = collections.namedtuple("Install", "python ukrun describe info")
-_deployed = None
+_deployed = {}
 
 
-def deployed():
-    """ukrun as a container image has it (examples/*/Dockerfile), made once per bench run.
+def deployed(which="after"):
+    """ukrun as a container image has it (examples/*/Dockerfile), made once per bench run:
+    this checkout's ("after"), or UKRUN_BENCH_BEFORE's ("before"; see before()).
 
     The wheel (tests/wheelutil.build_wheel, from a clean copy of the tree) is installed with
     pip, with its dependency cffi from the package index as in an image build, in a plain
     `python -m venv` under WORKDIR: no editable-install import hook, bytecode compiled at
     install. Returns Install(python, ukrun, describe, info): the venv's interpreter, its `ukrun`
-    console script, a phrase for table titles and a dict for the JSON.
+    script, a phrase for table titles and a dict for the JSON (the commit it was built from).
     """
-    global _deployed
-    if _deployed is not None:
-        return _deployed
-    base = os.path.join(WORKDIR, "deployed")
-    wheel = build_wheel(os.path.join(base, "build"))
+    if which in _deployed:
+        return _deployed[which]
+    base = os.path.join(WORKDIR, which)
+    if which == "after":
+        wheel, tree = build_wheel(os.path.join(base, "build")), ROOT
+    else:
+        wheel, tree = _other_wheel(os.environ["UKRUN_BENCH_BEFORE"], os.path.join(base, "build"))
     venv = os.path.join(base, "venv")
     run(PYTHON, "-m", "venv", venv, timeout=300)
     py = os.path.join(venv, "bin", "python")
@@ -64,11 +71,39 @@ def deployed():
         raise RuntimeError("the deployed venv imports ukrun from %s" % where[1])
     script = os.path.join(venv, "bin", "ukrun")
     name = os.path.basename(wheel)
-    describe = "%s in a fresh venv (python %s)" % (name, where[0])
+    commit = _commit(tree)
+    describe = "%s%s in a fresh venv (python %s)" % (
+        name, " of %s" % commit if commit else "", where[0])
     info = {"install": "wheel", "wheel": name, "venv": "python -m venv (plain, not editable)",
-            "python": where[0], "cffi": where[2]}
-    _deployed = Install(py, script, describe, info)
-    return _deployed
+            "python": where[0], "cffi": where[2], "commit": commit}
+    _deployed[which] = Install(py, script, describe, info)
+    return _deployed[which]
+
+
+def before():
+    """The "before" install when UKRUN_BENCH_BEFORE names one, else None."""
+    return deployed("before") if os.environ.get("UKRUN_BENCH_BEFORE") else None
+
+
+def _other_wheel(source, build_dir):
+    """(wheel, tree or None) for UKRUN_BENCH_BEFORE: a .whl as it is, or a source tree built
+    with that tree's own tests/wheelutil.py (what goes into its wheel is its own business)."""
+    if source.endswith(".whl"):
+        return source, None
+    code = ("import sys; sys.path.insert(0, %r); import wheelutil; print(wheelutil.build_wheel(%r))"
+            % (os.path.join(source, "tests"), build_dir))
+    return run(PYTHON, "-c", code, timeout=600).stdout.strip().splitlines()[-1], source
+
+
+def _commit(tree):
+    """The commit TREE is checked out at (with "+changes" when its files differ), or None."""
+    if tree is None:
+        return None
+    head = run("git", "-C", tree, "rev-parse", "--short", "HEAD", check=False)
+    if head.returncode != 0:
+        return None
+    dirty = run("git", "-C", tree, "status", "--porcelain", "--untracked-files=no", check=False)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 class Host(DockerHost):

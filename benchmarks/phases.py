@@ -2,12 +2,16 @@
 
 Run as a child process (a fresh interpreter, as ukrun starts: the deployed venv's python, whose
 ukrun comes from the wheel; see common.deployed) inside the container: it goes through the same
-calls as `ukrun unix STAMP` (cli parse, runner plan/apply/exec_applied) with
-os.execve replaced by a timestamp, and prints {phase: ms} as JSON. It uses the CLI's and the
-runner's internals, so main() reports it as unavailable rather than failing the bench if they move.
+calls as `ukrun unix STAMP` (cli parse, the namespace lock, runner plan/apply/exec_applied) with
+os.execve replaced by a timestamp, and prints {phase: ms} as JSON. The lock's release is timed
+last, on its own: in a run execve releases it (the lock tap's fd is close-on-exec), so its
+cost lies between ukrun's last instruction and the unikernel's first. It uses the CLI's and the
+runner's internals, so main() reports it as unavailable rather than failing the bench if they
+move; an older ukrun without runner.plan_for_run plans with runner.plan, which was that.
 """
 import json
 import os
+import random
 import statistics
 import subprocess
 
@@ -22,9 +26,12 @@ import ukrun.cli as cli
 mark("import ukrun.cli")
 ns = cli.parse(["unix", sys.argv[1]])
 mark("build the parser, parse argv")
-from ukrun import runner
+from ukrun import handover, runner
 mark("import ukrun.runner")
-plan = runner.plan_for_run(runner.Options(ns.command, ns.unikernel, tuple(ns.args), **cli.field_values(ns)))
+lock = handover.NamespaceLock()
+mark("take the namespace lock")
+plan_for_run = getattr(runner, "plan_for_run", runner.plan)
+plan = plan_for_run(runner.Options(ns.command, ns.unikernel, tuple(ns.args), **cli.field_values(ns)))
 mark("plan (rtnl/netlink/cffi imports, discover, preflight)")
 applied = runner.apply(plan)
 mark("apply (netlink, tap)")
@@ -36,6 +43,8 @@ try:
     runner.exec_applied(applied)
 except SystemExit:
     pass
+lock.release()
+mark("release the lock (in a run: inside execve)")
 out, prev = {}, t0
 for name, t in marks:
     out[name] = (t - prev) * 1e3
@@ -50,40 +59,53 @@ print(json.dumps(out))
 RUNS = 7
 
 
-def main(host, stamp, python, runs=RUNS):
-    """{phase: median ms} of RUNS runs of CHILD under interpreter PYTHON (the deployed venv's),
-    or None when the internals it calls have moved."""
+def main(host, stamp, pythons, runs=RUNS):
+    """{label: {phase: median ms}} of RUNS runs of CHILD under each interpreter of PYTHONS
+    ({label: the deployed venv's python}), interleaved; None when the internals it calls have
+    moved."""
     from common import in_netns
 
-    samples = {}
+    samples = {label: {} for label in pythons}
     try:
         for _ in range(runs):
-            c = host.fresh()
-            try:
-                with in_netns(c.name):
-                    # cwd: python -c puts it first on sys.path; the checkout's ukrun/ must not win.
-                    out = subprocess.run([python, "-c", CHILD, stamp], capture_output=True,
-                                         text=True, timeout=30, env=dict(os.environ),
-                                         cwd=os.path.dirname(python))
-                if out.returncode != 0:
-                    raise RuntimeError(out.stderr.strip().splitlines()[-1:])
-                for name, ms in json.loads(out.stdout).items():
-                    samples.setdefault(name, []).append(ms)
-            finally:
-                host.discard(c)
+            order = list(pythons)
+            random.shuffle(order)
+            for label in order:
+                c = host.fresh()
+                try:
+                    with in_netns(c.name):
+                        # cwd: python -c puts it first on sys.path; the checkout's ukrun/ must
+                        # not win.
+                        out = subprocess.run([pythons[label], "-c", CHILD, stamp],
+                                             capture_output=True, text=True, timeout=30,
+                                             env=dict(os.environ),
+                                             cwd=os.path.dirname(pythons[label]))
+                    if out.returncode != 0:
+                        raise RuntimeError(out.stderr.strip().splitlines()[-1:])
+                    for name, ms in json.loads(out.stdout).items():
+                        samples[label].setdefault(name, []).append(ms)
+                finally:
+                    host.discard(c)
     except (RuntimeError, ValueError, subprocess.SubprocessError) as e:
         print("\n(phase breakdown unavailable: %s)" % e)
         return None
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return {label: {name: statistics.median(v) for name, v in phases.items()}
+            for label, phases in samples.items()}
 
 
-def show(result, runs=RUNS, install=None):
+def show(result, runs=RUNS, installs=None):
+    """The breakdown as a table, one column per interpreter; INSTALLS: {label: description}."""
     from common import table
 
     if result is None:
         return
-    total = sum(result.values())
-    rows = [[name, "%.2f" % ms, "%.0f%%" % (100 * ms / total)] for name, ms in result.items()]
-    rows.append(["total after interpreter start", "%.2f" % total, "100%"])
-    table("Where ukrun's own time goes (median of %d runs in fresh containers)%s"
-          % (runs, "\nukrun: %s" % install if install else ""), ["phase", "ms", "share"], rows)
+    labels = list(result)
+    names = list(result[labels[0]])
+    rows = [[name] + ["%.2f" % result[label].get(name, float("nan")) for label in labels]
+            for name in names]
+    rows.append(["total after interpreter start"]
+                + ["%.2f" % sum(result[label].values()) for label in labels])
+    described = "".join("\n%s: %s" % (label, (installs or {}).get(label))
+                        for label in labels if (installs or {}).get(label))
+    table("Where ukrun's own time goes (median ms of %d runs in fresh containers, interleaved)%s"
+          % (runs, described), ["phase"] + ["%s ms" % label for label in labels], rows)

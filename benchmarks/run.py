@@ -2,7 +2,9 @@
 
 Needs root (it makes network namespaces; never touches the machine's own), gcc, iproute2 and,
 for the VM guest, qemu-system-x86_64. Results go to benchmarks/results/<UTC time>.json.
-Sections: run.py [setup] [boot] [datapath] [init] (default: all four).
+Sections: run.py [setup] [boot] [datapath] [init] (default: all four). The goals of issue 13
+close the run, side by side for this checkout and, with UKRUN_BENCH_BEFORE (common.py), the
+ukrun it is compared with.
 UKRUN_BENCH_RUNS=N shortens the setup and init sections for smoke runs (see setup_latency.py).
 """
 import datetime
@@ -26,6 +28,55 @@ def machine():
             "python": platform.python_version(), "machine": platform.machine()}
 
 
+# Issue 13's goals: (name, unit, limit, the figure from the results for "after" or "before").
+GOALS = [
+    ("ukrun's own cost: its setup latency minus the bare interpreter's", "ms", 5.0,
+     lambda r, w: _setup(r, w)["median"] - r["setup_latency"]["python -c (exec stamp)"]["ms"]["median"]),
+    ("ukrun's setup latency / the iproute2 shell script's (faster: < 1)", "x", 1.0,
+     lambda r, w: _setup(r, w)["median"] / r["setup_latency"]["iproute2 shell script"]["ms"]["median"]),
+    ("ukrun's share of boot to first ping (uguest)", "ms", 5.0,
+     lambda r, w: r["boot_to_first_packet"]["uguest (Python, unix)"][
+         "share_ms" if w == "after" else "share_ms_before"]),
+    ("peak RSS of a run (ukrun unix --wiring tc)", "MB", 12.0,
+     lambda r, w: r["setup_latency"]["ukrun unix --wiring tc" + _SUFFIX[w]]["peak_rss_mb"]),
+    ("peak RSS of ukrun-init as PID 1", "MB", 2.0,
+     lambda r, w: r["init_rss"]["ukrun-init (shipped, dynamic)"]["after_burst_mb"]["VmHWM"]["max"]
+     if w == "after" else None),
+]
+_SUFFIX = {"after": "", "before": " (before)"}
+
+
+def _setup(results, which):
+    return results["setup_latency"]["ukrun unix --wiring tc" + _SUFFIX[which]]["ms"]
+
+
+def goals(results) -> list:
+    """Each goal's figure for this checkout and for the one before (where measured): a table
+    and a list for the JSON. A figure whose section did not run is left out."""
+    rows, out = [], []
+    for name, unit, limit, figure in GOALS:
+        values = {}
+        for which in ("after", "before"):
+            try:
+                values[which] = figure(results, which)
+            except (KeyError, TypeError):
+                values[which] = None
+        if values["after"] is None:
+            continue
+        met = values["after"] < limit if unit == "x" else values["after"] <= limit
+        out.append({"goal": name, "unit": unit, "limit": limit, "after": values["after"],
+                    "before": values["before"], "met": met})
+        shown = {w: "-" if v is None else "%.2f%s" % (v, unit if unit == "x" else "")
+                 for w, v in values.items()}
+        rows.append([name, "%s %g%s" % ("<" if unit == "x" else "<=", limit,
+                                        "" if unit == "x" else " " + unit),
+                     shown["before"], shown["after"], "met" if met else "NOT met"])
+    if rows:
+        common.table("Issue 13's goals, this run (before: UKRUN_BENCH_BEFORE's ukrun)",
+                     ["figure", "goal", "before", "after", "after"], rows)
+    return out
+
+
 def main(argv):
     if os.geteuid() != 0:
         print("ukrun bench: needs root (it creates network namespaces)")
@@ -37,6 +88,7 @@ def main(argv):
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # runs the finally blocks
     common.deployed()  # every section runs ukrun as installed from its wheel
+    common.before()
     began = time.monotonic()
     stamp = datetime.datetime.now(datetime.timezone.utc)
     out = {"date": stamp.isoformat(timespec="seconds"), "machine": machine()}
@@ -53,6 +105,7 @@ def main(argv):
     if "init" in wanted:
         import init_rss
         out["init_rss"] = init_rss.main()
+    out["goals"] = goals(out)
     out["seconds"] = time.monotonic() - began
     results = os.path.join(HERE, "results")
     os.makedirs(results, exist_ok=True)

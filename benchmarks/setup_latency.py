@@ -9,7 +9,11 @@ launch is small, so its pages do not hide the variant's).
 ukrun is measured as deployed: installed from its wheel in a fresh plain venv
 (common.deployed(), built once per bench run), not the development venv's editable install,
 whose import hook costs every interpreter start there. The `python -c` baseline runs that same
-venv's interpreter, so "ukrun own ms" is ukrun minus the bare interpreter it starts with.
+venv's interpreter, so "ukrun own ms" is ukrun minus the bare interpreter it starts with. pip
+writes the script's interpreter line without its -S, so a pip install runs with site; the
+"python -S" row runs the same script as `PYTHON -S SCRIPT` (an image's entrypoint can), which
+skips site. With UKRUN_BENCH_BEFORE (common.before()) the other ukrun runs interleaved with
+these, on the same interpreter: its rows say "(before)".
 
 UKRUN_BENCH_RUNS=N (environment) sets the number of interleaved rounds (default 21); the phase
 breakdown then takes min(N, phases.RUNS) runs. Meant for quick smoke runs, not for figures.
@@ -19,7 +23,7 @@ import random
 import subprocess
 
 import phases
-from common import WORKDIR, Host, compile_c, deployed, in_netns, stats, table
+from common import WORKDIR, Host, before, compile_c, deployed, in_netns, stats, table
 
 RUNS = 21
 
@@ -38,17 +42,27 @@ exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all,+net_bind_servic
 """
 
 
-def variants(stamp, script, install):
-    """The argv of each variant; the interpreter and ukrun are INSTALL's (a deployed venv)."""
-    return {
+BARE = "python -c (exec stamp)"
+TC = "ukrun unix --wiring tc"
+SHELL = "iproute2 shell script"
+
+
+def variants(stamp, script, install, earlier=None):
+    """The argv of each variant; the interpreter and ukrun are INSTALL's (a deployed venv);
+    EARLIER (another deployed venv, or None) adds its tc run as "(before)"."""
+    table = {
         "exec stamp directly (floor)": lambda c: [stamp],
-        "python -c (exec stamp)": lambda c: [install.python, "-c", "import os; os.execv(%r, [%r])"
-                                             % (stamp, stamp)],
-        "ukrun unix --wiring tc": lambda c: [install.ukrun, "unix", "--wiring", "tc", stamp],
+        BARE: lambda c: [install.python, "-c", "import os; os.execv(%r, [%r])" % (stamp, stamp)],
+        TC: lambda c: [install.ukrun, "unix", "--wiring", "tc", stamp],
+        TC + " (python -S)": lambda c: [install.python, "-S", install.ukrun, "unix", "--wiring",
+                                        "tc", stamp],
         "ukrun unix --wiring bridge": lambda c: [install.ukrun, "unix", "--wiring", "bridge",
                                                  stamp],
-        "iproute2 shell script": lambda c: ["/bin/sh", script, "%s/16" % c.ip4, stamp],
+        SHELL: lambda c: ["/bin/sh", script, "%s/16" % c.ip4, stamp],
     }
+    if earlier is not None:
+        table[TC + " (before)"] = lambda c: [earlier.ukrun, "unix", "--wiring", "tc", stamp]
+    return table
 
 
 def once(host, launch, argv_for):
@@ -79,12 +93,15 @@ def runs_from_env(default=RUNS):
 def main(runs=None):
     runs = runs_from_env() if runs is None else runs
     phase_runs = min(runs, phases.RUNS)
-    install = deployed()
+    install, earlier = deployed(), before()
     stamp, launch = compile_c("stamp"), compile_c("launch")
     script = os.path.join(WORKDIR, "old-runner.sh")
     with open(script, "w") as fh:
         fh.write(SCRIPT)
-    table_of = variants(stamp, script, install)
+    table_of = variants(stamp, script, install, earlier)
+    pythons = {"after": install.python}
+    if earlier is not None:
+        pythons["before"] = earlier.python
     times = {k: [] for k in table_of}
     rss = {k: [] for k in table_of}
     host = Host()
@@ -98,13 +115,13 @@ def main(runs=None):
                 ms, mb = once(host, launch, table_of[k])
                 times[k].append(ms)
                 rss[k].append(mb)
-        breakdown = phases.main(host, stamp, install.python, phase_runs)
+        breakdown = phases.main(host, stamp, pythons, phase_runs)
     finally:
         host.delete()
     result = {k: {"ms": stats(times[k]), "peak_rss_mb": max(rss[k]), "samples_ms": times[k]}
               for k in table_of}
-    base = result["python -c (exec stamp)"]["ms"]["median"]
-    shell = result["iproute2 shell script"]["ms"]["median"]
+    base = result[BARE]["ms"]["median"]
+    shell = result[SHELL]["ms"]["median"]
     rows = []
     for k, r in result.items():
         m = r["ms"]
@@ -114,14 +131,18 @@ def main(runs=None):
                      "%.1f" % r["peak_rss_mb"], "%.2f" % own if own is not None else "-",
                      "%.2fx" % (m["median"] / shell)])
     table("Setup latency: spawn -> unikernel exec, fresh container each run (%d runs, interleaved)"
-          "\nukrun and python: %s" % (runs, install.describe),
+          "\nukrun and python: %s%s" % (runs, install.describe,
+                                        "\nbefore: %s" % earlier.describe if earlier else ""),
           ["variant", "median ms", "IQR ms", "min-max ms", "peak RSS MB", "ukrun own ms",
            "vs shell"], rows)
-    phases.show(breakdown, phase_runs, install.describe)
+    phases.show(breakdown, phase_runs, {"after": install.describe,
+                                        "before": earlier and earlier.describe})
     result["ukrun_phases_ms"] = breakdown
     result["ukrun_phases_runs"] = phase_runs
     result["runs"] = runs
     result["measured_install"] = install.info
+    if earlier is not None:
+        result["before_install"] = earlier.info
     return result
 
 
