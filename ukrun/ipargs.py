@@ -386,6 +386,8 @@ FORMATS = {
     "none": none,
 }
 KERNEL_PARAMS = frozenset(("unikraft", "unikraft-lwip", "linux"))
+# The formats whose words may name DNS servers or search domains (a template's may).
+TAKES_DNS = frozenset(("mirage-dns", "unikraft", "linux", "template"))
 
 
 def build(format: str, nets, dns: DNS | None = None, template: str | None = None) -> tuple:

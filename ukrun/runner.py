@@ -286,8 +286,10 @@ def plan(options: Options) -> Plan:
     return p
 
 
-def plan_for_run(options: Options) -> Plan:
-    """``plan`` without the conversion to ipaddress objects, which a run does not need."""
+def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
+    """``plan`` without the conversion to ipaddress objects, which a run does not need.
+    ``with_notes`` False (a run no one hears): what only the notes would use is not read, so
+    DNS comes from resolv.conf only when the guest's words can name it (ipargs.TAKES_DNS)."""
     from ukrun import caps
     from ukrun.rtnl import Rtnl
 
@@ -321,9 +323,13 @@ def plan_for_run(options: Options) -> Plan:
                  for e, (view, network) in zip(each, found)]
     from ukrun import ipargs
 
-    dns, dns_notes = read_dns([h.network for h in handovers])
     nets = guest_nets(handovers)
-    notes += dns_notes + list(ipargs.notes(o.ip_args, nets, dns))
+    if with_notes or o.ip_args in ipargs.TAKES_DNS:
+        dns, dns_notes = read_dns([h.network for h in handovers])
+    else:
+        dns, dns_notes = ipargs.NO_DNS, []
+    if with_notes:
+        notes += dns_notes + list(ipargs.notes(o.ip_args, nets, dns))
     ip_args = ipargs.build(o.ip_args, nets, dns, o.ip_template)
     first = handovers[0]
     launch = Launch(unikernel=o.unikernel, args=tuple(o.args), ip_args=ip_args,
@@ -637,7 +643,7 @@ def run(target: str, unikernel: str, args: Sequence[str] = (), **options):
                 if handover.reserve_fd(fd)]
     try:
         with handover.NamespaceLock():
-            p = plan_for_run(o)
+            p = plan_for_run(o, with_notes=_heard())
             for note in p.notes:
                 _say(note)
             exec_applied(apply(p))
