@@ -182,6 +182,10 @@ def _mask(prefixlen: int, version: int) -> int:
     return ((1 << prefixlen) - 1) << (bits - prefixlen)
 
 
+def _netmask(prefixlen: int, version: int) -> IP:
+    return IP.from_int(_mask(prefixlen, version), version)
+
+
 def _check_prefix(prefixlen, version: int) -> int:
     if type(prefixlen) is not int or not 0 <= prefixlen <= _BITS[version]:
         raise ValueError("prefix length %r for IPv%d" % (prefixlen, version))
@@ -216,7 +220,7 @@ class Network:
 
     @property
     def netmask(self) -> IP:
-        return IP.from_int(_mask(self.prefixlen, self.version), self.version)
+        return _netmask(self.prefixlen, self.version)
 
     @property
     def broadcast_address(self) -> IP:
@@ -279,7 +283,7 @@ class Interface:
 
     @property
     def netmask(self) -> IP:
-        return IP.from_int(_mask(self.prefixlen, self.version), self.version)
+        return _netmask(self.prefixlen, self.version)
 
     @property
     def with_prefixlen(self) -> str:
