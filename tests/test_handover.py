@@ -2,6 +2,7 @@
 CAP_NET_ADMIN, gone with its holder (exit, exec, SIGKILL), and cheap to let go. It is netfilter
 queue LOCK_QUEUE where the kernel has NFQUEUE (this one does), else the tap LOCK_NAME; a run of
 either kind waits for the other."""
+import errno
 import os
 import sys
 import textwrap
@@ -136,9 +137,11 @@ def test_a_tap_lock_holds_a_queue_run_back(container):
         handover.NamespaceLock(wait=0.1).release()
 
 
-def test_without_nfqueue_the_lock_is_a_tap_again(container, monkeypatch):
+@pytest.mark.parametrize("refusal", [errno.EPROTONOSUPPORT, errno.EINVAL])
+def test_without_nfqueue_the_lock_is_a_tap_again(refusal, container, monkeypatch):
+    # No netfilter netlink socket (EPROTONOSUPPORT), or no queue subsystem in it (EINVAL).
     def no_queue():
-        raise handover._NoQueue()
+        raise OSError(refusal, os.strerror(refusal))
 
     monkeypatch.setattr(handover, "_bind_queue", no_queue)
     with in_netns(container.name):

@@ -89,36 +89,29 @@ def _take_lock():
     (None, kind) while another run holds it."""
     try:
         queue = _bind_queue()
-    except _NoQueue:
-        return _take_tap(), "tap"
     except OSError as e:
         if e.errno == errno.EPERM and not _may_administer():
             _lock_refused(e)  # nfnetlink's answer to a process without CAP_NET_ADMIN
         if e.errno == errno.EEXIST or (e.errno == errno.EPERM and _queue_bound()):
             return None, "queue"  # another socket's: another run holds the lock
-        return _take_tap(), "tap"  # a kernel that refuses NFQUEUE for another reason
+        # No netfilter netlink here, no queue subsystem in it (EINVAL), or a refusal for
+        # another reason: the tap.
+        return _take_tap(), "tap"
     if _lock_tap_exists():  # a run where the kernel had no NFQUEUE
         queue.close()
         return None, "queue"
     return queue, "queue"
 
 
-class _NoQueue(Exception):
-    """This kernel offers no netfilter queue (or no netfilter netlink socket)."""
-
-
 def _bind_queue():
-    """A netfilter netlink socket with queue LOCK_QUEUE bound to it; OSError from the kernel's
-    answer (EPERM: bound to another socket, or no CAP_NET_ADMIN), _NoQueue when there is no
-    netfilter socket or queue here."""
+    """A netfilter netlink socket with queue LOCK_QUEUE bound to it; OSError when there is no
+    such socket here, or from the kernel's answer (EPERM: bound to another socket, or no
+    CAP_NET_ADMIN; EINVAL: nfnetlink has no queue subsystem)."""
     from ukrun._ffi import lib
     from ukrun.netlink import NFGENMSG, NFQNL_MSG_CONFIG_CMD, Attr, pack_attr
     from ukrun.rtnl import Netlink
 
-    try:
-        sock = Netlink(lib.NETLINK_NETFILTER)
-    except OSError:
-        raise _NoQueue() from None  # no netfilter netlink in this kernel, or not for us
+    sock = Netlink(lib.NETLINK_NETFILTER)
     # nfgenmsg.res_id and the command's pf are big-endian (__be16).
     body = NFGENMSG.struct.pack(0, lib.NFNETLINK_V0, LOCK_QUEUE.to_bytes(2, "big"))
     command = NFQNL_MSG_CONFIG_CMD.struct.pack(lib.NFQNL_CFG_CMD_BIND, b"\0\0")
@@ -126,10 +119,8 @@ def _bind_queue():
     try:
         sock._request(lib.NFNL_SUBSYS_QUEUE << 8 | lib.NFQNL_MSG_CONFIG, body,
                       "binding netfilter queue %d" % LOCK_QUEUE)
-    except OSError as e:
+    except BaseException:
         sock.close()
-        if e.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOENT, errno.EPROTONOSUPPORT):
-            raise _NoQueue() from None  # nfnetlink without its queue subsystem
         raise
     return sock
 
