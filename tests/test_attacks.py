@@ -259,7 +259,8 @@ SQUATTER = textwrap.dedent("""\
 """ % OLD_LOCK_NAME)
 
 # Was finding 3: an unprivileged process (uid 65534, no capabilities) that bound ukrun's
-# abstract lock name stopped every run. The lock is now a tap only CAP_NET_ADMIN can make.
+# abstract lock name stopped every run. The lock is now a netfilter queue (or, without one, a
+# tap) that only CAP_NET_ADMIN can take.
 TAKER = textwrap.dedent("""\
     import sys
     sys.path.insert(0, sys.argv[1])
@@ -402,7 +403,8 @@ def run_with_sigterm_while_waiting(container, ukrun_exe, init, program):
     signal blocked by then), then let it go: (returncode, stdout, stderr)."""
     from ukrun.handover import LOCK_NAME
 
-    container.ip("tuntap", "add", LOCK_NAME, "mode", "tap")  # what the lock is: a tap
+    # A lock tap holds a run back whichever kind of lock the run itself would take.
+    container.ip("tuntap", "add", LOCK_NAME, "mode", "tap")
     try:
         proc = container.popen(ukrun_exe, "unix", "--init", init, program, text=True)
         wait_for(lambda: b"ukrun" in cmdline(proc.pid) and blocks_sigterm(proc.pid), 10,
