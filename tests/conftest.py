@@ -62,6 +62,22 @@ def shared_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def uguest(tmp_path):
+    """The userspace test guest (tests/guests/uguest.py), executable, in tmp_path."""
+    from guests import install_uguest
+
+    return install_uguest(tmp_path)
+
+
+@pytest.fixture
+def unikernel(tmp_path):
+    """A stand-in for the Solo5 unikernel file a tender loads."""
+    from guests import install_dummy_unikernel
+
+    return install_dummy_unikernel(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def ukrun_exe():
     exe = os.path.join(os.path.dirname(sys.executable), "ukrun")

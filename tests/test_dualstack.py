@@ -17,8 +17,7 @@ import time
 
 import pytest
 
-from guests import (UkrunRun, http_get, install_dummy_unikernel, install_uguest, ping,
-                    ping_once, stop, udp_echo, vm_guest)
+from guests import UkrunRun, http_get, ping, ping_once, stop, udp_echo, vm_guest
 from snapshots import snapshot
 from test_exec import raw_ukrun, write
 
@@ -167,16 +166,6 @@ def start(tmp_path, ukrun_exe):
     yield start
     for run in runs:
         stop(run.proc)
-
-
-@pytest.fixture
-def uguest(tmp_path):
-    return install_uguest(tmp_path)
-
-
-@pytest.fixture
-def unikernel(tmp_path):
-    return install_dummy_unikernel(tmp_path)
 
 
 def ukrun_json(container, ukrun_exe, *argv):

@@ -15,8 +15,7 @@ import time
 
 import pytest
 
-from guests import (VM_READY, UkrunRun, http_get, install_dummy_unikernel, install_uguest,
-                    ping, ping_once, stop, udp_echo, vm_guest)
+from guests import (VM_READY, UkrunRun, http_get, ping, ping_once, stop, udp_echo, vm_guest)
 from nsutil import kvm_usable
 
 pytestmark = pytest.mark.e2e
@@ -48,16 +47,6 @@ def start(runs, tmp_path, ukrun_exe):
         runs.append(run)
         return run
     return start
-
-
-@pytest.fixture
-def uguest(tmp_path):
-    return install_uguest(tmp_path)
-
-
-@pytest.fixture
-def unikernel(tmp_path):
-    return install_dummy_unikernel(tmp_path)
 
 
 def uguest_argv(target, wiring, uguest, unikernel, *guest_args, options=()):

@@ -39,11 +39,6 @@ def tapns6(tapns):
 
 
 @pytest.fixture
-def uguest(tmp_path):
-    return install_uguest(tmp_path)
-
-
-@pytest.fixture
 def procs():
     """Children to stop whatever happens to the test."""
     started = []
