@@ -12,7 +12,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from guests import (LineReader, install_dummy_unikernel, install_uguest, ping, ping_once, stop,
+from guests import (LineReader, install_dummy_unikernel, ping, ping_once, stop,
                     udp_echo, http_get, uguest as ug, vm_guest)
 from nsutil import in_netns
 
