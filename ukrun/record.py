@@ -117,10 +117,12 @@ class Record:
         missing = [key + "=" for key in keys if key not in data]
         if missing:
             raise RecordError("%s missing" % " ".join(missing), tap)
-        record = cls(data["i"], data["w"], data["b"] or None, _ipv4_word(data["4"], tap),
-                     _gateway_word(data["g"], tap), _onlink_word(data["o"], tap),
-                     data["m"] or None, data["e"], _ipv6_word(data.get("6", ""), tap),
-                     _gateway6_word(data.get("h", ""), tap)).check(tap)
+        record = cls(data["i"], data["w"], data["b"] or None,
+                     _ip_word("4", data["4"], 4, tap, True),
+                     _ip_word("g", data["g"], 4, tap, False), _onlink_word(data["o"], tap),
+                     data["m"] or None, data["e"],
+                     _ip_word("6", data.get("6", ""), 6, tap, True),
+                     _ip_word("h", data.get("h", ""), 6, tap, False)).check(tap)
         written = record.to_alias()
         if written != alias:  # e.g. 4=10.0.0.2/255.0.0.0 or 4=10.0.0.2, words reordered
             raise RecordError("not written the way ukrun writes it (%r)" % written, tap)
@@ -145,8 +147,10 @@ class Record:
         if not all(value is None or isinstance(value, str) for value in texts) or (
                 type(data["o"]) is not int):
             raise RecordError("a JSON record with a value of the wrong type", tap)
-        return cls(data["i"], data["w"], data["b"], _ipv4_word(data["4"] or "", tap),
-                   _gateway_word(data["g"] or "", tap), _onlink_word(str(data["o"]), tap),
+        return cls(data["i"], data["w"], data["b"],
+                   _ip_word("4", data["4"] or "", 4, tap, True),
+                   _ip_word("g", data["g"] or "", 4, tap, False),
+                   _onlink_word(str(data["o"]), tap),
                    data["m"], data["e"]).check(tap)
 
     def check(self, tap: str | None = None) -> "Record":
@@ -157,32 +161,15 @@ class Record:
         return self
 
 
-def _ipv4_word(text: str, tap):
+def _ip_word(key: str, text: str, version: int, tap, prefix: bool):
+    """The address (with its prefix when ``prefix``) in word ``key``; None when it is empty."""
+    if not text:
+        return None
     try:
-        return inet.interface(text, 4) if text else None
+        return inet.interface(text, version) if prefix else inet.address(text, version)
     except ValueError:
-        raise RecordError("4=%r is not an IPv4 address/prefix" % text, tap) from None
-
-
-def _ipv6_word(text: str, tap):
-    try:
-        return inet.interface(text, 6) if text else None
-    except ValueError:
-        raise RecordError("6=%r is not an IPv6 address/prefix" % text, tap) from None
-
-
-def _gateway6_word(text: str, tap):
-    try:
-        return inet.address(text, 6) if text else None
-    except ValueError:
-        raise RecordError("h=%r is not an IPv6 address" % text, tap) from None
-
-
-def _gateway_word(text: str, tap):
-    try:
-        return inet.address(text, 4) if text else None
-    except ValueError:
-        raise RecordError("g=%r is not an IPv4 address" % text, tap) from None
+        raise RecordError("%s=%r is not an IPv%d address%s" % (
+            key, text, version, "/prefix" if prefix else ""), tap) from None
 
 
 def _onlink_word(text: str, tap) -> bool:
