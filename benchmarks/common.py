@@ -39,7 +39,7 @@ def compile_c(name):
     return out
 
 
-Install = collections.namedtuple("Install", "python ukrun describe info")
+Install = collections.namedtuple("Install", "python ukrun ukrun_with_site describe info")
 _deployed = {}
 
 
@@ -50,8 +50,12 @@ def deployed(which="after"):
     The wheel (tests/wheelutil.build_wheel, from a clean copy of the tree) is installed with
     pip, with its dependency cffi from the package index as in an image build, in a plain
     `python -m venv` under WORKDIR: no editable-install import hook, bytecode compiled at
-    install. Returns Install(python, ukrun, describe, info): the venv's interpreter, its `ukrun`
-    script, a phrase for table titles and a dict for the JSON (the commit it was built from).
+    install. pip writes the script's interpreter line without the -S of bin/ukrun (pip issue
+    10661); the images ukrun writes put it back (ukrun/docker.py), and so does this for "after",
+    keeping pip's version beside it. "before" runs as pip wrote it, as its own images ran it.
+    Returns Install(python, ukrun, ukrun_with_site, describe, info): the venv's interpreter, its
+    `ukrun` script, that script as pip wrote it, a phrase for table titles and a dict for the
+    JSON (the commit it was built from, whether -S was given back).
     """
     if which in _deployed:
         return _deployed[which]
@@ -70,14 +74,32 @@ def deployed(which="after"):
     if not os.path.realpath(where[1]).startswith(os.path.realpath(venv) + os.sep):
         raise RuntimeError("the deployed venv imports ukrun from %s" % where[1])
     script = os.path.join(venv, "bin", "ukrun")
+    with_site = os.path.join(venv, "bin", "ukrun-with-site")
+    shutil.copy2(script, with_site)
+    restored = which == "after" and give_back_no_site(script)
     name = os.path.basename(wheel)
     commit = _commit(tree)
     describe = "%s%s in a fresh venv (python %s)" % (
         name, " of %s" % commit if commit else "", where[0])
     info = {"install": "wheel", "wheel": name, "venv": "python -m venv (plain, not editable)",
-            "python": where[0], "cffi": where[2], "commit": commit}
-    _deployed[which] = Install(py, script, describe, info)
+            "python": where[0], "cffi": where[2], "commit": commit,
+            "interpreter_line": "-S given back, as ukrun's images do" if restored
+            else "as pip wrote it"}
+    _deployed[which] = Install(py, script, with_site, describe, info)
     return _deployed[which]
+
+
+def give_back_no_site(script):
+    """Add -S to SCRIPT's interpreter line where pip wrote it without (what the Dockerfiles of
+    ukrun/docker.py do in an image); True when it did."""
+    with open(script, "rb") as fh:
+        first, rest = fh.readline(), fh.read()
+    words = first.split()
+    if not first.startswith(b"#!") or len(words) != 1:
+        return False
+    with open(script, "wb") as fh:
+        fh.write(first.rstrip(b"\n") + b" -S\n" + rest)
+    return True
 
 
 def before():

@@ -45,6 +45,16 @@ GOALS = [
 ]
 _SUFFIX = {"after": "", "before": " (before)"}
 
+# What no Python front end can go below, from the same run: an interpreter that skips site and
+# runs nothing, against the limits of the goals it bounds.
+FLOORS = [
+    ("floor of the second goal: python -S -c / the iproute2 shell script", "x", 1.0,
+     lambda r: r["setup_latency"]["python -S -c (exec stamp)"]["ms"]["median"]
+     / r["setup_latency"]["iproute2 shell script"]["ms"]["median"]),
+    ("floor of the third goal: python -S -c's own start (a run starts one)", "ms", 5.0,
+     lambda r: r["setup_latency"]["python -S -c (exec stamp)"]["ms"]["median"]),
+]
+
 
 def _setup(results, which):
     return results["setup_latency"]["ukrun unix --wiring tc" + _SUFFIX[which]]["ms"]
@@ -74,6 +84,19 @@ def goals(results) -> list:
     if rows:
         common.table("Issue 13's goals, this run (before: UKRUN_BENCH_BEFORE's ukrun)",
                      ["figure", "goal", "before", "after", "after"], rows)
+    floors = []
+    for name, unit, limit, figure in FLOORS:
+        try:
+            value = figure(results)
+        except KeyError:
+            continue
+        out.append({"floor": name, "unit": unit, "limit": limit, "value": value,
+                    "below_limit": value < limit})
+        floors.append([name, "%.2f%s" % (value, unit if unit == "x" else " ms"),
+                       "%g%s" % (limit, unit if unit == "x" else " ms")])
+    if floors:
+        common.table("What any Python front end costs at least, this run",
+                     ["floor", "value", "the goal's limit"], floors)
     return out
 
 

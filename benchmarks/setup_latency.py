@@ -9,11 +9,12 @@ launch is small, so its pages do not hide the variant's).
 ukrun is measured as deployed: installed from its wheel in a fresh plain venv
 (common.deployed(), built once per bench run), not the development venv's editable install,
 whose import hook costs every interpreter start there. The `python -c` baseline runs that same
-venv's interpreter, so "ukrun own ms" is ukrun minus the bare interpreter it starts with. pip
-writes the script's interpreter line without its -S, so a pip install runs with site; the
-"python -S" row runs the same script as `PYTHON -S SCRIPT` (an image's entrypoint can), which
-skips site. With UKRUN_BENCH_BEFORE (common.before()) the other ukrun runs interleaved with
-these, on the same interpreter: its rows say "(before)".
+venv's interpreter, so "ukrun own ms" is ukrun minus the bare interpreter it starts with. The
+script runs as ukrun's images have it, its interpreter line's -S given back after pip dropped
+it (common.deployed); the "pip's line" row runs it as pip wrote it, with site. `python -S -c`
+is the floor of any Python front end: an interpreter that skips site and runs nothing. With
+UKRUN_BENCH_BEFORE (common.before()) the other ukrun runs interleaved with these, on the same
+interpreter, as pip installed it: its rows say "(before)".
 
 UKRUN_BENCH_RUNS=N (environment) sets the number of interleaved rounds (default 21); the phase
 breakdown then takes min(N, phases.RUNS) runs. Meant for quick smoke runs, not for figures.
@@ -43,6 +44,7 @@ exec setpriv --no-new-privs --inh-caps=-all --bounding-set=-all,+net_bind_servic
 
 
 BARE = "python -c (exec stamp)"
+BARE_NO_SITE = "python -S -c (exec stamp)"
 TC = "ukrun unix --wiring tc"
 SHELL = "iproute2 shell script"
 
@@ -53,9 +55,11 @@ def variants(stamp, script, install, earlier=None):
     table = {
         "exec stamp directly (floor)": lambda c: [stamp],
         BARE: lambda c: [install.python, "-c", "import os; os.execv(%r, [%r])" % (stamp, stamp)],
+        BARE_NO_SITE: lambda c: [install.python, "-S", "-c",
+                                 "import os; os.execv(%r, [%r])" % (stamp, stamp)],
         TC: lambda c: [install.ukrun, "unix", "--wiring", "tc", stamp],
-        TC + " (python -S)": lambda c: [install.python, "-S", install.ukrun, "unix", "--wiring",
-                                        "tc", stamp],
+        TC + " (pip's line: with site)": lambda c: [install.ukrun_with_site, "unix", "--wiring",
+                                                    "tc", stamp],
         "ukrun unix --wiring bridge": lambda c: [install.ukrun, "unix", "--wiring", "bridge",
                                                  stamp],
         SHELL: lambda c: ["/bin/sh", script, "%s/16" % c.ip4, stamp],
