@@ -108,7 +108,6 @@ RUN_STDLIB = {
     "_socket", "errno",  # the route-netlink socket (not socket, which makes enums of all)
     "_struct", "struct",  # the netlink codec, ELF headers, the pointer size of execve's room
     "_operator",  # the fields of netlink's Attr tuples
-    "resource",  # RLIMIT_STACK, which bounds what execve takes
     "_cffi_backend",  # ukrun._core: TUNSETIFF, capget/capset, prctl
 }
 

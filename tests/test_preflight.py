@@ -831,3 +831,71 @@ def test_under_a_small_stack_limit_the_stack_itself_is_the_limit():
     e = flags(preflight.check_exec_size, argv, {}, stack_limit=65536)
     assert "over the kernel's stack limit of 65536" in e.message
     assert preflight.check_exec_size(argv, {}, stack_limit=256 * 1024) is None
+
+
+# --- the stack limit, from /proc/self/limits (no resource module on a run) ------------------
+
+STACK_PROBE = r"""
+import resource, sys
+from ukrun import programs
+soft = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_STACK, (resource.RLIM_INFINITY if soft == -1 else soft,
+                                           resource.getrlimit(resource.RLIMIT_STACK)[1]))
+print(programs._stack_limit())
+"""
+
+
+@pytest.mark.parametrize("soft", [65536, 8 * 1024 * 1024, 3 * 1024 * 1024 + 1, -1])
+def test_the_stack_limit_is_the_kernels(soft):
+    hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+    if hard != resource.RLIM_INFINITY and (soft == -1 or soft > hard):
+        pytest.skip("the hard stack limit is %d" % hard)
+    out = subprocess.run([sys.executable, "-c", STACK_PROBE, str(soft)], capture_output=True,
+                         text=True, check=True).stdout
+    assert int(out) == soft
+
+
+def test_the_stack_limit_is_read_without_the_resource_module():
+    code = "import sys; from ukrun import programs; programs._stack_limit(); " \
+           "print('resource' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["False"]
+
+
+def limits_line(name: bytes, soft, hard) -> bytes:
+    """One line as proc_pid_limits() writes it."""
+    def column(value):
+        return b"unlimited" if value == -1 else b"%d" % value
+    return b"%-25s %-20s %-20s %-10s" % (name, column(soft), column(hard), b"bytes")
+
+
+HEADER = b"Limit                     Soft Limit           Hard Limit           Units     "
+
+
+@given(soft=st.integers(-1, 2 ** 64 - 2), hard=st.integers(-1, 2 ** 64 - 2),
+       before=st.lists(st.sampled_from([b"Max cpu time", b"Max file size", b"Max stack sizes",
+                                        b"Max data size"]), max_size=3))
+def test_soft_limit_reads_what_the_kernel_writes(soft, hard, before):
+    lines = [HEADER] + [limits_line(n, 1, -1) for n in before]
+    lines += [limits_line(execrules.STACK_LIMIT_NAME, soft, hard),
+              limits_line(b"Max core file size", 0, -1)]
+    assert execrules.soft_limit(b"\n".join(lines) + b"\n", execrules.STACK_LIMIT_NAME) == soft
+
+
+def test_soft_limit_refuses_what_it_cannot_read():
+    for text in [b"", HEADER + b"\n", b"Max stack sizes 1 2\n", b"Max stack size\n",
+                 b"Max stack size        -5      unlimited\n",
+                 b"Max stack size        lots      unlimited\n"]:
+        with pytest.raises(ValueError):
+            execrules.soft_limit(text, execrules.STACK_LIMIT_NAME)
+
+
+@given(st.binary(max_size=300))
+@example(b"Max stack size \xff")
+def test_soft_limit_on_any_bytes_answers_a_limit_or_value_error(data):
+    try:
+        value = execrules.soft_limit(data, execrules.STACK_LIMIT_NAME)
+    except ValueError:
+        return
+    assert value == -1 or value >= 0

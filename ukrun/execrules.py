@@ -2,8 +2,9 @@
 
 Each mirrors one piece of Linux that ukrun.preflight uses to tell, before the network is
 touched, that an execve would fail: how binfmt_script reads a ``#!`` line, how binfmt_misc
-matches a file, which ELF machines a machine runs, whom a file's mode bits let in, and how
-much room execve gives arguments. Nothing here reads a file or raises a ukrun error.
+matches a file, which ELF machines a machine runs, whom a file's mode bits let in, how
+much room execve gives arguments, and how /proc writes the stack limit that room depends on.
+Nothing here reads a file or raises a ukrun error.
 """
 from __future__ import annotations
 
@@ -243,3 +244,25 @@ def stack_room(stack_limit: int, page_size: int, pointer_size: int) -> int | Non
     if stack_limit < 0:
         return None
     return stack_limit // page_size * page_size - pointer_size
+
+
+# --- /proc/PID/limits (fs/proc/base.c, proc_pid_limits()) ---------------------------------
+
+STACK_LIMIT_NAME = b"Max stack size"
+
+
+def soft_limit(text: bytes, name: bytes) -> int:
+    """The soft limit on the line ``name`` (``STACK_LIMIT_NAME``) of a /proc/PID/limits file:
+    the kernel writes each as its name, the soft and the hard limit, in padded columns, a
+    limit as a decimal number or "unlimited" (RLIM_INFINITY, returned as -1). ValueError when
+    no line has that name or its soft limit is neither."""
+    for line in text.split(b"\n"):
+        if line.startswith(name) and line[len(name):len(name) + 1] == b" ":
+            words = line[len(name):].split()
+            soft = words[0] if words else b""
+            if soft == b"unlimited":
+                return -1
+            if soft.isdigit():
+                return int(soft)
+            raise ValueError("%r is not a limit" % soft[:40])
+    raise ValueError("no %r line" % name)
