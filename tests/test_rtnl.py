@@ -437,7 +437,7 @@ def test_a_dump_cut_short_does_not_wedge_the_socket(netns, rtnl, monkeypatch):
     def interrupted(data):
         raise KeyboardInterrupt
     with monkeypatch.context() as patched:
-        patched.setattr(ukrun.rtnl, "parse", interrupted)
+        patched.setattr(ukrun.rtnl, "split", interrupted)
         with pytest.raises(KeyboardInterrupt):
             rtnl.links()
     assert sorted(l.name for l in rtnl.links()) == expected
@@ -461,7 +461,8 @@ MESSAGE_TYPES = {"IfInfoMsg": lib.RTM_NEWLINK, "IfAddrMsg": lib.RTM_NEWADDR, "Rt
 DECODERS = {
     "link": (link_from_message, fixture_bodies("links", lib.RTM_NEWLINK),
              {lib.IFLA_IFNAME, lib.IFLA_IFALIAS, lib.IFLA_ADDRESS, lib.IFLA_MTU, lib.IFLA_MASTER,
-              lib.IFLA_LINKINFO, lib.IFLA_PARENT_DEV_NAME, lib.IFLA_PARENT_DEV_BUS_NAME}),
+              lib.IFLA_LINKINFO, lib.IFLA_PARENT_DEV_NAME, lib.IFLA_PARENT_DEV_BUS_NAME,
+              lib.IFLA_AF_SPEC}),  # its IPv6 part holds IFLA_INET6_ADDR_GEN_MODE
     "address": (address_from_message, fixture_bodies("addresses", lib.RTM_NEWADDR),
                 {lib.IFA_LOCAL, lib.IFA_ADDRESS, lib.IFA_BROADCAST, lib.IFA_LABEL, lib.IFA_FLAGS}),
     "route": (route_from_message, fixture_bodies("routes4", lib.RTM_NEWROUTE)

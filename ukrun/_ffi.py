@@ -13,11 +13,12 @@ if _built_for != __version__:
 
 
 def check(result, what):
-    """Return ``result``, or raise OSError(errno, strerror, what) when it is -1.
+    """Return ``result``, or raise OSError(errno, strerror, what) when it is -1. ``what``: a
+    str, or a callable that words it, called only then.
 
     Must be called right after the C call so that errno is still the one it set.
     """
     if result == -1:
         err = ffi.errno
-        raise OSError(err, os.strerror(err), what)
+        raise OSError(err, os.strerror(err), what if isinstance(what, str) else what())
     return result

@@ -125,7 +125,7 @@ def capset(effective: Iterable[int], permitted: Iterable[int], inheritable: Iter
 
 def drop_bounding(cap: int) -> None:
     """Remove ``cap`` from the bounding set (needs CAP_SETPCAP); no execve regains it."""
-    check(lib.ukrun_capbset_drop(cap), "PR_CAPBSET_DROP %s" % describe([cap]))
+    check(lib.ukrun_capbset_drop(cap), lambda: "PR_CAPBSET_DROP %s" % describe([cap]))
 
 
 def set_no_new_privs() -> None:
@@ -210,13 +210,20 @@ def _refuse(message: str, hint: str | None = None) -> PrivilegeError:
     return PrivilegeError("dropping capabilities: " + message, hint)
 
 
-def _attempt(what: str, call, *args) -> None:
-    """Run one step of the drop; a refusal from the kernel aborts it as a PrivilegeError."""
+def _attempt(what, call, *args) -> None:
+    """Run one step of the drop; a refusal from the kernel aborts it as a PrivilegeError.
+    ``what`` names the step: a str, or a callable that words it, called only then (a drop
+    takes some forty steps)."""
     try:
         call(*args)
     except OSError as e:
+        what = what if isinstance(what, str) else what()
         raise _refuse("%s: %s" % (what, os.strerror(e.errno)),
                       "nothing was started; a seccomp or LSM profile may forbid the change") from e
+
+
+def _bounding_step(cap: int):
+    return lambda: "PR_CAPBSET_DROP %s" % describe([cap])
 
 
 def _checked_kept(kept: Iterable[int], before: CapState) -> frozenset:
@@ -282,7 +289,7 @@ def prepare_execve(kept: Iterable[int], ambient: bool = True) -> CapState:
     _attempt("PR_SET_NO_NEW_PRIVS", set_no_new_privs)
     for cap in range(last_cap() + 1):
         if cap not in kept and cap in before.bounding:
-            _attempt("PR_CAPBSET_DROP %s" % describe([cap]), drop_bounding, cap)
+            _attempt(_bounding_step(cap), drop_bounding, cap)
     _attempt("capset", capset, before.effective, before.permitted, kept)
     _attempt("PR_CAP_AMBIENT_CLEAR_ALL", clear_ambient)
     if ambient:
@@ -316,7 +323,7 @@ def drop_to(kept: Iterable[int], ambient: bool = False) -> CapState:
     if with_setpcap:
         for cap in range(top + 1):
             if cap not in kept:
-                _attempt("PR_CAPBSET_DROP %s" % describe([cap]), drop_bounding, cap)
+                _attempt(_bounding_step(cap), drop_bounding, cap)
     _attempt("capset", capset, kept, kept, kept)
     _attempt("PR_CAP_AMBIENT_CLEAR_ALL", clear_ambient)
     if ambient:

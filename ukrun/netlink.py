@@ -193,6 +193,7 @@ def parse_attrs(data) -> Attrs:
     data = bytes(data)  # slicing bytes makes the payloads in one step
     end = len(data)
     unpack_from, header_size = RTATTR.struct.unpack_from, RTATTR.size  # the hot loop: locals
+    new = tuple.__new__  # Attr's own __new__, without its call: a link holds fifty attributes
     attrs = []
     offset = 0
     while offset < end:
@@ -203,8 +204,8 @@ def parse_attrs(data) -> Attrs:
         # Don't allow a misleading length: too short to hold its header, or past the end.
         if length < header_size or length > remaining:
             raise NetlinkParseError("attribute length %d with %d bytes left" % (length, remaining))
-        attrs.append(Attr(raw_type & _TYPE_MASK, data[offset + header_size:offset + length],
-                          raw_type & _FLAG_BITS))
+        attrs.append(new(Attr, (raw_type & _TYPE_MASK, data[offset + header_size:offset + length],
+                                raw_type & _FLAG_BITS)))
         offset += min(RTA_ALIGN(length), remaining)  # >= 4: always advances
     return Attrs(attrs)
 
@@ -447,13 +448,16 @@ class Message:
 
 
 def encode(message: Message) -> bytes:
-    body = message.body
+    return pack_message(message.type, message.flags, message.seq, message.pid, message.body)
+
+
+def pack_message(type_: int, flags: int, seq: int, pid: int, body) -> bytes:
+    """``encode(Message(type_, flags, seq, pid, body))``, without making the Message."""
     payload = bytes(body) if isinstance(body, (bytes, bytearray)) else body.pack()
     length = NLMSGHDR.size + len(payload)
     if length > 0xFFFFFFFF:
         raise ValueError("message of %d bytes does not fit nlmsg_len" % length)
-    header = _pack(NLMSGHDR.struct, NLMSGHDR.cname, length, message.type, message.flags, message.seq,
-                   message.pid)
+    header = _pack(NLMSGHDR.struct, NLMSGHDR.cname, length, type_, flags, seq, pid)
     return header + payload + b"\0" * (NLMSG_ALIGN(length) - length)
 
 
@@ -467,24 +471,48 @@ def parse(data) -> list:
         >>> [m.type for m in parse(b"")]
         []
     """
+    return [Message(type_, flags, seq, pid, decode_body(offset, type_, flags, payload))
+            for offset, type_, flags, seq, pid, payload in split(data)]
+
+
+def split(data):
+    """Each message in ``data`` as (offset, type, flags, seq, pid, payload), in order, its
+    payload a memoryview left undecoded (``decode_body``, ``ack_error``): what ``parse`` makes
+    Messages of, for a reader that decodes only the messages it wants. A generator; raises
+    NetlinkParseError, and nothing else, when a length does not fit what remains."""
     view = memoryview(data).cast("B")
     end = len(view)
-    messages = []
+    unpack_from, header_size = NLMSGHDR.struct.unpack_from, NLMSGHDR.size
     offset = 0
     while offset < end:
         remaining = end - offset
-        if remaining < NLMSGHDR.size:
+        if remaining < header_size:
             raise NetlinkParseError("%d stray bytes after the messages" % remaining)
-        length, type_, flags, seq, pid = NLMSGHDR.struct.unpack_from(view, offset)
+        length, type_, flags, seq, pid = unpack_from(view, offset)
         # Don't allow a misleading length: shorter than its own header, or past the end.
-        if length < NLMSGHDR.size or length > remaining:
+        if length < header_size or length > remaining:
             raise NetlinkParseError("message length %d with %d bytes left" % (length, remaining))
-        payload = view[offset + NLMSGHDR.size:offset + length]
-        kind = _BODIES.get(type_)
-        try:
-            body = bytes(payload) if kind is None else kind.unpack(payload, flags)
-        except NetlinkParseError as e:
-            raise NetlinkParseError("message type %d at offset %d: %s" % (type_, offset, e)) from None
-        messages.append(Message(type_, flags, seq, pid, body))
+        yield offset, type_, flags, seq, pid, view[offset + header_size:offset + length]
         offset += min(NLMSG_ALIGN(length), remaining)  # >= 16: always advances
-    return messages
+
+
+def decode_body(offset: int, type_: int, flags: int, payload):
+    """The body of the message of ``type_`` found at ``offset`` (``split``'s): decoded by its
+    type, raw bytes for unknown types; NetlinkParseError naming the message when it does not
+    fit."""
+    kind = _BODIES.get(type_)
+    try:
+        return bytes(payload) if kind is None else kind.unpack(payload, flags)
+    except NetlinkParseError as e:
+        raise NetlinkParseError("message type %d at offset %d: %s" % (type_, offset, e)) from None
+
+
+def ack_error(offset: int, payload) -> int:
+    """The error of an NLMSG_ERROR payload, 0 for an ack, -errno for a refusal: the one field
+    a request's answer needs when it is an ack (``decode_body`` reads the rest, for a refusal).
+    NetlinkParseError when the payload cannot hold a struct nlmsgerr."""
+    if len(payload) < NLMSGERR.size:
+        raise NetlinkParseError("message type %d at offset %d: %d bytes are too few for %s (%d)"
+                                % (lib.NLMSG_ERROR, offset, len(payload), NLMSGERR.cname,
+                                   NLMSGERR.size))
+    return _S32.unpack_from(payload, 0)[0]

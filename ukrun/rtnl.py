@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 from ukrun._ffi import lib
 from ukrun.ifname import validate_ifname
-from ukrun.netlink import (Attr, IfAddrMsg, IfInfoMsg, Message, RtMsg, TcMsg, attr_nested,
-                           attr_string, attr_u32, encode, parse)
+from ukrun.netlink import (Attr, IfAddrMsg, IfInfoMsg, RtMsg, TcMsg, ack_error, attr_nested,
+                           attr_string, attr_u32, decode_body, pack_message, split)
 from ukrun.rtnl_objects import (INGRESS_HANDLE, Address, Filter, Link, Qdisc, Route,
                                 addr_gen_mode_attrs,
                                 address_from_message, address_request, filter_from_message,
@@ -34,6 +34,9 @@ from ukrun.rtnl_objects import (INGRESS_HANDLE, Address, Filter, Link, Qdisc, Ro
 __all__ = ["NetlinkError", "Netlink", "Rtnl", "Link", "Address", "Route", "Qdisc", "Filter"]
 
 _CREATE = lib.NLM_F_CREATE | lib.NLM_F_EXCL
+# Read in the loop that takes every answer apart: module globals, not cffi look-ups.
+_NLM_F_REQUEST, _NLMSG_ERROR, _NLMSG_DONE = lib.NLM_F_REQUEST, lib.NLMSG_ERROR, lib.NLMSG_DONE
+_NOISE = (lib.NLMSG_NOOP, lib.NLMSG_OVERRUN)
 _DUMP_ATTEMPTS = 5  # a dump the kernel marks NLM_F_DUMP_INTR (changed meanwhile) is retried
 
 
@@ -94,9 +97,10 @@ class Netlink:
         return self._sock.recv(max(size, 1))
 
     def _exchange(self, type_: int, flags: int, body, op: str | Callable[[], str]) -> list:
-        """Send one request and return the messages answering it, up to the ack or DONE;
-        raise NetlinkError when the kernel refuses it. ``op`` names the operation for that
-        error: a str, or a callable called only then (wording it costs a link look-up)."""
+        """Send one request and return the replies answering it, up to the ack or DONE, as
+        (type, flags, body); raise NetlinkError when the kernel refuses it. ``op`` names the
+        operation for that error: a str, or a callable called only then (wording it costs a
+        link look-up)."""
         if self._abandoned:
             self._drain()
         self._seq = self._seq % 0xFFFFFFFF + 1
@@ -109,24 +113,27 @@ class Netlink:
         return replies
 
     def _answer(self, type_: int, flags: int, body, seq: int) -> tuple:
-        """(replies, None), or ([], (errno, ext_ack)) when the kernel refuses."""
-        self._sock.send(encode(Message(type_, lib.NLM_F_REQUEST | flags, seq, 0, body)))
+        """(replies, None), or ([], (errno, ext_ack)) when the kernel refuses. Only the
+        replies are decoded whole: of an ack, its error field alone (a run reads a dozen)."""
+        self._sock.send(pack_message(type_, _NLM_F_REQUEST | flags, seq, 0, body))
         replies = []
         while True:
-            for message in parse(self._recv()):
-                if message.seq != seq:
+            for offset, type_, flags, seq_, _, payload in split(self._recv()):
+                if seq_ != seq:
                     continue
-                if message.type == lib.NLMSG_ERROR:
-                    error = message.body
-                    return (replies, None) if error.error == 0 else ([], (error.errno, error.ext_ack))
-                if message.type == lib.NLMSG_DONE:
-                    done = message.body
+                if type_ == _NLMSG_ERROR:
+                    if ack_error(offset, payload) == 0:
+                        return replies, None
+                    error = decode_body(offset, type_, flags, payload)
+                    return [], (error.errno, error.ext_ack)
+                if type_ == _NLMSG_DONE:
+                    done = decode_body(offset, type_, flags, payload)
                     if done.status < 0:  # the dump failed part-way
                         text = done.attrs.string(lib.NLMSGERR_ATTR_MSG, errors="replace")
                         return [], (-done.status, text)
                     return replies, None
-                if message.type not in (lib.NLMSG_NOOP, lib.NLMSG_OVERRUN):
-                    replies.append(message)
+                if type_ not in _NOISE:
+                    replies.append((type_, flags, decode_body(offset, type_, flags, payload)))
 
     def _drain(self):
         """Drop what an exchange cut short (by an exception) left queued. The kernel runs a
@@ -144,7 +151,7 @@ class Netlink:
     def _dump(self, type_: int, body, op: str) -> list:
         for _ in range(_DUMP_ATTEMPTS):
             replies = self._exchange(type_, lib.NLM_F_DUMP, body, op)
-            if not any(m.flags & lib.NLM_F_DUMP_INTR for m in replies):
+            if not any(flags & lib.NLM_F_DUMP_INTR for _, flags, _ in replies):
                 return replies
         raise NetlinkError(errno.EINTR, op + " (the kernel's tables kept changing)")
 
@@ -166,8 +173,8 @@ class Rtnl(Netlink):
 
     def links(self) -> list:
         body = IfInfoMsg(attrs=[attr_u32(lib.IFLA_EXT_MASK, lib.RTEXT_FILTER_SKIP_STATS)])
-        return [link_from_message(m.body) for m in self._dump(lib.RTM_GETLINK, body, "listing links")
-                if m.type == lib.RTM_NEWLINK]
+        return [link_from_message(found) for type_, _, found
+                in self._dump(lib.RTM_GETLINK, body, "listing links") if type_ == lib.RTM_NEWLINK]
 
     def link(self, name_or_index: str | int) -> Link:
         """The link of that name or index; NetlinkError ENODEV when there is none."""
@@ -177,9 +184,9 @@ class Rtnl(Netlink):
         else:
             body = IfInfoMsg(attrs=attrs + [attr_string(lib.IFLA_IFNAME, validate_ifname(name_or_index))])
         op = "looking up link %s" % name_or_index
-        for message in self._request(lib.RTM_GETLINK, body, op):
-            if message.type == lib.RTM_NEWLINK:
-                return link_from_message(message.body)
+        for type_, _, found in self._request(lib.RTM_GETLINK, body, op):
+            if type_ == lib.RTM_NEWLINK:
+                return link_from_message(found)
         raise NetlinkError(errno.ENODEV, op)
 
     def find_link(self, name: str) -> Link | None:
@@ -252,8 +259,9 @@ class Rtnl(Netlink):
     def addresses(self, index: int | None = None, family: int | None = None) -> list:
         body = IfAddrMsg(family=family or _socket.AF_UNSPEC)
         # Other links' addresses are not decoded: nothing of theirs can make this fail.
-        found = (address_from_message(m.body) for m in self._dump(lib.RTM_GETADDR, body, "listing addresses")
-                 if m.type == lib.RTM_NEWADDR and index in (None, m.body.index))
+        found = (address_from_message(reply) for type_, _, reply
+                 in self._dump(lib.RTM_GETADDR, body, "listing addresses")
+                 if type_ == lib.RTM_NEWADDR and index in (None, reply.index))
         return [a for a in found if a is not None and index in (None, a.index)
                 and family in (None, _socket.AF_UNSPEC, a.family)]
 
@@ -271,11 +279,15 @@ class Rtnl(Netlink):
         """The routes of a family (AF_UNSPEC: IPv4 and IPv6) in ``table`` (None: every table),
         without cached clones. One dump: for AF_UNSPEC the kernel dumps every family's."""
         routes = []
-        for m in self._dump(lib.RTM_GETROUTE, RtMsg(family=family), "listing routes"):
-            if m.type != lib.RTM_NEWROUTE or m.body.flags & lib.RTM_F_CLONED:
+        for type_, _, reply in self._dump(lib.RTM_GETROUTE, RtMsg(family=family), "listing routes"):
+            if type_ != lib.RTM_NEWROUTE or reply.flags & lib.RTM_F_CLONED:
                 continue
-            route = route_from_message(m.body)  # None for families but IPv4 and IPv6
-            if route is not None and table in (None, route.table):
+            # Other tables' routes are not decoded (IPv6's local table alone holds several):
+            # RTA_TABLE, where a table id beyond rtm_table's 8 bits goes, as route.table reads it.
+            if table is not None and reply.attrs.u32(lib.RTA_TABLE, reply.table) != table:
+                continue
+            route = route_from_message(reply)  # None for families but IPv4 and IPv6
+            if route is not None:
                 routes.append(route)
         return routes
 
@@ -312,8 +324,9 @@ class Rtnl(Netlink):
                       lambda: "deleting the ingress qdisc of %s" % name())
 
     def qdiscs(self, index: int | None = None) -> list:
-        found = (qdisc_from_message(m.body) for m in self._dump(lib.RTM_GETQDISC, TcMsg(), "listing qdiscs")
-                 if m.type == lib.RTM_NEWQDISC)
+        found = (qdisc_from_message(reply) for type_, _, reply
+                 in self._dump(lib.RTM_GETQDISC, TcMsg(), "listing qdiscs")
+                 if type_ == lib.RTM_NEWQDISC)
         return [q for q in found if index in (None, q.index)]
 
     def add_redirect(self, from_index: int, to_index: int):
@@ -327,6 +340,7 @@ class Rtnl(Netlink):
     def filters(self, index: int) -> list:
         """The filter rules on the link's ingress qdisc (none when it has no such qdisc)."""
         body = TcMsg(index=index, parent=INGRESS_HANDLE)
-        found = (filter_from_message(m.body) for m in self._dump(lib.RTM_GETTFILTER, body, "listing filters")
-                 if m.type == lib.RTM_NEWTFILTER)
+        found = (filter_from_message(reply) for type_, _, reply
+                 in self._dump(lib.RTM_GETTFILTER, body, "listing filters")
+                 if type_ == lib.RTM_NEWTFILTER)
         return [f for f in found if f is not None]

@@ -1,8 +1,8 @@
 """Carry out wiring steps (ukrun.wiring.Step) against the kernel, one rtnl socket at a time.
 
 Every operation takes interface *names* and looks the index up when it runs: a plan is made
-before the links it names exist. A name's index is looked up once (each look-up is a request
-and a whole link to decode) and forgotten when an operation makes, renames or deletes a link.
+before the links it names exist. A name's index is looked up once and forgotten when an
+operation makes, renames or deletes a link.
 """
 from __future__ import annotations
 
@@ -31,7 +31,12 @@ class Kernel:
     def index(self, name: str) -> int:
         index = self._indexes.get(name)
         if index is None:
-            index = self._indexes[name] = self.rtnl.link(name).index
+            try:
+                # SIOCGIFINDEX: no netlink round trip, and no whole link to decode.
+                index = _socket.if_nametoindex(name)
+            except OSError:  # it says no more than that: the kernel's own answer says why
+                index = self.rtnl.link(name).index
+            self._indexes[name] = index
         return index
 
     # --- taps ---
