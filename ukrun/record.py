@@ -98,60 +98,10 @@ class Record:
         """
         if not alias or not alias.startswith(RECORD_PREFIX):
             return None
-        if alias.startswith(RECORD_PREFIX + "{"):
-            return cls._from_json(alias[len(RECORD_PREFIX):], tap)
-        version, *words = alias[len(RECORD_PREFIX):].split(" ")
-        keys = _KEYS_BY_VERSION.get(version)
-        if keys is None:
-            raise RecordError("version %r is not one of %s" % (
-                version, ", ".join(_KEYS_BY_VERSION)), tap)
-        data = {}
-        for word in words:
-            key, equals, value = word.partition("=")
-            if not equals or len(key) != 1 or key not in keys:
-                raise RecordError("%r is not one of the words %s" % (
-                    word, " ".join(k + "=" for k in keys)), tap)
-            if key in data:
-                raise RecordError("%s= comes twice" % key, tap)
-            data[key] = value
-        missing = [key + "=" for key in keys if key not in data]
-        if missing:
-            raise RecordError("%s missing" % " ".join(missing), tap)
-        record = cls(data["i"], data["w"], data["b"] or None,
-                     _ip_word("4", data["4"], 4, tap, True),
-                     _ip_word("g", data["g"], 4, tap, False), _onlink_word(data["o"], tap),
-                     data["m"] or None, data["e"],
-                     _ip_word("6", data.get("6", ""), 6, tap, True),
-                     _ip_word("h", data.get("h", ""), 6, tap, False)).check(tap)
-        written = record.to_alias()
-        if written != alias:  # e.g. 4=10.0.0.2/255.0.0.0 or 4=10.0.0.2, words reordered
-            raise RecordError("not written the way ukrun writes it (%r)" % written, tap)
-        return record
+        # Reading one is for the runs that find one (a restart): the others never load it.
+        from ukrun.record_read import read_alias
 
-    @classmethod
-    def _from_json(cls, text: str, tap: str | None) -> "Record":
-        """The JSON record ukrun wrote before its words (``{"v":1,"i":"eth0",...}``), still
-        found in pods that kept their namespace across an upgrade: read with the same checks,
-        then rewritten as words by the run that takes it over."""
-        import json  # only for this upgrade path
-
-        try:
-            data = json.loads(text)
-        except ValueError:
-            raise RecordError("not JSON nor words", tap) from None
-        keys = set(_KEYS_BY_VERSION["1"]) | {"v"}
-        if not isinstance(data, dict) or set(data) != keys or data["v"] != 1:
-            raise RecordError("a JSON record, but not the one ukrun wrote (keys %s, v 1)"
-                              % " ".join(sorted(keys)), tap)
-        texts = [data[key] for key in "iwb4gme"]
-        if not all(value is None or isinstance(value, str) for value in texts) or (
-                type(data["o"]) is not int):
-            raise RecordError("a JSON record with a value of the wrong type", tap)
-        return cls(data["i"], data["w"], data["b"],
-                   _ip_word("4", data["4"] or "", 4, tap, True),
-                   _ip_word("g", data["g"] or "", 4, tap, False),
-                   _onlink_word(str(data["o"]), tap),
-                   data["m"], data["e"]).check(tap)
+        return read_alias(cls, alias, tap)
 
     def check(self, tap: str | None = None) -> "Record":
         """This record when every field is one a run can hand over; else RecordError."""
@@ -159,23 +109,6 @@ class Record:
         if problem is not None:
             raise RecordError(problem, tap)
         return self
-
-
-def _ip_word(key: str, text: str, version: int, tap, prefix: bool):
-    """The address (with its prefix when ``prefix``) in word ``key``; None when it is empty."""
-    if not text:
-        return None
-    try:
-        return inet.interface(text, version) if prefix else inet.address(text, version)
-    except ValueError:
-        raise RecordError("%s=%r is not an IPv%d address%s" % (
-            key, text, version, "/prefix" if prefix else ""), tap) from None
-
-
-def _onlink_word(text: str, tap) -> bool:
-    if text not in ("0", "1"):
-        raise RecordError("o=%r is neither 0 nor 1" % text, tap)
-    return text == "1"
 
 
 def _name_problem(key: str, name) -> str | None:
