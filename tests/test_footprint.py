@@ -144,6 +144,35 @@ def test_a_run_loads_nothing_heavy(container):
     assert sorted(stdlib - RUN_STDLIB) == []
 
 
+# Measured (strace): a tc run sends 16 netlink requests: the lock (a netfilter queue bind),
+# four dumps for its one snapshot of the kernel (links, eth0's addresses, routes, qdiscs) and
+# eleven changes, each acked before the next (a failed step must stop the run there); tap and
+# link indexes come from SIOCGIFINDEX, not from a link request each.
+RUN_NETLINK_REQUESTS = 16
+
+
+def test_a_run_asks_the_kernel_few_netlink_requests(container, ukrun_exe, tmp_path):
+    trace = tmp_path / "trace"
+    proc = container.exec("strace", "-f", "-e", "trace=sendto,sendmsg", "-o", trace, ukrun_exe,
+                          "unix", "--wiring", "tc", "/bin/true", check=False)
+    assert proc.returncode == 0, proc.stderr
+    requests = [line for line in open(trace) if "nlmsg_type=" in line]
+    assert any("RTM_NEWTFILTER" in line for line in requests)  # the run did wire
+    assert len(requests) <= RUN_NETLINK_REQUESTS, "".join(requests)
+
+
+def test_a_run_without_a_record_does_not_load_record_reading(container):
+    # ukrun.record_read reads a record back: only a run that finds one (a restart) needs it.
+    path = os.pathsep.join([os.path.dirname(os.path.dirname(ukrun.__file__)),
+                            sysconfig.get_path("platlib"), sysconfig.get_path("purelib")])
+    proc = container.exec(sys.executable, "-S", "-c", RUN_UP_TO_EXEC, check=False,
+                          env=dict(os.environ, PYTHONPATH=path))
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.splitlines()[0].split())
+    assert "ukrun.record" in loaded
+    assert "ukrun.record_read" not in loaded
+
+
 @pytest.fixture(scope="module")
 def venv(wheel, tmp_path_factory):
     """The wheel in a plain venv, as an image has it: (its interpreter, its ukrun script)."""
