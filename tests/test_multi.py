@@ -14,7 +14,7 @@ from snapshots import snapshot, wiring_state
 from test_cli import kernel_file, report, standin, ukrun  # noqa: F401 (fixtures)
 from test_exec import RAW_CLI
 from test_runner import Guest, _fail_at, ping, spt  # noqa: F401 (fixture)
-from ukrun.errors import NetworkError, UsageError
+from ukrun.errors import NetworkError, NotExecutableError, UsageError
 from ukrun.runner import apply, inspect, plan
 from ukrun.tap import open_tap
 
@@ -202,7 +202,7 @@ def test_an_exec_that_fails_gives_both_back(mode, multus, programs, monkeypatch)
         # By name: fds 3 and 4 are pytest's own here (a run reserves them for the taps).
         p = plan(spt(programs, interface=BOTH))
         p.exec_mode = mode
-        with pytest.raises(runner.NotExecutableError) as failed:
+        with pytest.raises(NotExecutableError) as failed:
             runner.exec_applied(apply(p))
     assert failed.value.hint == "eth0, net1 were given back"
     assert snapshot(multus) == before

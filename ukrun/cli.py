@@ -70,11 +70,13 @@ def _docker_command(ns) -> int:
 def execute(ns) -> int:
     if ns.command in ("dockerfile", "docker-args"):
         return _docker_command(ns)
+    if ns.command == "inspect":
+        from ukrun import report
+
+        _print_json(report.inspect(ns.interface))
+        return 0
     from ukrun import runner
 
-    if ns.command == "inspect":
-        _print_json(runner.inspect(ns.interface))
-        return 0
     if ns.verbose:
         runner.log_to_stderr()
     if ns.dry_run:

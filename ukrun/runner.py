@@ -10,7 +10,6 @@ wiring, restart record and guest device, and one undo log covers them all.
 """
 from __future__ import annotations
 
-import errno
 import os
 import sys
 
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 
 from ukrun import handover, preflight
 from ukrun.errors import NetworkError, PrivilegeError, UkrunError
-from ukrun.errors import NotExecutableError, NotFoundError, UsageError
 from ukrun.netconf import NetConfig
 from ukrun.options import field_options, items, per_interface
 from ukrun.survey import handover_notes, read_kernel
@@ -95,8 +93,9 @@ class Handover:
         return self.each.tap
 
     def to_json(self) -> dict:
-        return dict(self.network.to_json(), tap=self.tap, guest_mac=self.guest_mac,
-                    tap_fd=self.tap_fd, device=self.device)
+        from ukrun.report import handover_json
+
+        return handover_json(self)
 
 
 @value_class
@@ -130,41 +129,11 @@ class Plan:
         return self.handovers[0].tap_fd
 
     def to_json(self) -> dict:
-        from ukrun.caps import cap_name
+        """What --dry-run prints (ukrun.report.plan_json)."""
+        from ukrun.report import plan_json
 
-        return {"target": self.target.name, "argv": list(self.argv),
-                "network": self.network.to_json(), "guest_mac": self.guest_mac,
-                "steps": [s.to_json() for s in self.steps], "tap_fd": self.tap_fd,
-                "keep_caps": sorted(cap_name(c) for c in self.keep_caps),
-                "exec_mode": self.exec_mode, "init": self.init_program,
-                "dns": dns_json(self.dns), "notes": self.notes,
-                "networks": [h.to_json() for h in self.handovers]}
+        return plan_json(self)
 
-
-def dns_json(dns) -> dict | None:
-    if dns is None:
-        return None
-    return {"servers": [str(s) for s in dns.servers], "search": list(dns.search)}
-
-
-def _listed(names) -> str:
-    return ", ".join(names)
-
-
-def _given_back_text(handovers) -> str:
-    """"eth0 was given back", or "eth0, net1 were given back"."""
-    return "%s %s given back" % (_listed(h.each.interface for h in handovers),
-                                 "was" if len(handovers) == 1 else "were")
-
-
-def _handed_text(handovers) -> str:
-    """"eth0 stays handed over to tap0", or "eth0, net1 stay handed over to tap0, tap1"."""
-    return "%s %s handed over to %s" % (_listed(h.each.interface for h in handovers),
-                                        "stays" if len(handovers) == 1 else "stay",
-                                        _listed(h.tap for h in handovers))
-
-
-# --- plan ---------------------------------------------------------------------------------
 
 # --- plan ---------------------------------------------------------------------------------
 
@@ -189,26 +158,6 @@ def resolve_programs(o: Options, target: Target, keep: frozenset = frozenset(),
         program = preflight.find_program(o.tender or target.default_tender, "tender")
     return preflight.check_program_image(program, "QEMU" if target.name in ("qemu", "kvm")
                                          else "tender", keep=keep, dropped=dropped)
-
-
-def read_dns(networks, path: str = "/etc/resolv.conf"):
-    """(ipargs.DNS, notes): the nameservers a guest can reach through one of ``networks``
-    (NetConfigs) and the search domains, from the container's resolv.conf (Docker's embedded
-    127.0.0.11 is replaced by the upstream servers Docker notes in it; ukrun.resolv)."""
-    from ukrun.ipargs import DNS
-    from ukrun.resolv import parse_resolv_conf, usable_nameservers
-
-    networks = items(networks)
-    try:
-        with open(path, "rb") as f:
-            text = f.read(1 << 16)
-    except OSError as e:
-        return DNS(), ["no nameserver is handed over: %s: %s" % (path, e.strerror)]
-    resolv = parse_resolv_conf(text)
-    servers, notes = usable_nameservers(resolv,
-                                        ipv4=any(n.ipv4 is not None for n in networks),
-                                        ipv6=any(n.ipv6 is not None for n in networks))
-    return DNS(tuple(servers), tuple(resolv.search)), list(notes)
 
 
 def guest_device(target: Target, each) -> str | None:
@@ -316,7 +265,7 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
     elif exec_mode == "dropped":
         notes.append("without CAP_SETPCAP and with --init never, capabilities are dropped "
                      "before execve: an execve that fails cannot give %s back"
-                     % _listed(e.interface for e in each))
+                     % ", ".join(e.interface for e in each))
     with Rtnl() as rtnl:
         found = read_kernel(rtnl, o, each, notes)
     handovers = [_handover(o, target, e, view, network, notes)
@@ -325,6 +274,8 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
 
     nets = guest_nets(handovers)
     if with_notes or o.ip_args in ipargs.TAKES_DNS:
+        from ukrun.report import read_dns
+
         dns, dns_notes = read_dns([h.network for h in handovers])
     else:
         dns, dns_notes = ipargs.NO_DNS, []
@@ -344,26 +295,10 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
 
 
 def inspect(interface="eth0") -> dict:
-    """The network a run would hand over (discovered, or recorded by an earlier run), with
-    notes on what it would not hand over. ``interface``: a name, or several (None: eth0): the
-    first one's configuration is the answer's own keys, as with one, and ``networks`` lists
-    every one's."""
-    from ukrun import netconf
-    from ukrun.rtnl import Rtnl
-    from ukrun.survey import bare, find_record, interface_link
+    """What ``ukrun inspect`` prints (ukrun.report.inspect)."""
+    from ukrun.report import inspect
 
-    interfaces = items(interface if interface is not None else "eth0")
-    with Rtnl() as rtnl:
-        snapshot = netconf.read(rtnl, interfaces)
-    networks, notes = [], []
-    for name in interfaces:
-        link = interface_link(snapshot, name)
-        record = find_record(snapshot.links, name, only_copy=bare(snapshot, link))
-        networks.append(netconf.config(snapshot, name, record))
-        notes += handover_notes(networks[-1])
-    dns, dns_notes = read_dns(networks)
-    return dict(networks[0].to_json(), dns=dns_json(dns), notes=notes + dns_notes,
-                networks=[n.to_json() for n in networks])
+    return inspect(interface)
 
 
 # --- apply ----------------------------------------------------------------------------------
@@ -418,19 +353,6 @@ def _undo(kernel, done: list) -> list:
     return failures
 
 
-def _reason(e: OSError) -> str:
-    reason = e.strerror or str(e)
-    ext_ack = getattr(e, "ext_ack", None)
-    return "%s (%s)" % (reason, ext_ack) if ext_ack else reason
-
-
-def _step_failed(step, e: OSError, failures: list) -> UkrunError:
-    hint = ("undoing failed too, the namespace is half-wired: %s" % "; ".join(failures)
-            if failures else "everything done before was undone")
-    kind = PrivilegeError if e.errno in (errno.EPERM, errno.EACCES) else NetworkError
-    return kind("%s: %s" % (step.text, _reason(e)), hint)
-
-
 def apply(plan: Plan) -> Applied:
     """Carry out ``plan.steps``; on any error undo what was done (``_undo``) and raise."""
     from ukrun.rtnl import Rtnl
@@ -452,7 +374,9 @@ def apply(plan: Plan) -> Applied:
         kernel.close_taps()
         kernel.rtnl.close()
         if isinstance(e, OSError) and step is not None:
-            raise _step_failed(step, e, failures) from e
+            from ukrun.failures import step_failed
+
+            raise step_failed(step, e, failures) from e
         raise
     return Applied(plan, kernel, done)
 
@@ -463,43 +387,6 @@ def log_to_stderr() -> None:
     """Show each step on stderr as it happens (the CLI's -v; ``verbose=True`` for run())."""
     global _verbose
     _verbose = True
-
-
-def _exec_failed(plan: Plan, e: OSError, given_back: bool) -> UkrunError:
-    message = "executing %s: %s" % (plan.argv[0], e.strerror or e)
-    hint = None if given_back else "%s; the next run reuses it" % _handed_text(plan.handovers)
-    if e.errno == errno.ENOENT:
-        return NotFoundError(message, hint)
-    if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EPERM, errno.ETXTBSY):
-        return NotExecutableError(message, hint)
-    return UkrunError(message, hint)
-
-
-def _child_failed(plan: Plan, report: bytes) -> UkrunError:
-    """The error a forked child reported instead of exec'ing (ukrun.handover.encode_failure)."""
-    errno_, status, message = handover.decode_failure(report)
-    if errno_ is not None:
-        return _exec_failed(plan, OSError(errno_, os.strerror(errno_)), given_back=True)
-    kinds = {cls.exit_status: cls for cls in (UsageError, PrivilegeError, NotExecutableError,
-                                              NotFoundError)}
-    error = kinds.get(status, UkrunError)(message)
-    error.exit_status = status
-    return error
-
-
-def _give_back(applied: Applied, error: UkrunError) -> UkrunError:
-    """Undo the wiring after ``error``; say so in the error when that fails too."""
-    handovers = applied.plan.handovers
-    given_back = _given_back_text(handovers)
-    try:
-        applied.undo()
-        outcome = given_back
-    except UkrunError as undo_error:
-        outcome = "giving %s back failed: %s" % (_listed(h.each.interface for h in handovers),
-                                                 undo_error)
-    if not error.hint or given_back not in error.hint:
-        error.hint = "%s; %s" % (error.hint, outcome) if error.hint else outcome
-    return error
 
 
 def _say_exec(argv) -> None:
@@ -524,7 +411,9 @@ def _exec_here(applied: Applied):
     except BaseException as e:
         # A failed drop leaves CAP_NET_ADMIN held, so the network can still be given back.
         if isinstance(e, UkrunError):
-            raise _give_back(applied, e)
+            from ukrun.failures import give_back
+
+            raise give_back(applied, e)
         try:
             applied.undo()
         except UkrunError as undo_error:
@@ -540,14 +429,18 @@ def _exec_here(applied: Applied):
         handover.reset_signals()
         os.execve(p.argv[0], p.argv, os.environ)
     except OSError as e:
-        error = _exec_failed(p, e, given_back=direct)
+        from ukrun.failures import exec_failed
+
+        error = exec_failed(p, e, given_back=direct)
     except UkrunError as e:
         error = e
     for fd in tap_fds:
         os.close(fd)  # the program's copies of the taps: the undo deletes the taps
     if not direct:
         raise error
-    raise _give_back(applied, error)
+    from ukrun.failures import give_back
+
+    raise give_back(applied, error)
 
 
 def _check_not_stopped(p: Plan) -> None:
@@ -591,8 +484,10 @@ def _exec_forked(applied: Applied):
     _say_exec(p.argv)
     pid, report = handover.fork_exec(p.argv, os.environ, prepare)
     if report:
+        from ukrun.failures import child_failed, give_back
+
         handover.reap(pid)
-        raise _give_back(applied, _child_failed(p, report))
+        raise give_back(applied, child_failed(p, report))
     try:
         applied.kernel.close_taps()  # the child has its own copy
         _await_reader(applied)
@@ -610,11 +505,13 @@ def _exec_forked(applied: Applied):
     try:
         os.execve(p.init_program, [p.init_program, str(pid)], os.environ)
     except OSError as e:
+        from ukrun.failures import handed_text
+
         os.kill(pid, 9)
         handover.reap(pid)
         raise UkrunError("executing %s: %s" % (p.init_program, e.strerror),
                          "the guest was stopped and %s; reinstall ukrun"
-                         % _handed_text(p.handovers)) from e
+                         % handed_text(p.handovers)) from e
 
 
 def exec_applied(applied: Applied):
