@@ -71,105 +71,15 @@ separated), ``dnsK`` (server K from 0), ``search`` (all search domains, comma se
 """
 from __future__ import annotations
 
-from ukrun import inet
 from ukrun.errors import UsageError
-from ukrun.valueclass import value_class
-
-_HEX = frozenset("0123456789abcdefABCDEF")
-
-
-def _check_name(what: str, value, optional: bool = False):
-    if value is None and optional:
-        return
-    if not isinstance(value, str):
-        raise TypeError("%s must be a str, not %s" % (what, type(value).__name__))
-    # These go into words and into colon-separated fields (Unikraft, Linux).
-    if not value or any(c.isspace() or c in "\0:/," or not c.isprintable() for c in value):
-        raise ValueError("%s %r: not a name (empty, or white space, control, ':', '/' or ',')"
-                         % (what, value))
-
-
-# What each address of a GuestNet must be (ukrun.inet.kind: an inet value or the ipaddress
-# object named here).
-_KINDS = {"ipv4": ((inet.INTERFACE, 4), "IPv4Interface"),
-          "gateway4": ((inet.ADDRESS, 4), "IPv4Address"),
-          "ipv6": ((inet.INTERFACE, 6), "IPv6Interface"),
-          "gateway6": ((inet.ADDRESS, 6), "IPv6Address")}
-
-
-def _check_type(what: str, value):
-    wanted, name = _KINDS[what]
-    if value is not None and inet.kind(value) != wanted:
-        raise TypeError("%s must be %s or None, not %s"
-                        % (what, name, type(value).__name__))
-
-
-@value_class(frozen=True)
-class GuestNet:
-    """One interface as the guest gets it. ``interface``: the container's name for it (eth0);
-    ``tap``: the tap the guest is attached to; ``device``: the guest's own name for it (the
-    Solo5 net name, ``eth0`` in a Linux guest), None when it has none. Addresses are
-    ukrun.inet values or the ipaddress objects of the same kind."""
-
-    interface: str
-    tap: str
-    mac: str | None = None
-    mtu: int | None = None
-    ipv4: inet.Interface | None = None
-    gateway4: inet.IP | None = None
-    gateway4_onlink: bool = False
-    ipv6: inet.Interface | None = None
-    gateway6: inet.IP | None = None
-    device: str | None = None
-
-    def __post_init__(self):
-        _check_name("interface", self.interface)
-        _check_name("tap", self.tap)
-        _check_name("device", self.device, optional=True)
-        if self.mac is not None:
-            parts = self.mac.split(":") if isinstance(self.mac, str) else ()
-            if len(parts) != 6 or any(len(p) != 2 or not set(p) <= _HEX for p in parts):
-                raise ValueError("mac %r: not xx:xx:xx:xx:xx:xx" % (self.mac,))
-        if self.mtu is not None and (type(self.mtu) is not int or not 0 < self.mtu < 1 << 32):
-            raise ValueError("mtu %r: not a positive 32-bit integer" % (self.mtu,))
-        for what in _KINDS:
-            _check_type(what, getattr(self, what))
-        if type(self.gateway4_onlink) is not bool:
-            raise TypeError("gateway4_onlink must be a bool")
-
-
-@value_class(frozen=True)
-class DNS:
-    """The nameservers (addresses: ukrun.inet values or ipaddress objects; usable ones, in
-    order, see ``ukrun.resolv.usable_nameservers``) and search domains every interface
-    shares."""
-
-    servers: tuple = ()
-    search: tuple = ()
-
-    def __post_init__(self):
-        for server in self.servers:
-            found = inet.kind(server)
-            if found is None or found[0] != inet.ADDRESS:
-                raise TypeError("DNS server %r is not an IPv4 or IPv6 address" % (server,))
-        for domain in self.search:
-            _check_name("search domain", domain)
-
-
-NO_DNS = DNS()
-
-
-def _plain(address) -> str:
-    """An address as a guest gets it: without a zone, which only names a container interface."""
-    return str(inet.unzoned(address))
-
-
-def _with_prefix(iface) -> str:
-    return "%s/%d" % (_plain(iface.ip), iface.network.prefixlen)
+# The values and the default format live in ukrun.guestnet, which a run loads without this
+# module; they are this module's too, as every format's.
+from ukrun.guestnet import (DNS, KERNEL_PARAMS, NO_DNS, TAKES_DNS, GuestNet,  # noqa: F401
+                            mirage, plain, with_prefix)
 
 
 def _servers(dns, version: int, limit: int | None = None) -> list:
-    found = [_plain(s) for s in dns.servers if s.version == version]
+    found = [plain(s) for s in dns.servers if s.version == version]
     return found if limit is None else found[:limit]
 
 
@@ -179,26 +89,8 @@ def _strip_empty(fields: list) -> list:
     return fields
 
 
-def mirage(nets, dns, template=None) -> tuple:
-    if not nets:
-        return ()
-    net, words = nets[0], []
-    if net.ipv4 is not None:
-        words.append("--ipv4=%s" % net.ipv4.with_prefixlen)
-        if net.gateway4 is not None:
-            words.append("--ipv4-gateway=%s" % net.gateway4)
-    if net.ipv6 is not None:
-        words.append("--ipv6=%s" % _with_prefix(net.ipv6))
-        if net.gateway6 is not None:
-            words.append("--ipv6-gateway=%s" % _plain(net.gateway6))
-        if net.ipv4 is None:
-            words.append("--ipv6-only=true")
-        words.append("--accept-router-advertisements=false")
-    return tuple(words)
-
-
 def _mirage_nameserver(address) -> str:
-    return ("tcp:%s" if address.version == 4 else "tcp:[%s]:53") % _plain(address)
+    return ("tcp:%s" if address.version == 4 else "tcp:[%s]:53") % plain(address)
 
 
 def mirage_dns(nets, dns, template=None) -> tuple:
@@ -269,10 +161,10 @@ _NET_VALUES = {
     "ipv4_prefix": lambda net: net.ipv4 and str(net.ipv4.network.prefixlen),
     "ipv4_netmask": lambda net: net.ipv4 and str(net.ipv4.netmask),
     "gateway4": lambda net: net.gateway4 and str(net.gateway4),
-    "ipv6": lambda net: net.ipv6 and _with_prefix(net.ipv6),
-    "ipv6_address": lambda net: net.ipv6 and _plain(net.ipv6.ip),
+    "ipv6": lambda net: net.ipv6 and with_prefix(net.ipv6),
+    "ipv6_address": lambda net: net.ipv6 and plain(net.ipv6.ip),
     "ipv6_prefix": lambda net: net.ipv6 and str(net.ipv6.network.prefixlen),
-    "gateway6": lambda net: net.gateway6 and _plain(net.gateway6),
+    "gateway6": lambda net: net.gateway6 and plain(net.gateway6),
 }
 _SHARED = ("dns", "search")
 PLACEHOLDERS = tuple(_NET_VALUES) + _SHARED + ("dnsK", "searchK")
@@ -351,7 +243,7 @@ def check_template(template: str) -> tuple:
 def _value(placeholder: tuple, nets: tuple, dns: DNS):
     name, index, _optional = placeholder
     if name in _SHARED:
-        items = [_plain(s) for s in dns.servers] if name == "dns" else list(dns.search)
+        items = [plain(s) for s in dns.servers] if name == "dns" else list(dns.search)
         if index is None:
             return ",".join(items) or None
         return items[index] if index < len(items) else None
@@ -385,9 +277,6 @@ FORMATS = {
     "template": from_template,
     "none": none,
 }
-KERNEL_PARAMS = frozenset(("unikraft", "unikraft-lwip", "linux"))
-# The formats whose words may name DNS servers or search domains (a template's may).
-TAKES_DNS = frozenset(("mirage-dns", "unikraft", "linux", "template"))
 
 
 def build(format: str, nets, dns: DNS | None = None, template: str | None = None) -> tuple:

@@ -12,10 +12,10 @@ from ukrun.options import items
 
 
 def read_dns(networks, path: str = "/etc/resolv.conf"):
-    """(ipargs.DNS, notes): the nameservers a guest can reach through one of ``networks``
+    """(guestnet.DNS, notes): the nameservers a guest can reach through one of ``networks``
     (NetConfigs) and the search domains, from the container's resolv.conf (Docker's embedded
     127.0.0.11 is replaced by the upstream servers Docker notes in it; ukrun.resolv)."""
-    from ukrun.ipargs import DNS
+    from ukrun.guestnet import DNS
     from ukrun.resolv import parse_resolv_conf, usable_nameservers
 
     networks = items(networks)

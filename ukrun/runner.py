@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 from ukrun import handover, preflight
 from ukrun.errors import NetworkError, PrivilegeError, UkrunError
+from ukrun.guestnet import KERNEL_PARAMS, NO_DNS, TAKES_DNS, GuestNet, mirage
 from ukrun.netconf import NetConfig
 from ukrun.options import field_options, items, per_interface
 from ukrun.survey import handover_notes, read_kernel
@@ -108,7 +109,7 @@ class Plan:
     notes: list[str] = fresh(list)
     exec_mode: str = "direct"  # ukrun.handover.EXEC_MODES
     init_program: str | None = None  # the init a forked exec becomes
-    dns: object = None  # ukrun.ipargs.DNS: the nameservers and search domains handed over
+    dns: object = None  # ukrun.guestnet.DNS: the nameservers and search domains handed over
 
     @property
     def steps(self) -> list:
@@ -169,12 +170,20 @@ def guest_device(target: Target, each) -> str | None:
 
 
 def guest_nets(handovers) -> tuple:
-    """What the guest's network words describe (ukrun.ipargs.GuestNet), one per interface."""
-    from ukrun.ipargs import GuestNet
-
+    """What the guest's network words describe (ukrun.guestnet.GuestNet), one per interface."""
     return tuple(GuestNet(h.network.interface, h.tap, h.guest_mac, h.network.mtu,
                           h.network.ipv4, h.network.gateway4, h.network.gateway4_onlink,
                           h.network.ipv6, h.network.gateway6, h.device) for h in handovers)
+
+
+def guest_words(o: Options, nets, dns) -> tuple:
+    """The guest's network words for ``o.ip_args`` (ukrun.ipargs.build); the default
+    format's straight from ukrun.guestnet, without loading every other format."""
+    if o.ip_args == "mirage":
+        return mirage(nets, dns)
+    from ukrun import ipargs
+
+    return ipargs.build(o.ip_args, nets, dns, o.ip_template)
 
 
 def choose_guest_mac(o: Options, each, target: Target, network: NetConfig, previous, notes):
@@ -238,7 +247,7 @@ def plan(options: Options) -> Plan:
 def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
     """``plan`` without the conversion to ipaddress objects, which a run does not need.
     ``with_notes`` False (a run no one hears): what only the notes would use is not read, so
-    DNS comes from resolv.conf only when the guest's words can name it (ipargs.TAKES_DNS)."""
+    DNS comes from resolv.conf only when the guest's words can name it (guestnet.TAKES_DNS)."""
     from ukrun import caps
     from ukrun.rtnl import Rtnl
 
@@ -270,21 +279,21 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
         found = read_kernel(rtnl, o, each, notes)
     handovers = [_handover(o, target, e, view, network, notes)
                  for e, (view, network) in zip(each, found)]
-    from ukrun import ipargs
-
     nets = guest_nets(handovers)
-    if with_notes or o.ip_args in ipargs.TAKES_DNS:
+    if with_notes or o.ip_args in TAKES_DNS:
         from ukrun.report import read_dns
 
         dns, dns_notes = read_dns([h.network for h in handovers])
     else:
-        dns, dns_notes = ipargs.NO_DNS, []
+        dns, dns_notes = NO_DNS, []
     if with_notes:
+        from ukrun import ipargs
+
         notes += dns_notes + list(ipargs.notes(o.ip_args, nets, dns))
-    ip_args = ipargs.build(o.ip_args, nets, dns, o.ip_template)
+    ip_args = guest_words(o, nets, dns)
     first = handovers[0]
     launch = Launch(unikernel=o.unikernel, args=tuple(o.args), ip_args=ip_args,
-                    ip_args_first=o.ip_args in ipargs.KERNEL_PARAMS, tap=first.tap,
+                    ip_args_first=o.ip_args in KERNEL_PARAMS, tap=first.tap,
                     tap_fd=first.tap_fd, mac=first.guest_mac, tender=tender,
                     tender_args=tuple(o.tender_args), net_name=first.each.net_name, mem=o.mem,
                     cpu=o.cpu, more_nics=tuple(Nic(h.tap, h.tap_fd, h.guest_mac, h.each.net_name)
