@@ -9,6 +9,8 @@ import sys
 import zipfile
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dockerfile_check import parse_dockerfile
 from ukrun import cli, docker, preflight, tap
@@ -115,6 +117,10 @@ def test_alpine_dockerfile(context, target):
     assert runs[0] == "apk add --no-cache python3 python3-dev gcc musl-dev linux-headers libffi-dev"
     assert "pip wheel --no-cache-dir --wheel-dir /wheels /src/%s" % SDIST in runs[1]
     assert "--no-index --find-links /wheels ukrun" in runs[1]
+    # In the same RUN, after the install: the venv's ukrun gets back the -S pip dropped.
+    install = runs[1].index("--find-links /wheels ukrun")
+    assert runs[1].index("script=/opt/ukrun/bin/ukrun") > install
+    assert runs[1].index("sed -i '1s|^#!/opt/ukrun/bin/python[0-9.]*$|& -S|'") > install
     qemu = " qemu-system-x86_64" if target in ("qemu", "kvm") else ""
     assert runs[2] == "apk add --no-cache python3" + qemu
 
@@ -143,8 +149,12 @@ def test_from_base_is_one_stage_without_sdist_or_static_check(context, binaries,
     shutil.copy(binaries / "dynamic", "app")
     parsed = parse_dockerfile(docker.dockerfile(target, UNIKERNEL[target], base="me/ukrun:1"))
     assert [word for word, _, _ in parsed] == (
-        ["FROM"] + ["COPY"] * (2 if target in TENDERS else 1) + ["ENTRYPOINT", "CMD"])
+        ["FROM", "RUN"] + ["COPY"] * (2 if target in TENDERS else 1) + ["ENTRYPOINT", "CMD"])
     assert instructions(parsed, "FROM") == ["me/ukrun:1"]
+    # The one RUN gives the ukrun on PATH its -S (what it does: the no-site tests below).
+    (step,) = instructions(parsed, "RUN")
+    assert step.startswith('script="$(readlink -f "$(command -v ukrun)")";')
+    assert "sed -i '1s|^#!%s$|& -S|'" % docker.ANY_PYTHON in step
     assert instructions(parsed, "CMD") == [[]]
 
 
@@ -192,6 +202,181 @@ def test_dockers_own_parser_agrees(context, target, base):
             assert command.json and list(command.value) == value, command
         assert command.flags == tuple("%s=%s" % f for f in flags.items())
     assert [c for c in commands if c.cmd in ("ENTRYPOINT", "CMD")][-1].value == ("-x", 'y "z"')
+
+
+# ---- the installed ukrun runs without site: the step that gives it back its -S ----
+# The RUN text as written, run by the shells the images have: dash (Debian's /bin/sh) and
+# busybox (Alpine's sh and tools), on scripts in a temporary tree standing in for the image.
+
+PIP_SCRIPT = "# -*- coding: utf-8 -*-\nimport sys\nfrom ukrun.cli import main\nsys.exit(main())\n"
+
+
+def venv_step(text, venv):
+    """The commands the Alpine stage runs after `pip install`, with VENV for /opt/ukrun."""
+    (run_text,) = [v for v in instructions(parse_dockerfile(text), "RUN") if "pip install" in v]
+    after = run_text[run_text.index("--find-links /wheels ukrun") + len("--find-links /wheels ukrun"):]
+    assert after.lstrip().startswith("&& script=%s/bin/ukrun " % docker.VENV), after
+    return after.lstrip()[2:].replace(docker.VENV, venv)
+
+
+def from_step(text):
+    """The RUN a --from image runs first (there is one: see the test above)."""
+    (run_text,) = instructions(parse_dockerfile(text), "RUN")
+    return run_text
+
+
+@pytest.fixture
+def step_text(context):
+    """{"venv": the Alpine stage's commands, "from": the --from image's RUN}, as written."""
+    alpine = docker.dockerfile("unix", "app")
+    os.remove(SDIST)
+    return {"venv": alpine, "from": docker.dockerfile("unix", "app", base="me/ukrun:1")}
+
+
+@pytest.fixture(params=["dash", "busybox"])
+def shell(request, tmp_path_factory):
+    """argv running a shell script: dash with the host's tools, or busybox with only its own."""
+    if request.param == "dash":
+        return ["/usr/bin/dash", "-c"], "/usr/bin:/bin"
+    if not shutil.which("busybox"):
+        pytest.skip("busybox not installed (apt-get install busybox)")
+    tools = tmp_path_factory.mktemp("busybox")
+    for name in ("sed", "head", "grep", "readlink", "echo"):
+        os.symlink(shutil.which("busybox"), tools / name)
+    return [shutil.which("busybox"), "sh", "-c"], str(tools)
+
+
+def run_step(shell, text, path_dirs=()):
+    argv, tools = shell
+    env = {"PATH": ":".join([str(d) for d in path_dirs] + [tools]), "LC_ALL": "C"}
+    return subprocess.run(argv + [text], capture_output=True, text=True, env=env, timeout=30)
+
+
+def write_script(path, first_line):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(first_line + "\n" + PIP_SCRIPT)
+    path.chmod(0o755)
+    return path
+
+
+def expect_one_error(proc, script, before):
+    assert proc.returncode != 0, proc
+    lines = proc.stderr.splitlines()
+    assert lines[-1].startswith("ukrun: error: ") and "#!PYTHON -S" in lines[-1], proc.stderr
+    if before is not None:
+        assert len(lines) == 1, proc.stderr
+        assert script.read_text() == before  # untouched
+
+
+@pytest.mark.parametrize("python", ["bin/python3", "bin/python", "bin/python3.11"])
+def test_venv_step_gives_the_s_back(step_text, shell, tmp_path, python):
+    venv = tmp_path / "venv"
+    script = write_script(venv / "bin" / "ukrun", "#!%s/%s" % (venv, python))
+    proc = run_step(shell, venv_step(step_text["venv"], str(venv)))
+    assert proc.returncode == 0 and proc.stderr == "", proc
+    assert script.read_text() == "#!%s/%s -S\n%s" % (venv, python, PIP_SCRIPT)
+    assert script.stat().st_mode & 0o777 == 0o755
+
+
+def test_venv_step_is_a_no_op_when_the_flag_is_there(step_text, shell, tmp_path):
+    venv = tmp_path / "venv"
+    script = write_script(venv / "bin" / "ukrun", "#!%s/bin/python3 -S" % venv)
+    before = script.read_text()
+    step = venv_step(step_text["venv"], str(venv))
+    for _ in range(2):  # and stays one: never "-S -S"
+        proc = run_step(shell, step)
+        assert proc.returncode == 0 and proc.stderr == "", proc
+        assert script.read_text() == before
+
+
+@pytest.mark.parametrize("first", [
+    "#!/usr/bin/env python3",          # what some installers write: -S cannot follow it
+    "#!/bin/sh",                       # pip's trampoline for interpreter paths too long
+    "#!{venv}/bin/python3 -E",         # another flag: a shebang passes only one argument
+    "#!{venv}/bin/python3 -S -S",
+    "#!/usr/bin/python3",              # not the venv's python
+    "#!{venv}/bin/pypy3",
+    "#{venv}/bin/python3",
+    "",
+])
+def test_venv_step_stops_the_build_on_any_other_first_line(step_text, shell, tmp_path, first):
+    venv = tmp_path / "venv"
+    script = write_script(venv / "bin" / "ukrun", first.format(venv=venv))
+    proc = run_step(shell, venv_step(step_text["venv"], str(venv)))
+    expect_one_error(proc, script, script.read_text())
+
+
+def test_venv_step_stops_the_build_without_a_script(step_text, shell, tmp_path):
+    proc = run_step(shell, venv_step(step_text["venv"], str(tmp_path / "venv")))
+    expect_one_error(proc, None, None)
+
+
+@pytest.mark.parametrize("python", ["/usr/bin/python3", "/opt/ukrun/bin/python3.12",
+                                    "/usr/local/bin/python"])
+def test_from_step_gives_the_s_back_to_ukrun_on_path(step_text, shell, tmp_path, python):
+    bin_dir = tmp_path / "bin"
+    script = write_script(bin_dir / "ukrun", "#!" + python)
+    proc = run_step(shell, from_step(step_text["from"]), [tmp_path / "empty", bin_dir])
+    assert proc.returncode == 0 and proc.stderr == "", proc
+    assert script.read_text() == "#!%s -S\n%s" % (python, PIP_SCRIPT)
+    assert script.stat().st_mode & 0o777 == 0o755
+    proc = run_step(shell, from_step(step_text["from"]), [bin_dir])
+    assert proc.returncode == 0 and script.read_text() == "#!%s -S\n%s" % (python, PIP_SCRIPT)
+
+
+def test_from_step_edits_what_a_symlink_on_path_names(step_text, shell, tmp_path):
+    """/usr/local/bin/ukrun -> /opt/ukrun/bin/ukrun: the script is edited and the link stays
+    one (bin/ukrun finds its packages from where the script really lies)."""
+    script = write_script(tmp_path / "venv" / "bin" / "ukrun", "#!/opt/ukrun/bin/python3")
+    (tmp_path / "bin").mkdir()
+    os.symlink("../venv/bin/ukrun", tmp_path / "bin" / "ukrun")
+    proc = run_step(shell, from_step(step_text["from"]), [tmp_path / "bin"])
+    assert proc.returncode == 0 and proc.stderr == "", proc
+    assert os.readlink(tmp_path / "bin" / "ukrun") == "../venv/bin/ukrun"
+    assert script.read_text().startswith("#!/opt/ukrun/bin/python3 -S\n")
+
+
+@pytest.mark.parametrize("first", ["#!/usr/bin/env python3", "#!/bin/sh", "#!python",
+                                   "#!/usr/bin/python3 -E", "#!/usr/bin/python3 -S -S"])
+def test_from_step_stops_the_build_on_any_other_first_line(step_text, shell, tmp_path, first):
+    script = write_script(tmp_path / "bin" / "ukrun", first)
+    proc = run_step(shell, from_step(step_text["from"]), [tmp_path / "bin"])
+    expect_one_error(proc, script, script.read_text())
+
+
+def test_from_step_stops_the_build_without_ukrun_on_path(step_text, shell, tmp_path):
+    proc = run_step(shell, from_step(step_text["from"]), [tmp_path])
+    expect_one_error(proc, None, None)
+
+
+# First lines near the ones that matter: pip's, with and without the flag, and their cousins.
+_FIRST_LINE = st.tuples(
+    st.sampled_from(["#!", "#", "", "#! "]),
+    st.sampled_from(["/opt/ukrun/bin/", "/usr/bin/", "/", "", "/a b/", "bin/"]),
+    st.sampled_from(["python", "python3", "python3.11", "pypy3", "env python3", "sh", "python-"]),
+    st.sampled_from(["", " -S", " -S -S", " -E", "  -S", "-S", " -S ", " -s", "\t-S"]),
+).map("".join)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.one_of(_FIRST_LINE, st.text(st.characters(
+    blacklist_categories=("Cs", "Cc")), max_size=40)))
+def test_from_step_either_ends_in_one_s_or_changes_nothing(step_text, tmp_path, first):
+    """Whatever the first line: success means it is now #!/ABSOLUTE/pythonX.Y -S, the old
+    line or it with " -S" added; failure means the file is untouched. Nothing else changes."""
+    script = write_script(tmp_path / "bin" / "ukrun", first)
+    before = script.read_text()
+    proc = run_step((["/usr/bin/dash", "-c"], "/usr/bin:/bin"), from_step(step_text["from"]),
+                    [tmp_path / "bin"])
+    after = script.read_text()
+    line, _, rest = after.partition("\n")
+    assert rest == PIP_SCRIPT
+    if proc.returncode == 0:
+        assert re.fullmatch(r"#!/[^ ]*/python[0-9.]* -S", line), line
+        assert line in (first, first + " -S")
+    else:
+        assert after == before and proc.stderr.startswith("ukrun: error: "), proc
 
 
 # ---- the static-tender check, on binaries built here ----

@@ -48,6 +48,18 @@ def test_alpine_dockerfile_is_what_ukrun_writes(tmp_path, monkeypatch):
         "alpine", "Dockerfile")
 
 
+def test_debian_installs_ukrun_as_ukrun_dockerfile_does():
+    """Its stage-1 RUN is the Alpine one, to the byte: pip install, then the step that gives
+    the installed ukrun back its -S (tests/test_docker.py runs that step)."""
+    def venv_runs(image):
+        return [value for word, _, value in parse_dockerfile(read(image, "Dockerfile"))
+                if word == "RUN" and "pip install" in value]
+
+    (alpine,) = venv_runs("alpine")
+    assert venv_runs("debian") == [alpine]
+    assert alpine.index("sed -i '1s|^#!/opt/ukrun/bin/python") > alpine.index("pip install")
+
+
 def test_pod_manifest():
     text = read("kubernetes", "pod.yaml")
     body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))

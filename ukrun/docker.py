@@ -16,6 +16,13 @@ built on a glibc host installs there but cannot load. Fixed paths in the image:
 
 With ``base`` (``--from IMAGE``) the image is one stage on a base that already has ukrun (and,
 for qemu/kvm, qemu-system-x86_64) installed; its C library is then the base's business.
+
+Either way the image's ``ukrun`` starts without ``site`` (~3 ms of every start): pip writes the
+command's "#!python -S" as "#!" + its interpreter and drops the -S (pip issue 10661), so a shell
+step right after the install (on a base, its first step, on the ``ukrun`` found on PATH) gives
+it back. It is a no-op where the flag is there and stops the build, saying why, when the first
+line is anything but "#!PYTHON" or "#!PYTHON -S". It runs sh, sed, head, grep and readlink,
+which busybox and Debian's coreutils both provide.
 """
 from __future__ import annotations
 
@@ -33,6 +40,10 @@ ALPINE_VERSION = "3.20"
 BUILDER_PACKAGES = ("python3", "python3-dev", "gcc", "musl-dev", "linux-headers", "libffi-dev")
 IMAGE_DIR = "/unikernel"
 VENV = "/opt/ukrun"
+# The sed pattern the interpreter in the first line of the installed ukrun must match: the
+# venv's python in the Alpine image; on a --from base, any absolute path to a python.
+VENV_PYTHON = VENV + "/bin/python[0-9.]*"
+ANY_PYTHON = "/[^ ]*/python[0-9.]*"
 
 # What `ukrun docker-args` prints on stderr after the flags.
 ARP_NOTE = (
@@ -102,7 +113,9 @@ def dockerfile(target, unikernel, tender=None, base=None, args=(), context=".", 
         sources.append(sdist_source + " (ukrun's source distribution)")
         stages = _alpine_stages(sdist_source, packaged_program(spec))
     else:
-        stages = ["FROM " + base]
+        stages = ["FROM " + base] + _NO_SITE_WHY + [
+            'RUN script="$(readlink -f "$(command -v ukrun)")"; \\',
+        ] + _no_site(ANY_PYTHON, "")
     lines = (_header(spec, unikernel, sources, base) + stages + _copy_lines(copies)
              + _entrypoint_lines(entrypoint, args))
     return "\n".join(lines) + "\n"
@@ -183,8 +196,9 @@ def _header(spec, unikernel, sources, base) -> list:
         lines.append("# (--build-arg ALPINE_VERSION=X.Y picks another Alpine release.)")
     else:
         program = packaged_program(spec)
-        lines.append("# %s must provide ukrun on PATH%s." % (
-            base, " and " + program if program else ""))
+        lines += ["# %s must provide ukrun on PATH%s," % (
+            base, " and " + program if program else ""),
+            "# and sh, sed, head, grep and readlink for the first step."]
     return lines + [
         "# Run it with the flags this host needs:",
         "#     docker run --rm $(ukrun docker-args %s) IMAGE [ARG...]" % spec.name,
@@ -204,15 +218,44 @@ def _alpine_stages(sdist_source, program) -> list:
         "FROM alpine:${ALPINE_VERSION} AS ukrun-build",
         "RUN apk add --no-cache " + " ".join(BUILDER_PACKAGES),
         "COPY " + _json([sdist_source, sdist_in_image]),
+    ] + _NO_SITE_WHY + [
         "RUN python3 -m venv %s \\" % VENV,
         "    && %s/bin/pip wheel --no-cache-dir --wheel-dir /wheels %s \\" % (VENV, sdist_in_image),
-        "    && %s/bin/pip install --no-cache-dir --no-index --find-links /wheels ukrun" % VENV,
+        "    && %s/bin/pip install --no-cache-dir --no-index --find-links /wheels ukrun \\" % VENV,
+        "    && script=%s/bin/ukrun \\" % VENV,
+    ] + _no_site(VENV_PYTHON, "&& ") + [
         "",
         "# Stage 2: the same Alpine (so the same python3) with ukrun and the unikernel.",
         "FROM alpine:${ALPINE_VERSION}",
         "RUN apk add --no-cache python3" + (" " + program if program else ""),
         "COPY --from=ukrun-build %s %s" % (VENV, VENV),
         'ENV PATH="%s/bin:${PATH}"' % VENV,
+    ]
+
+
+# Why the image edits the script pip wrote (the numbers: bin/ukrun's docstring).
+_NO_SITE_WHY = [
+    "# pip writes ukrun's first line \"#!python -S\" as \"#!PYTHON\", without the -S (pip issue",
+    "# 10661), and site would cost every start of ukrun ~3 ms: the sed below gives the -S back",
+    "# (a no-op if it is there), and the build stops if that line is anything else.",
+]
+
+
+def _no_site(python, joint) -> list:
+    """The shell lines, continuing a RUN after JOINT, that turn the first line of $script from
+    "#!PYTHON" into "#!PYTHON -S" (PYTHON: a sed basic regular expression, which grep -x reads
+    alike), or fail with one ukrun: error: line unless it ends up so.
+
+    sed edits only the exact line pip writes, so the flag is never doubled; the check reads the
+    line again, so a script already carrying the -S passes, and anything else (env, pip's
+    /bin/sh trampoline for long paths, other flags, no script) stops the build."""
+    indent = " " * (4 + len(joint) + 2)
+    return [
+        "    %s{ sed -i '1s|^#!%s$|& -S|' \"$script\" \\" % (joint, python),
+        "%s&& head -n 1 \"$script\" | grep -qx '#!%s -S' \\" % (indent, python),
+        "%s|| { echo \"ukrun: error: ${script:-ukrun} begins '$(head -n 1 \"$script\")',\" \\"
+        % indent,
+        "%s       \"not #!PYTHON or #!PYTHON -S as this step expects\" >&2; exit 1; }; }" % indent,
     ]
 
 
