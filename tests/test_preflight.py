@@ -1,4 +1,5 @@
-"""Will execve take the program (ukrun.programs, through ukrun.preflight; ukrun.execrules).
+"""Will execve take the program (ukrun.programs, through ukrun.preflight; ukrun.execrules and
+ukrun.binfmt).
 
 Every case is a real file, and every case a check flags is also shown to fail a real execve
 (or, for what the program meets after the drop, a real open/execve by a process without
@@ -20,11 +21,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from test_elf import PT_LOAD, make_elf
-from ukrun import execrules, preflight, programs
+from ukrun import binfmt, execrules, preflight, programs
 from ukrun._ffi import lib
 from ukrun.elf import ET_DYN, ET_EXEC, PT_INTERP
 from ukrun.errors import NotExecutableError, NotFoundError, UkrunError
-from ukrun.execrules import ShebangError
+from ukrun.binfmt import ShebangError
 
 OTHER = 12345
 # What the program has once ukrun has dropped its capabilities: root without the DAC ones.
@@ -328,7 +329,7 @@ def test_arbitrary_files_raise_only_ukrun_errors(tmp_path, data):
         assert "\n" not in str(e)
 
 
-# --- #! lines (execrules.parse_shebang) -----------------------------------------------------
+# --- #! lines (binfmt.parse_shebang) -----------------------------------------------------
 
 def kernel_buffer(data):
     return data[:lib.BINPRM_BUF_SIZE].ljust(lib.BINPRM_BUF_SIZE, b"\0")
@@ -347,20 +348,20 @@ def kernel_buffer(data):
     (b"#!/bin/sh " + b"a" * 300, b"/bin/sh", b"a" * (255 - 10)),
 ])
 def test_shebang_lines(line, interpreter, argument):
-    parsed = execrules.parse_shebang(kernel_buffer(line))
+    parsed = binfmt.parse_shebang(kernel_buffer(line))
     assert (parsed.interpreter, parsed.argument) == (interpreter, argument)
     assert parsed.dos_line_end == line.rstrip(b"\n").endswith(b"\r")
 
 
 def test_not_a_script():
-    assert execrules.parse_shebang(kernel_buffer(b"# !/bin/sh\n")) is None
-    assert execrules.parse_shebang(kernel_buffer(b"\x7fELF")) is None
+    assert binfmt.parse_shebang(kernel_buffer(b"# !/bin/sh\n")) is None
+    assert binfmt.parse_shebang(kernel_buffer(b"\x7fELF")) is None
 
 
 @pytest.mark.parametrize("line", [b"#!\n", b"#!   \t\n", b"#!" + b" " * 254, b"#!/" * 100])
 def test_shebang_lines_the_kernel_refuses(line):
     with pytest.raises(ShebangError):
-        execrules.parse_shebang(kernel_buffer(line))
+        binfmt.parse_shebang(kernel_buffer(line))
 
 
 PRINTF = shutil.which("printf", path="/usr/bin:/bin")
@@ -381,7 +382,7 @@ def test_shebang_parse_matches_the_kernel(tmp_path, lead, gap, argument, trail, 
         line += b"z" * filler  # pushes the line past the kernel's buffer
     path = write(tmp_path / "script", line + b"\n")
     try:
-        parsed = execrules.parse_shebang(kernel_buffer(line + b"\n"))
+        parsed = binfmt.parse_shebang(kernel_buffer(line + b"\n"))
     except ShebangError:
         assert execve_errno([path]) == errno.ENOEXEC
         return
@@ -399,7 +400,7 @@ def test_shebang_parse_matches_the_kernel(tmp_path, lead, gap, argument, trail, 
 @example(b"#!a\n")
 def test_arbitrary_buffers_raise_only_shebang_error(data):
     try:
-        parsed = execrules.parse_shebang(kernel_buffer(data))
+        parsed = binfmt.parse_shebang(kernel_buffer(data))
     except ShebangError:
         return
     if parsed is not None:
@@ -419,16 +420,16 @@ MONO = "enabled\ninterpreter /usr/bin/mono\nflags: \nextension .exe\n"
 
 
 def test_binfmt_entries_as_the_kernel_writes_them():
-    qemu = execrules.parse_binfmt_entry(QEMU_AARCH64)
+    qemu = binfmt.parse_binfmt_entry(QEMU_AARCH64)
     assert (qemu.enabled, qemu.offset, len(qemu.magic), qemu.extension) == (True, 0, 20, None)
-    assert execrules.binfmt_matches(qemu, kernel_buffer(aarch64_elf()), b"/u/x")
-    assert not execrules.binfmt_matches(qemu, kernel_buffer(open("/bin/true", "rb").read(256)),
+    assert binfmt.binfmt_matches(qemu, kernel_buffer(aarch64_elf()), b"/u/x")
+    assert not binfmt.binfmt_matches(qemu, kernel_buffer(open("/bin/true", "rb").read(256)),
                                         b"/bin/true")
-    mono = execrules.parse_binfmt_entry(MONO)
-    assert execrules.binfmt_matches(mono, kernel_buffer(b"MZ"), b"/app/www.exe")
-    assert not execrules.binfmt_matches(mono, kernel_buffer(b"MZ"), b"/app/www.exe.bak")
-    off = execrules.parse_binfmt_entry(QEMU_AARCH64.replace("enabled", "disabled", 1))
-    assert not execrules.binfmt_matches(off, kernel_buffer(aarch64_elf()), b"/u/x")
+    mono = binfmt.parse_binfmt_entry(MONO)
+    assert binfmt.binfmt_matches(mono, kernel_buffer(b"MZ"), b"/app/www.exe")
+    assert not binfmt.binfmt_matches(mono, kernel_buffer(b"MZ"), b"/app/www.exe.bak")
+    off = binfmt.parse_binfmt_entry(QEMU_AARCH64.replace("enabled", "disabled", 1))
+    assert not binfmt.binfmt_matches(off, kernel_buffer(aarch64_elf()), b"/u/x")
 
 
 @pytest.mark.parametrize("text", ["", "on\n", "enabled\n", "enabled\noffset 0\nmagic zz\n",
@@ -437,17 +438,17 @@ def test_binfmt_entries_as_the_kernel_writes_them():
                                   "enabled\nextension exe\n"])
 def test_malformed_binfmt_entries(text):
     with pytest.raises(ValueError):
-        execrules.parse_binfmt_entry(text)
+        binfmt.parse_binfmt_entry(text)
 
 
 @given(st.text(max_size=200))
 @example("enabled\noffset 1x\nmagic 00\n")
 def test_arbitrary_binfmt_text_raises_only_value_error(text):
     try:
-        entry = execrules.parse_binfmt_entry(text)
+        entry = binfmt.parse_binfmt_entry(text)
     except ValueError:
         return
-    execrules.binfmt_matches(entry, kernel_buffer(b"x"), b"a.b")
+    binfmt.binfmt_matches(entry, kernel_buffer(b"x"), b"a.b")
 
 
 def fake_binfmt_misc(tmp_path, monkeypatch, status, **entries):

@@ -7,7 +7,7 @@ cannot use once ukrun has dropped CAP_DAC_OVERRIDE, arguments over the kernel's 
 Each check flags only what surely fails. Whatever ukrun cannot tell (a file it cannot read, an
 unknown machine, POSIX ACLs, LSMs) it leaves to the execve, whose failure the runner reports
 after giving the network back. ukrun.preflight exports the three checks; the rules they
-mirror are pure functions in ukrun.execrules.
+mirror are pure functions in ukrun.execrules (and ukrun.binfmt, for scripts).
 """
 from __future__ import annotations
 
@@ -152,11 +152,11 @@ def _check_loader(loader, what, path, keep, dropped):
 
 
 def _check_script(path, what, head, keep, dropped, depth):
-    from ukrun import execrules
+    from ukrun import binfmt
 
     try:
-        line = execrules.parse_shebang(head)
-    except execrules.ShebangError as e:
+        line = binfmt.parse_shebang(head)
+    except binfmt.ShebangError as e:
         raise NotExecutableError("%s %s cannot be run: %s" % (what, path, e),
                                  "give it a #!/path/to/interpreter line") from None
     interpreter = os.fsdecode(line.interpreter)
@@ -191,7 +191,7 @@ def _binfmt_misc_claims(head: bytes, path: str) -> bool:
     What this mount of binfmt_misc shows (per user namespace since Linux 6.7, global before);
     an entry ukrun cannot parse counts as a claim, so that nothing runnable is refused.
     """
-    from ukrun import execrules
+    from ukrun import binfmt
 
     try:
         with open(os.path.join(_BINFMT_MISC, "status")) as f:
@@ -205,12 +205,12 @@ def _binfmt_misc_claims(head: bytes, path: str) -> bool:
             continue
         try:
             with open(os.path.join(_BINFMT_MISC, name)) as f:
-                entry = execrules.parse_binfmt_entry(f.read())
+                entry = binfmt.parse_binfmt_entry(f.read())
         except OSError:
             continue  # removed meanwhile
         except ValueError:
             return True
-        if execrules.binfmt_matches(entry, head, os.fsencode(path)):
+        if binfmt.binfmt_matches(entry, head, os.fsencode(path)):
             return True
     return False
 
