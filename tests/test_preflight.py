@@ -818,6 +818,20 @@ def test_nul_bytes_are_refused():
         os.execve(TRUE, [TRUE, "a\0b"], {})  # what would have happened, after the wiring
 
 
+def test_messages_name_the_path_and_environment_variables():
+    e = flags(preflight.check_exec_size, [TRUE], {"A": "x\0y"})
+    assert e.message == "environment variable A contains a NUL byte, which execve cannot pass"
+    e = flags(preflight.check_exec_size, [TRUE], ["A=1", "B=2\0"])
+    assert e.message.startswith("environment variable B contains a NUL byte")
+    e = flags(preflight.check_exec_size, [TRUE], {}, path="/bin/\0true")
+    assert e.message == "the program path contains a NUL byte, which execve cannot pass"
+    big = "x" * (MOST // 2)
+    e = flags(preflight.check_exec_size, [TRUE], {"AAA": big, "BBB": big + "x", "CCC": big},
+              stack_limit=65536)
+    assert e.message.endswith("the longest is environment variable BBB, %d bytes"
+                              % (len(big) + 5))
+
+
 def test_exec_bytes_counts_an_empty_argv_as_one():
     assert execrules.exec_bytes([b"/x"], 0, 0, 8) == 3 + 8
     assert execrules.exec_bytes([b"/x", b"/x", b"A=1"], 1, 1, 8) == 3 + 3 + 4 + 16

@@ -315,28 +315,27 @@ def check_exec_size(argv, env, path: str | None = None, stack_limit: int | None 
         raise ValueError("argv must not be empty")  # as os.execve
     if path is None:
         path = argv[0]
-    env_strings = _environment(env)
-    named = [("the program path", os.fsencode(path))]
-    named += [("argument %d" % i, os.fsencode(a)) for i, a in enumerate(argv)]
-    named += [("environment variable %s" % os.fsdecode(s.split(b"=", 1)[0]), s)
-              for s in env_strings]
-    for name, s in named:
-        if b"\0" in s:
-            raise UkrunError("%s contains a NUL byte, which execve cannot pass"
-                             % _describe(name, s))
+    # The path, the arguments, the environment: execve's strings, named (for a message) only
+    # once one is found wrong, so that a run that fits words none.
+    strings = [os.fsencode(path)] + [os.fsencode(a) for a in argv] + _environment(env)
+    argc = len(argv)
+    if b"\0" in b"".join(strings):
+        index = next(i for i, s in enumerate(strings) if b"\0" in s)
+        raise UkrunError("%s contains a NUL byte, which execve cannot pass"
+                         % _describe(strings, index, argc))
     page = os.sysconf("SC_PAGE_SIZE")
     most = lib.UKRUN_ARG_STRLEN_PAGES * page  # MAX_ARG_STRLEN
-    for name, s in named:
-        if len(s) + 1 > most:
-            raise UkrunError("%s is %d bytes with its NUL, %d over the kernel's limit of %d "
-                             "for one string" % (_describe(name, s), len(s) + 1,
-                                                 len(s) + 1 - most, most),
-                             "pass large data in a file")
+    if max(map(len, strings)) + 1 > most:
+        index = next(i for i, s in enumerate(strings) if len(s) + 1 > most)
+        size = len(strings[index]) + 1
+        raise UkrunError("%s is %d bytes with its NUL, %d over the kernel's limit of %d "
+                         "for one string" % (_describe(strings, index, argc), size,
+                                             size - most, most),
+                         "pass large data in a file")
     if stack_limit is None:
         stack_limit = _stack_limit()
-    strings = [s for _, s in named]
     pointer = struct.calcsize("P")
-    need = execrules.exec_bytes(strings, len(argv), len(env_strings), pointer)
+    need = execrules.exec_bytes(strings, argc, len(strings) - 1 - argc, pointer)
     space = execrules.arg_space(stack_limit)
     copied = execrules.string_bytes(strings)
     room = execrules.stack_room(stack_limit, page, pointer)
@@ -347,10 +346,11 @@ def check_exec_size(argv, env, path: str | None = None, stack_limit: int | None 
         need, over, limit = copied, copied - room, "stack limit of %d" % stack_limit
     else:
         return
-    name, s = max(named, key=lambda n: len(n[1]))
+    index = max(range(len(strings)), key=lambda i: len(strings[i]))
     raise UkrunError("the arguments and environment take %d bytes, %d over the kernel's %s; "
-                     "the longest is %s, %d bytes" % (need, over, limit, _describe(name, s),
-                                                      len(s)),
+                     "the longest is %s, %d bytes" % (need, over, limit,
+                                                      _describe(strings, index, argc),
+                                                      len(strings[index])),
                      "pass large data in a file, or raise the stack limit (ulimit -s)")
 
 
@@ -380,8 +380,13 @@ def _environment(env) -> list:
     return [os.fsencode(s) for s in env]
 
 
-def _describe(name, s: bytes) -> str:
-    if name == "the program path" or name.startswith("environment"):
-        return name
+def _describe(strings: list, index: int, argc: int) -> str:
+    """How a message names ``strings[index]``, of an execve's path, ``argc`` arguments and
+    environment."""
+    s = strings[index]
+    if index == 0:
+        return "the program path"
+    if index > argc:
+        return "environment variable %s" % os.fsdecode(s.split(b"=", 1)[0])
     shown = s[:24].decode("utf-8", "backslashreplace")
-    return "%s (%r%s)" % (name, shown, "..." if len(s) > 24 else "")
+    return "argument %d (%r%s)" % (index - 1, shown, "..." if len(s) > 24 else "")
