@@ -301,3 +301,28 @@ def test_both_paths_under_every_claimed_python(version, tmp_path):
                           capture_output=True, text=True, env=clean_env(PYTHONPATH=str(tmp_path)),
                           cwd=ROOT)
     assert slow.stdout.split() == ["True", str(tmp_path / "ukrun" / "cli.py")], slow.stderr
+
+
+@pytest.mark.parametrize("entry", ["script", "python -m ukrun"])
+def test_a_run_goes_without_the_cycle_collector(entry, monkeypatch):
+    # Run in this process, with the CLI's main replaced by one that reports the collector's
+    # state at the moment the real one would start.
+    import gc
+    import runpy
+
+    import ukrun.cli
+
+    seen = []
+    monkeypatch.setattr(ukrun.cli, "main", lambda: seen.append(gc.isenabled()) or 0)
+    monkeypatch.setattr(sys, "argv", ["ukrun", "--version"])
+    was_enabled = gc.isenabled()
+    gc.enable()
+    try:
+        with pytest.raises(SystemExit) as stop:
+            if entry == "script":
+                runpy.run_path(SCRIPT, run_name="__main__")
+            else:
+                runpy.run_module("ukrun", run_name="__main__", alter_sys=True)
+    finally:
+        (gc.enable if was_enabled else gc.disable)()
+    assert (stop.value.code, seen) == (0, [False])

@@ -1,5 +1,8 @@
+import gc
 import sys
 
-from ukrun.cli import main
+gc.disable()  # as bin/ukrun does, for the same reason: a run ends in execve
+
+from ukrun.cli import main  # noqa: E402
 
 sys.exit(main())
