@@ -1,5 +1,7 @@
 """What ukrun costs a container image: no helper processes, a small wheel, a lean CLI import."""
 import email.parser
+import importlib.util
+import marshal
 import os
 import re
 import subprocess
@@ -171,6 +173,42 @@ def test_a_run_without_a_record_does_not_load_record_reading(container):
     loaded = set(proc.stdout.splitlines()[0].split())
     assert "ukrun.record" in loaded
     assert "ukrun.record_read" not in loaded
+
+
+# What a plain run (the default --ip-args, an ELF program, nothing failing, nobody listening)
+# leaves in modules of their own, each loaded only by the run that needs it: --dry-run's JSON
+# and inspect (ukrun.report), the messages of a failure (ukrun.failures), the other guest-word
+# formats and the template (ukrun.ipargs), #! scripts and binfmt_misc (ukrun.binfmt), argparse's
+# parser, the docker commands.
+COLD_MODULES = ["ukrun.report", "ukrun.failures", "ukrun.ipargs", "ukrun.binfmt",
+                "ukrun.parser", "ukrun.docker", "ukrun.resolv"]
+# Measured: ukrun's own code a plain unix run loads, as .pyc bytes (unmarshalling them is a
+# share of a run's start proportional to their size): 483 KB at c1283c9, 440 KB once cold code
+# had moved out.
+RUN_PYC_BYTES = 460 * 1024
+
+
+def code_bytes(module: str) -> int:
+    """The size of ``module``'s code as its .pyc holds it (marshalled), compiled from its
+    source: what a run unmarshals to import it."""
+    spec = importlib.util.find_spec(module)
+    if not spec.origin.endswith(".py"):
+        return 0  # an extension module
+    with open(spec.origin, "rb") as f:
+        return len(marshal.dumps(compile(f.read(), spec.origin, "exec")))
+
+
+def test_a_plain_run_loads_no_cold_code(container):
+    path = os.pathsep.join([os.path.dirname(os.path.dirname(ukrun.__file__)),
+                            sysconfig.get_path("platlib"), sysconfig.get_path("purelib")])
+    proc = container.exec(sys.executable, "-S", "-c", RUN_UP_TO_EXEC, check=False,
+                          env=dict(os.environ, PYTHONPATH=path))
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.splitlines()[0].split())
+    assert {"ukrun.runner", "ukrun.guestnet", "ukrun.execrules"} <= loaded  # it did run
+    assert sorted(loaded & set(COLD_MODULES)) == []
+    own = [m for m in loaded if m == "ukrun" or m.startswith("ukrun.") and m != "ukrun._core.lib"]
+    assert 100 * 1024 < sum(map(code_bytes, own)) < RUN_PYC_BYTES
 
 
 @pytest.fixture(scope="module")
