@@ -178,10 +178,10 @@ def test_a_run_without_a_record_does_not_load_record_reading(container):
 # What a plain run (the default --ip-args, an ELF program, nothing failing, nobody listening)
 # leaves in modules of their own, each loaded only by the run that needs it: --dry-run's JSON
 # and inspect (ukrun.report), the messages of a failure (ukrun.failures), the other guest-word
-# formats and the template (ukrun.ipargs), #! scripts and binfmt_misc (ukrun.binfmt), argparse's
-# parser, the docker commands.
+# formats and the template (ukrun.ipargs), #! scripts and binfmt_misc (ukrun.binfmt), addresses
+# as text (ukrun.inettext: a record, resolv.conf), argparse's parser, the docker commands.
 COLD_MODULES = ["ukrun.report", "ukrun.failures", "ukrun.ipargs", "ukrun.binfmt",
-                "ukrun.parser", "ukrun.docker", "ukrun.resolv"]
+                "ukrun.inettext", "ukrun.parser", "ukrun.docker", "ukrun.resolv"]
 # Measured: ukrun's own code a plain unix run loads, as .pyc bytes (unmarshalling them is a
 # share of a run's start proportional to their size): 483 KB at c1283c9, 440 KB once cold code
 # had moved out.

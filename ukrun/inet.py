@@ -4,9 +4,10 @@ of ``ipaddress`` a run reads, without what ``ipaddress`` costs to import.
 ``import ipaddress`` loads functools, collections and the rest of what they import: about 4 ms
 of a run's start on this kind of machine, more than ukrun's own work on the kernel. A run reads
 addresses from netlink (packed bytes), from its restart record and from resolv.conf (text),
-and writes them into the guest's words, the record and messages; that is all done here, and
-``public()`` turns these values into ``ipaddress`` objects where the library hands them to its
-users (``ukrun.discover``, ``ukrun.plan``).
+and writes them into the guest's words, the record and messages; that is all done here (the
+parsing of text in ukrun.inettext, which a run that finds no record and needs no DNS server
+does not load), and ``public()`` turns these values into ``ipaddress`` objects where the library
+hands them to its users (``ukrun.discover``, ``ukrun.plan``).
 
 The values keep ``ipaddress``'s names and meanings for what ukrun uses (``ip``, ``network``,
 ``prefixlen``, ``with_prefixlen``, ``netmask``, ``packed``, ``version``, ``scope_id``,
@@ -26,8 +27,6 @@ _MAPPED_AS_IPV4 = sys.version_info >= (3, 13)
 ADDRESS, INTERFACE, NETWORK = "address", "interface", "network"
 _BITS = {4: 32, 6: 128}
 _SIZES = {4: 4, 16: 6}  # packed length -> version
-_DIGITS = frozenset("0123456789")
-_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def _frozen(self, name, value):
@@ -315,82 +314,21 @@ _KINDS = {IP: ADDRESS, Interface: INTERFACE, Network: NETWORK}
 
 # --- text, as ipaddress reads it -------------------------------------------------------------
 
-def _v4_int(text: str) -> int:
-    octets = text.split(".")
-    if len(octets) != 4:
-        raise ValueError("expected 4 octets in %r" % text)
-    value = 0
-    for octet in octets:
-        # ASCII digits only, at most 3, no leading zero (as glibc's inet_pton), at most 255.
-        if (not octet or not _DIGITS.issuperset(octet) or len(octet) > 3
-                or (octet != "0" and octet[0] == "0") or int(octet) > 255):
-            raise ValueError("%r is not an octet of an IPv4 address (%r)" % (octet, text))
-        value = value << 8 | int(octet)
-    return value
-
-
-def _hextet(text: str) -> int:
-    if not _HEX.issuperset(text) or not 1 <= len(text) <= 4:
-        raise ValueError("%r is not a group of an IPv6 address" % text)
-    return int(text, 16)
-
-
-def _v6_int(text: str) -> int:
-    """ipaddress's rules: 3 to 9 colon-separated parts, one "::" at most, an optional dotted
-    IPv4 suffix, 1 to 4 hex digits a group."""
-    parts = text.split(":")
-    if len(parts) < 3:
-        raise ValueError("%r has too few parts for an IPv6 address" % text)
-    if "." in parts[-1]:
-        low = _v4_int(parts.pop())
-        parts += ["%x" % (low >> 16), "%x" % (low & 0xFFFF)]
-    if len(parts) > 9:
-        raise ValueError("%r has too many colons" % text)
-    skip = None
-    for index in range(1, len(parts) - 1):
-        if not parts[index]:
-            if skip is not None:
-                raise ValueError("%r has more than one '::'" % text)
-            skip = index
-    if skip is not None:
-        high, low = skip, len(parts) - skip - 1
-        if not parts[0]:
-            high -= 1
-            if high:
-                raise ValueError("%r starts with a single ':'" % text)
-        if not parts[-1]:
-            low -= 1
-            if low:
-                raise ValueError("%r ends with a single ':'" % text)
-        skipped = 8 - high - low
-        if skipped < 1:
-            raise ValueError("%r has too many groups for its '::'" % text)
-    else:
-        if len(parts) != 8:
-            raise ValueError("%r has not 8 groups" % text)
-        high, low, skipped = 8, 0, 0
-    value = 0
-    for part in parts[:high]:
-        value = value << 16 | _hextet(part)
-    value <<= 16 * skipped
-    for part in parts[len(parts) - low:]:
-        value = value << 16 | _hextet(part)
-    return value
-
-
 def _address(text: str, version: int) -> IP:
+    from ukrun import inettext  # text is read only from a restart record and resolv.conf
+
     if not isinstance(text, str):
         raise TypeError("an address is text, not %s" % type(text).__name__)
     if not text or "/" in text:
         raise ValueError("%r is not an IPv%d address" % (text, version))
     if version == 4:
-        return IP.from_int(_v4_int(text), 4)
+        return IP.from_int(inettext.v4_int(text), 4)
     text, sep, zone = text.partition("%")
     if sep and (not zone or "%" in zone):
         raise ValueError("%r has no valid zone" % (text + sep + zone))
     if not text:
         raise ValueError("an empty IPv6 address")
-    return IP(_v6_int(text).to_bytes(16, "big"), zone if sep else None)
+    return IP(inettext.v6_int(text).to_bytes(16, "big"), zone if sep else None)
 
 
 def address(text: str, version: int | None = None) -> IP:
@@ -408,22 +346,6 @@ def address(text: str, version: int | None = None) -> IP:
         raise ValueError("%r does not appear to be an IPv4 or IPv6 address" % (text,)) from None
 
 
-def _prefix(text: str, version: int) -> int:
-    if text.isascii() and text.isdigit() and int(text) <= _BITS[version]:
-        return int(text)
-    if version == 4:  # ipaddress also takes a netmask or a hostmask there
-        try:
-            mask = _v4_int(text)
-        except ValueError:
-            mask = None
-        for candidate in (mask, None if mask is None else mask ^ 0xFFFFFFFF):
-            if candidate is not None:
-                ones = 32 - ((candidate & -candidate).bit_length() - 1 if candidate else 32)
-                if candidate == _mask(ones, 4):
-                    return ones
-    raise ValueError("%r is not a prefix length of IPv%d" % (text, version))
-
-
 def interface(text: str, version: int) -> Interface:
     """``ADDR[/PREFIX]`` as ipaddress's IPv4Interface/IPv6Interface reads it (no prefix: a
     host's; an IPv4 prefix may be a netmask or hostmask); ValueError when it is none."""
@@ -433,7 +355,12 @@ def interface(text: str, version: int) -> Interface:
     if len(parts) > 2:
         raise ValueError("more than one '/' in %r" % text)
     ip = _address(parts[0], version)
-    prefixlen = _prefix(parts[1], version) if len(parts) == 2 else _BITS[version]
+    if len(parts) == 2:
+        from ukrun import inettext
+
+        prefixlen = inettext.prefix(parts[1], version)
+    else:
+        prefixlen = _BITS[version]
     return Interface(ip, prefixlen)
 
 
