@@ -3,7 +3,7 @@
 Run as a child process (a fresh interpreter, as ukrun starts: the deployed venv's python, whose
 ukrun comes from the wheel; see common.deployed) inside the container: it goes through the same
 calls as `ukrun unix STAMP` (cli parse, the namespace lock, runner plan/apply/exec_applied) with
-os.execve replaced by a timestamp, and prints {phase: ms} as JSON. The lock's release is timed
+os.execve replaced by a timestamp, the cycle collector off where the script turns it off, and prints {phase: ms} as JSON. The lock's release is timed
 last, on its own: in a run execve releases it (the lock tap's fd is close-on-exec), so its
 cost lies between ukrun's last instruction and the unikernel's first. It uses the CLI's and the
 runner's internals, so main() reports it as unavailable rather than failing the bench if they
@@ -18,6 +18,10 @@ import subprocess
 CHILD = r'''
 import time
 t0 = time.perf_counter()
+import sys
+if sys.argv[2] == "gc-off":  # as the installed script does (bin/ukrun), when it does
+    import gc
+    gc.disable()
 import os, sys  # json only at the end: a run does not load it
 marks = []
 def mark(name):
@@ -76,7 +80,8 @@ def main(host, stamp, pythons, runs=RUNS):
                     with in_netns(c.name):
                         # cwd: python -c puts it first on sys.path; the checkout's ukrun/ must
                         # not win.
-                        out = subprocess.run([pythons[label], "-c", CHILD, stamp],
+                        out = subprocess.run([pythons[label], "-c", CHILD, stamp,
+                                              _collector(pythons[label])],
                                              capture_output=True, text=True, timeout=30,
                                              env=dict(os.environ),
                                              cwd=os.path.dirname(pythons[label]))
@@ -91,6 +96,12 @@ def main(host, stamp, pythons, runs=RUNS):
         return None
     return {label: {name: statistics.median(v) for name, v in phases.items()}
             for label, phases in samples.items()}
+
+
+def _collector(python):
+    """"gc-off" when the venv's ukrun script turns the cycle collector off for a run."""
+    with open(os.path.join(os.path.dirname(python), "ukrun")) as fh:
+        return "gc-off" if "\ngc.disable()" in fh.read() else "gc-on"
 
 
 def show(result, runs=RUNS, installs=None):
