@@ -17,7 +17,7 @@ built on a glibc host installs there but cannot load. Fixed paths in the image:
 With ``base`` (``--from IMAGE``) the image is one stage on a base that already has ukrun (and,
 for qemu/kvm, qemu-system-x86_64) installed; its C library is then the base's business.
 
-Either way the image's ``ukrun`` starts without ``site`` (~3 ms of every start): pip writes the
+Either way the image's ``ukrun`` starts without ``site`` (1-3 ms of every start): pip writes the
 command's "#!python -S" as "#!" + its interpreter and drops the -S (pip issue 10661), so a shell
 step right after the install (on a base, its first step, on the ``ukrun`` found on PATH) gives
 it back. It is a no-op where the flag is there and stops the build, saying why, when the first
@@ -236,8 +236,8 @@ def _alpine_stages(sdist_source, program) -> list:
 # Why the image edits the script pip wrote (the numbers: bin/ukrun's docstring).
 _NO_SITE_WHY = [
     "# pip writes ukrun's first line \"#!python -S\" as \"#!PYTHON\", without the -S (pip issue",
-    "# 10661), and site would cost every start of ukrun ~3 ms: the sed below gives the -S back",
-    "# (a no-op if it is there), and the build stops if that line is anything else.",
+    "# 10661), and site would then cost every start of ukrun 1-3 ms: the sed below gives the",
+    "# -S back (a no-op if it is there), and the build stops if that line is anything else.",
 ]
 
 

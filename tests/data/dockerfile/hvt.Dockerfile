@@ -15,8 +15,8 @@ FROM alpine:${ALPINE_VERSION} AS ukrun-build
 RUN apk add --no-cache python3 python3-dev gcc musl-dev linux-headers libffi-dev
 COPY ["ukrun-@VERSION@.tar.gz", "/src/ukrun-@VERSION@.tar.gz"]
 # pip writes ukrun's first line "#!python -S" as "#!PYTHON", without the -S (pip issue
-# 10661), and site would cost every start of ukrun ~3 ms: the sed below gives the -S back
-# (a no-op if it is there), and the build stops if that line is anything else.
+# 10661), and site would then cost every start of ukrun 1-3 ms: the sed below gives the
+# -S back (a no-op if it is there), and the build stops if that line is anything else.
 RUN python3 -m venv /opt/ukrun \
     && /opt/ukrun/bin/pip wheel --no-cache-dir --wheel-dir /wheels /src/ukrun-@VERSION@.tar.gz \
     && /opt/ukrun/bin/pip install --no-cache-dir --no-index --find-links /wheels ukrun \

@@ -9,8 +9,8 @@
 
 FROM debian:bookworm-slim
 # pip writes ukrun's first line "#!python -S" as "#!PYTHON", without the -S (pip issue
-# 10661), and site would cost every start of ukrun ~3 ms: the sed below gives the -S back
-# (a no-op if it is there), and the build stops if that line is anything else.
+# 10661), and site would then cost every start of ukrun 1-3 ms: the sed below gives the
+# -S back (a no-op if it is there), and the build stops if that line is anything else.
 RUN script="$(readlink -f "$(command -v ukrun)")"; \
     { sed -i '1s|^#!/[^ ]*/python[0-9.]*$|& -S|' "$script" \
       && head -n 1 "$script" | grep -qx '#!/[^ ]*/python[0-9.]* -S' \
