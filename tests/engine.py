@@ -291,6 +291,7 @@ def wheels(dest):
 
 EXAMPLE_IMAGE = "ukrun-test/debian-example"
 IMAGE_PYTHON = "/opt/ukrun/bin/python3"   # the examples' venv: ukrun._core imports there
+IMAGE_UKRUN = "/opt/ukrun/bin/ukrun"      # the script pip installed there
 EXAMPLE_BASE = "debian:bookworm-slim"
 
 
@@ -392,13 +393,24 @@ class Images:
     def _unix_bridge(self):
         return self._unix("bridge")
 
-    def _spt(self):
+    def _spt(self, base="example"):
         from guests import UGUEST_SOURCE, install_dummy_unikernel
 
-        return self.generated("spt", "spt", [
+        return self.generated("spt" if base == "example" else "spt-" + base, "spt", [
             ("solo5-spt", lambda p: stand_in_guest(*os.path.split(p), UGUEST_SOURCE)),
             ("www.spt", lambda p: install_dummy_unikernel(*os.path.split(p)))],
-            options=["--tender", "solo5-spt"])
+            options=["--tender", "solo5-spt"], base=base)
+
+    def _plain(self):
+        """The example with ukrun's first line put back as pip wrote it, "#!IMAGE_PYTHON": a
+        base whose ukrun pip installed and no one has edited since."""
+        return self.engine.build("ukrun-test/plain", self.context("plain"), (
+            "FROM %s\nRUN sed -i '1s|^#!%s -S$|#!%s|' %s && head -n 1 %s | grep -qx '#!%s'\n"
+            % (self["example"], IMAGE_PYTHON, IMAGE_PYTHON, IMAGE_UKRUN, IMAGE_UKRUN,
+               IMAGE_PYTHON)))
+
+    def _spt_plain(self):
+        return self._spt(base="plain")
 
     def _pinger(self):
         """Built on the unix image, whose /unikernel/uguest it loads. It installs no signal

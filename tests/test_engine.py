@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from engine import (BASE_IMAGE, Engine, EngineUnavailable, Images, adapt_debian_example,
-                    dockerd_error, missing_tools)
+from engine import (BASE_IMAGE, IMAGE_PYTHON, IMAGE_UKRUN, Engine, EngineUnavailable, Images,
+                    adapt_debian_example, dockerd_error, missing_tools)
 from guests import VM_READY, ping, ping_once, udp_echo
 from nsutil import kvm_usable, run, unique
 
@@ -263,6 +263,60 @@ def test_qemu_vm_answers_another_container(engine, images, start, docker_args):
     assert proc.returncode == 0, proc.stdout + proc.stderr + box.explain()
     assert "1 received" in proc.stdout and "ip=%s/24" % ip in proc.stdout, proc.stdout
     ping(engine.ns, ip, timeout=10)
+
+
+# ---- the installed ukrun runs without site ----
+
+def interpreters(stderr):
+    """PYTHONVERBOSE's stderr as [set of modules imported] per Python started, in order: each
+    one's first line is its `import _frozen_importlib`. The first is ukrun (PID 1); a Python
+    guest it starts (uguest, with no -S) comes next."""
+    runs = []
+    for line in stderr.splitlines():
+        m = re.match(r"import '?([\w.]+)'? # ", line)
+        if m and m.group(1) == "_frozen_importlib":
+            runs.append(set())
+        if m and runs:
+            runs[-1].add(m.group(1))
+    return runs
+
+
+def first_line(engine, image, path=IMAGE_UKRUN):
+    return engine.docker("run", "--rm", "--entrypoint", "head", image, "-n", "1",
+                         path).stdout.rstrip("\n")
+
+
+@pytest.mark.parametrize("image, target", [("example", "hvt"), ("spt", "spt"),
+                                           ("spt-plain", "spt")])
+def test_installed_ukrun_runs_without_site(engine, images, start, docker_args, image, target):
+    """examples/debian's ukrun, and `ukrun dockerfile --from` images on a base that has it
+    (a no-op there) and on one with ukrun as pip wrote it: its first line is the venv's
+    python with -S, and a whole run of the image's entrypoint imports no site. The guest, a
+    Python started without -S, does: the same reading of the same log sees site."""
+    if target == "hvt" and not kvm_usable():
+        pytest.skip("/dev/kvm is not usable here (hvt needs it; ukrun checks it first)")
+    tag = images[image]
+    assert first_line(engine, tag) == "#!%s -S" % IMAGE_PYTHON
+    box = start(tag, docker_args(target) + ["-e", "PYTHONVERBOSE=1"])
+    box.ready()
+    assert_answers(engine, box.ip(), udp=False)
+    runs = interpreters(box.logs()[1])
+    assert len(runs) >= 2, box.explain()
+    ukrun, guest = runs[:2]
+    assert "ukrun.cli" in ukrun and "ukrun.cli" not in guest, (sorted(ukrun), sorted(guest))
+    assert "site" not in ukrun, sorted(ukrun)
+    assert "site" in guest, sorted(guest)
+
+
+def test_ukrun_as_pip_writes_it_runs_site(engine, images):
+    """What the step in every image undoes: ukrun's first line as pip wrote it (the plain
+    base, under spt-plain above) starts ukrun with site."""
+    tag = images["plain"]
+    assert first_line(engine, tag) == "#!%s" % IMAGE_PYTHON
+    proc = engine.docker("run", "--rm", "-e", "PYTHONVERBOSE=1", "--entrypoint", "ukrun", tag,
+                         "--version")
+    (ukrun,) = interpreters(proc.stderr)
+    assert "site" in ukrun and "ukrun.cli" in ukrun, sorted(ukrun)
 
 
 # ---- docker stop: ukrun as PID 1 must not swallow the signal ----
