@@ -214,7 +214,8 @@ PIP_SCRIPT = "# -*- coding: utf-8 -*-\nimport sys\nfrom ukrun.cli import main\ns
 def venv_step(text, venv):
     """The commands the Alpine stage runs after `pip install`, with VENV for /opt/ukrun."""
     (run_text,) = [v for v in instructions(parse_dockerfile(text), "RUN") if "pip install" in v]
-    after = run_text[run_text.index("--find-links /wheels ukrun") + len("--find-links /wheels ukrun"):]
+    install = "--find-links /wheels ukrun"
+    after = run_text[run_text.index(install) + len(install):]
     assert after.lstrip().startswith("&& script=%s/bin/ukrun " % docker.VENV), after
     return after.lstrip()[2:].replace(docker.VENV, venv)
 
