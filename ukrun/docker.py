@@ -20,9 +20,11 @@ for qemu/kvm, qemu-system-x86_64) installed; its C library is then the base's bu
 Either way the image's ``ukrun`` starts without ``site`` (1-3 ms of every start): pip writes the
 command's "#!python -S" as "#!" + its interpreter and drops the -S (pip issue 10661), so a shell
 step right after the install (on a base, its first step, on the ``ukrun`` found on PATH) gives
-it back. It is a no-op where the flag is there and stops the build, saying why, when the first
-line is anything but "#!PYTHON" or "#!PYTHON -S". It runs sh, sed, head, grep and readlink,
-which busybox and Debian's coreutils both provide.
+it back. It is a no-op where the flag is there. In ukrun's own venv it stops the build, saying
+why, when the first line is anything but "#!PYTHON" or "#!PYTHON -S"; on a base, whose ukrun
+works either way, it stops only when there is no ukrun on PATH, and leaves a script it cannot
+change (another first line, a USER that may not write it) with a note. It runs sh, sed, head,
+grep and readlink, which busybox and Debian's coreutils both provide.
 """
 from __future__ import annotations
 
@@ -113,9 +115,13 @@ def dockerfile(target, unikernel, tender=None, base=None, args=(), context=".", 
         sources.append(sdist_source + " (ukrun's source distribution)")
         stages = _alpine_stages(sdist_source, packaged_program(spec))
     else:
-        stages = ["FROM " + base] + _NO_SITE_WHY + [
-            'RUN script="$(readlink -f "$(command -v ukrun)")"; \\',
-        ] + _no_site(ANY_PYTHON, "")
+        stages = ["FROM " + base] + _NO_SITE_WHY[:-1] + [
+            _NO_SITE_WHY[-1] + "; where it cannot, the build goes on with a note (the image",
+            "# works, only slower), and it stops if the base has no ukrun on PATH.",
+            'RUN script="$(readlink -f "$(command -v ukrun)")" && [ -n "$script" ] \\',
+            '    || { echo "ukrun: error: %s has no ukrun on PATH: install ukrun in it" \\' % base,
+            '              "(pip install ukrun) or build without --from" >&2; exit 1; }; \\',
+        ] + _no_site(ANY_PYTHON, "", strict=False)
     lines = (_header(spec, unikernel, sources, base) + stages + _copy_lines(copies)
              + _entrypoint_lines(entrypoint, args))
     return "\n".join(lines) + "\n"
@@ -218,7 +224,8 @@ def _alpine_stages(sdist_source, program) -> list:
         "FROM alpine:${ALPINE_VERSION} AS ukrun-build",
         "RUN apk add --no-cache " + " ".join(BUILDER_PACKAGES),
         "COPY " + _json([sdist_source, sdist_in_image]),
-    ] + _NO_SITE_WHY + [
+    ] + _NO_SITE_WHY[:-1] + [
+        _NO_SITE_WHY[-1] + ", and the build stops if that line is anything else.",
         "RUN python3 -m venv %s \\" % VENV,
         "    && %s/bin/pip wheel --no-cache-dir --wheel-dir /wheels %s \\" % (VENV, sdist_in_image),
         "    && %s/bin/pip install --no-cache-dir --no-index --find-links /wheels ukrun \\" % VENV,
@@ -237,26 +244,39 @@ def _alpine_stages(sdist_source, program) -> list:
 _NO_SITE_WHY = [
     "# pip writes ukrun's first line \"#!python -S\" as \"#!PYTHON\", without the -S (pip issue",
     "# 10661), and site would then cost every start of ukrun 1-3 ms: the sed below gives the",
-    "# -S back (a no-op if it is there), and the build stops if that line is anything else.",
+    "# -S back (a no-op if it is there)",
 ]
 
 
-def _no_site(python, joint) -> list:
+def _no_site(python, joint, strict=True) -> list:
     """The shell lines, continuing a RUN after JOINT, that turn the first line of $script from
     "#!PYTHON" into "#!PYTHON -S" (PYTHON: a sed basic regular expression, which grep -x reads
-    alike), or fail with one ukrun: error: line unless it ends up so.
+    alike). STRICT (ukrun's own venv): fail with one ukrun: error: line unless the line ends up
+    so. Otherwise (a --from base, whose ukrun works either way): a base that lacks ukrun on PATH
+    stops the build, and a script the step cannot change (another first line, a USER that
+    cannot write it) stays as it is, with one ukrun: note: line.
 
     sed edits only the exact line pip writes, so the flag is never doubled; the check reads the
     line again, so a script already carrying the -S passes, and anything else (env, pip's
-    /bin/sh trampoline for long paths, other flags, no script) stops the build."""
+    /bin/sh trampoline for long paths, other flags, no script) is caught."""
     indent = " " * (4 + len(joint) + 2)
+    begins = "${script:-ukrun} begins '$(head -n 1 \"$script\")'"
+    if strict:
+        otherwise = [
+            "%s|| { echo \"ukrun: error: %s,\" \\" % (indent, begins),
+            "%s       \"not #!PYTHON or #!PYTHON -S as this step expects\" >&2; exit 1; }; }"
+            % indent,
+        ]
+    else:
+        otherwise = [
+            "%s|| echo \"ukrun: note: %s, not #!PYTHON:\" \\" % (indent, begins),
+            "%s       \"left as it is (ukrun starts with site there, 1-3 ms slower)\" >&2; }"
+            % indent,
+        ]
     return [
         "    %s{ sed -i '1s|^#!%s$|& -S|' \"$script\" \\" % (joint, python),
         "%s&& head -n 1 \"$script\" | grep -qx '#!%s -S' \\" % (indent, python),
-        "%s|| { echo \"ukrun: error: ${script:-ukrun} begins '$(head -n 1 \"$script\")',\" \\"
-        % indent,
-        "%s       \"not #!PYTHON or #!PYTHON -S as this step expects\" >&2; exit 1; }; }" % indent,
-    ]
+    ] + otherwise
 
 
 def _copy_lines(copies) -> list:
