@@ -119,7 +119,9 @@ def _dockerfile_description() -> str:
         "ukrun's source distribution ukrun-%s.tar.gz. In the image the unikernel is "
         "/unikernel/NAME and the tender %s. As with `ukrun TARGET`, every word after UNIKERNEL "
         "is the unikernel's: they become the image's CMD, which `docker run IMAGE ARG...` "
-        "replaces." % (", ".join(t.name for t in copied), __version__,
+        "replaces. The image gives the installed ukrun's first line back the -S that pip "
+        "drops, so ukrun starts without site; on a --from base that needs sh, sed, head, grep "
+        "and readlink, and a script the step cannot change is left as it is, with a note." % (", ".join(t.name for t in copied), __version__,
                        docker.listed((docker.tender_in_image(t) for t in copied), "or")))
 
 
