@@ -101,11 +101,11 @@ def alive(pid):
 
 # === cold code imported on failure =================================================================
 
-@finding("ukrun.runner._exec_forked imports ukrun.failures (handed_text) after caps.drop_to("
-         "frozenset()) and before os.kill: when the init's execve fails and the package is "
-         "one root read through its capabilities, the import fails (ModuleNotFoundError), the "
-         "guest is left running unowned and ukrun says 'internal error' (c1283c9: 'executing "
-         "ukrun-init: Permission denied', guest stopped)")
+# Found by attack, fixed: ukrun.runner._exec_forked imported ukrun.failures (handed_text) after
+# caps.drop_to(frozenset()) and before os.kill: when the init's execve fails and the package is
+# one root read through its capabilities, the import fails (ModuleNotFoundError), the guest is
+# left running unowned and ukrun says 'internal error' (c1283c9: 'executing ukrun-init:
+# Permission denied', guest stopped)
 def test_a_failed_init_exec_stops_the_guest_and_says_why(container, root_only_package,
                                                          shared_dir):
     pidfile = os.path.join(shared_dir, "pid")
@@ -119,10 +119,10 @@ def test_a_failed_init_exec_stops_the_guest_and_says_why(container, root_only_pa
     assert "ukrun-init" in proc.stderr
 
 
-@finding("ukrun.runner._exec_here imports ukrun.failures (exec_failed) after the drop in exec "
-         "mode dropped: a package root read through its capabilities cannot be imported then, "
-         "so a failed execve ends in 'internal error: ModuleNotFoundError' with exit 1 instead "
-         "of 'executing PROGRAM: Text file busy' and 126 (as at c1283c9)")
+# Found by attack, fixed: ukrun.runner._exec_here imported ukrun.failures (exec_failed) after the
+# drop in exec mode dropped: a package root read through its capabilities cannot be imported
+# then, so a failed execve ends in 'internal error: ModuleNotFoundError' with exit 1 instead of
+# 'executing PROGRAM: Text file busy' and 126 (as at c1283c9)
 def test_a_failed_exec_after_the_drop_still_says_why(container, root_only_package,
                                                      busy_program):
     proc = cli(container, root_only_package, "unix", "--init", "never", busy_program,
@@ -357,11 +357,11 @@ def from_base_step(context):
     return "\n".join(lines[start:end + 1])[len("RUN "):]
 
 
-@finding("docker._no_site appends ' -S' whatever the first line's length: an interpreter "
-         "path of 251 bytes makes it 257 with its newline, the kernel reads 256 (BINPRM_BUF_"
-         "SIZE) and passes the cut argument '-', so python reads its program from stdin and "
-         "the image's ukrun does nothing (at 123 bytes the same on kernels before 5.1, whose "
-         "buffer is 128); pip's line without the -S runs")
+# Found by attack, fixed: docker._no_site appended ' -S' whatever the first line's length: an
+# interpreter path of 251 bytes makes it 257 with its newline, the kernel reads 256
+# (BINPRM_BUF_SIZE) and passes the cut argument '-', so python reads its program from stdin and
+# the image's ukrun does nothing (at 123 bytes the same on kernels before 5.1, whose buffer is
+# 128); pip's line without the -S runs
 def test_the_s_given_back_never_cuts_the_first_line(tmp_path):
     interpreter_dir = tmp_path / ("d" * (251 - len(str(tmp_path)) - len("//python3")))
     interpreter_dir.mkdir()

@@ -248,33 +248,42 @@ _NO_SITE_WHY = [
 ]
 
 
+# The longest first line the -S may go onto: with it, 127 bytes, what every kernel reads of a
+# "#!" line (BINPRM_BUF_SIZE was 128 before Linux 5.1, 256 since); a longer one would be cut,
+# and the cut line runs something else.
+LONGEST_LINE_FOR_S = 127 - len(" -S")
+
+
 def _no_site(python, joint, strict=True) -> list:
     """The shell lines, continuing a RUN after JOINT, that turn the first line of $script from
     "#!PYTHON" into "#!PYTHON -S" (PYTHON: a sed basic regular expression, which grep -x reads
-    alike). STRICT (ukrun's own venv): fail with one ukrun: error: line unless the line ends up
-    so. Otherwise (a --from base, whose ukrun works either way): a base that lacks ukrun on PATH
-    stops the build, and a script the step cannot change (another first line, a USER that
-    cannot write it) stays as it is, with one ukrun: note: line.
+    alike) where the kernel reads that line whole (LONGEST_LINE_FOR_S). STRICT (ukrun's own
+    venv): fail with one ukrun: error: line unless the line ends up so. Otherwise (a --from
+    base, whose ukrun works either way): a base that lacks ukrun on PATH stops the build, and a
+    script the step cannot change (another first line, one too long, a USER that cannot write
+    it) stays as it is, with one ukrun: note: line.
 
     sed edits only the exact line pip writes, so the flag is never doubled; the check reads the
     line again, so a script already carrying the -S passes, and anything else (env, pip's
     /bin/sh trampoline for long paths, other flags, no script) is caught."""
     indent = " " * (4 + len(joint) + 2)
     begins = "${script:-ukrun} begins '$(head -n 1 \"$script\")'"
+    expected = "not #!PYTHON (at most %d bytes) or #!PYTHON -S" % LONGEST_LINE_FOR_S
     if strict:
         otherwise = [
             "%s|| { echo \"ukrun: error: %s,\" \\" % (indent, begins),
-            "%s       \"not #!PYTHON or #!PYTHON -S as this step expects\" >&2; exit 1; }; }"
-            % indent,
+            "%s       \"%s as this step expects\" >&2; exit 1; }; }" % (indent, expected),
         ]
     else:
         otherwise = [
-            "%s|| echo \"ukrun: note: %s, not #!PYTHON:\" \\" % (indent, begins),
-            "%s       \"left as it is (ukrun starts with site there, 1-3 ms slower)\" >&2; }"
-            % indent,
+            "%s|| echo \"ukrun: note: %s,\" \\" % (indent, begins),
+            "%s       \"%s: left as it is (it starts with site, 1-3 ms slower)\" >&2; }"
+            % (indent, expected),
         ]
     return [
-        "    %s{ sed -i '1s|^#!%s$|& -S|' \"$script\" \\" % (joint, python),
+        "    %s{ line=\"$(head -n 1 \"$script\")\"; \\" % joint,
+        "%s{ [ ${#line} -gt %d ] || sed -i '1s|^#!%s$|& -S|' \"$script\"; } \\"
+        % (indent, LONGEST_LINE_FOR_S, python),
         "%s&& head -n 1 \"$script\" | grep -qx '#!%s -S' \\" % (indent, python),
     ] + otherwise
 

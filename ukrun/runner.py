@@ -411,6 +411,10 @@ def _exec_here(applied: Applied):
 
     p = applied.plan
     direct = p.exec_mode == "direct"
+    if not direct:
+        # Dropped: a failed execve is worded by a process that may no longer be able to read
+        # ukrun's package (a venv only root's capabilities open), so the words load first.
+        from ukrun import failures  # noqa: F401
     try:
         _check_not_stopped(p)
         if direct:
@@ -501,6 +505,9 @@ def _exec_forked(applied: Applied):
         applied.kernel.close_taps()  # the child has its own copy
         _await_reader(applied)
         applied.kernel.rtnl.close()
+        # As in exec mode dropped: once the init's execve fails there may be no reading the
+        # package any more.
+        from ukrun import failures  # noqa: F401
         caps.drop_to(frozenset())  # the init holds nothing
     except BaseException as e:
         os.kill(pid, 9)
@@ -514,10 +521,10 @@ def _exec_forked(applied: Applied):
     try:
         os.execve(p.init_program, [p.init_program, str(pid)], os.environ)
     except OSError as e:
+        os.kill(pid, 9)  # first: whatever else fails, no guest is left without its init
+        handover.reap(pid)
         from ukrun.failures import handed_text
 
-        os.kill(pid, 9)
-        handover.reap(pid)
         raise UkrunError("executing %s: %s" % (p.init_program, e.strerror),
                          "the guest was stopped and %s; reinstall ukrun"
                          % handed_text(p.handovers)) from e

@@ -15,10 +15,11 @@ FROM debian:bookworm-slim
 RUN script="$(readlink -f "$(command -v ukrun)")" && [ -n "$script" ] \
     || { echo "ukrun: error: debian:bookworm-slim has no ukrun on PATH: install ukrun in it" \
               "(pip install ukrun) or build without --from" >&2; exit 1; }; \
-    { sed -i '1s|^#!/[^ ]*/python[0-9.]*$|& -S|' "$script" \
+    { line="$(head -n 1 "$script")"; \
+      { [ ${#line} -gt 124 ] || sed -i '1s|^#!/[^ ]*/python[0-9.]*$|& -S|' "$script"; } \
       && head -n 1 "$script" | grep -qx '#!/[^ ]*/python[0-9.]* -S' \
-      || echo "ukrun: note: ${script:-ukrun} begins '$(head -n 1 "$script")', not #!PYTHON:" \
-             "left as it is (ukrun starts with site there, 1-3 ms slower)" >&2; }
+      || echo "ukrun: note: ${script:-ukrun} begins '$(head -n 1 "$script")'," \
+             "not #!PYTHON (at most 124 bytes) or #!PYTHON -S: left as it is (it starts with site, 1-3 ms slower)" >&2; }
 COPY ["app", "/unikernel/app"]
 # Exec form, no shell: ukrun is PID 1 and execs the tender (or the unikernel), so
 # the SIGTERM of `docker stop` reaches it.

@@ -20,10 +20,11 @@ RUN python3 -m venv /opt/ukrun \
     && /opt/ukrun/bin/pip wheel --no-cache-dir --wheel-dir /wheels /src/ukrun-@VERSION@.tar.gz \
     && /opt/ukrun/bin/pip install --no-cache-dir --no-index --find-links /wheels ukrun \
     && script=/opt/ukrun/bin/ukrun \
-    && { sed -i '1s|^#!/opt/ukrun/bin/python[0-9.]*$|& -S|' "$script" \
+    && { line="$(head -n 1 "$script")"; \
+         { [ ${#line} -gt 124 ] || sed -i '1s|^#!/opt/ukrun/bin/python[0-9.]*$|& -S|' "$script"; } \
          && head -n 1 "$script" | grep -qx '#!/opt/ukrun/bin/python[0-9.]* -S' \
          || { echo "ukrun: error: ${script:-ukrun} begins '$(head -n 1 "$script")'," \
-                "not #!PYTHON or #!PYTHON -S as this step expects" >&2; exit 1; }; }
+                "not #!PYTHON (at most 124 bytes) or #!PYTHON -S as this step expects" >&2; exit 1; }; }
 
 # Stage 2: the same Alpine (so the same python3) with ukrun and the unikernel.
 FROM alpine:${ALPINE_VERSION}
