@@ -30,12 +30,17 @@ import ukrun.cli as cli
 mark("import ukrun.cli")
 ns = cli.parse(["unix", sys.argv[1]])
 mark("build the parser, parse argv")
-from ukrun import handover, runner
+from ukrun import runner
+try:
+    from ukrun import handover
+except ImportError:  # an older ukrun, without the namespace lock
+    handover = None
 mark("import ukrun.runner")
-lock = handover.NamespaceLock()
+lock = handover.NamespaceLock() if handover else None
 mark("take the namespace lock")
 plan_for_run = getattr(runner, "plan_for_run", runner.plan)
-plan = plan_for_run(runner.Options(ns.command, ns.unikernel, tuple(ns.args), **cli.field_values(ns)))
+field_values = getattr(cli, "field_values", None) or cli._options  # _options: 31a5ef5's name
+plan = plan_for_run(runner.Options(ns.command, ns.unikernel, tuple(ns.args), **field_values(ns)))
 mark("plan (rtnl/netlink/cffi imports, discover, preflight)")
 applied = runner.apply(plan)
 mark("apply (netlink, tap)")
@@ -47,7 +52,8 @@ try:
     runner.exec_applied(applied)
 except SystemExit:
     pass
-lock.release()
+if lock:
+    lock.release()
 mark("release the lock (in a run: inside execve)")
 out, prev = {}, t0
 for name, t in marks:
