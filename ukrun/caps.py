@@ -125,7 +125,7 @@ def capset(effective: Iterable[int], permitted: Iterable[int], inheritable: Iter
 
 def drop_bounding(cap: int) -> None:
     """Remove ``cap`` from the bounding set (needs CAP_SETPCAP); no execve regains it."""
-    check(lib.ukrun_capbset_drop(cap), lambda: "PR_CAPBSET_DROP %s" % describe([cap]))
+    check(lib.ukrun_capbset_drop(cap), _bounding_step(cap))
 
 
 def set_no_new_privs() -> None:
@@ -223,6 +223,7 @@ def _attempt(what, call, *args) -> None:
 
 
 def _bounding_step(cap: int):
+    """What dropping ``cap`` from the bounding set is called in a message, worded on demand."""
     return lambda: "PR_CAPBSET_DROP %s" % describe([cap])
 
 
