@@ -129,23 +129,29 @@ def _commit(tree):
 
 
 class Host(DockerHost):
-    """A Docker host whose containers are numbered here, so each run gets a fresh one."""
+    """A Docker host whose containers are numbered here, so each run gets a fresh one. A
+    discarded container's number (its address, MAC and veth) serves again: long runs need more
+    containers than 172.30.0.0/24 has addresses."""
 
     def __init__(self):
         super().__init__(unique("ukbh"))
-        self.next_index = 1
+        # Oldest freed first: a deleted namespace's veth goes away asynchronously.
+        self.free_indexes = collections.deque(range(1, 251))
+        self.index_of = {}
 
     def fresh(self):
-        if self.next_index > 250:
-            raise RuntimeError("out of container addresses")
-        c = Container(unique("ukbc"), self, self.next_index)
-        self.next_index += 1
+        if not self.free_indexes:
+            raise RuntimeError("out of container addresses: discard containers once done")
+        index = self.free_indexes.popleft()
+        c = Container(unique("ukbc"), self, index)
+        self.index_of[c.name] = index
         self.containers.append(c)
         return c
 
     def discard(self, c):
         c.delete()
         self.containers.remove(c)
+        self.free_indexes.append(self.index_of.pop(c.name))
 
     def pin_neighbour(self, c, mac=None):
         """What a Docker host has after the container's first packets: its MAC in the cache."""

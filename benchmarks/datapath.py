@@ -36,7 +36,7 @@ def start(host, mode, reflector):
     if mode == "bridge":
         # The unix target cannot set the guest's MAC, so eth0 keeps its own on the bridge (which
         # keeps frames for a port's MAC for itself): the guest takes another, as uguest would.
-        mac = "02:42:ac:1f:00:%02x" % (host.next_index & 0xFF)
+        mac = "02:42:ac:1f:00:%02x" % host.index_of[c.name]
     host.pin_neighbour(c, mac)
     log = open(os.path.join(WORKDIR, "reflector-%s.log" % c.name), "wb")
     if mode == "veth":
