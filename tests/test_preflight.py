@@ -267,6 +267,16 @@ def test_missing_loader_is_named(true_with_loader):
     assert execve_errno([path]) == errno.ENOENT
 
 
+def dynamic_elf(tmp_path, loader: str) -> str:
+    """A dynamic ELF file whose PT_INTERP names LOADER (its path bytes right after the two
+    program headers)."""
+    path_bytes = loader.encode() + b"\0"
+    start = 64 + 56 * 2
+    data = make_elf(e_type=ET_DYN, phdrs=[(PT_INTERP, start, len(path_bytes)), (PT_LOAD, 0, 0)],
+                    payload=path_bytes)
+    return write(tmp_path / "dyn", data)
+
+
 @pytest.mark.parametrize("loader, hint", [
     ("/lib/ld-musl-x86_64.so.9", "linked against musl (Alpine)"),
     ("/lib64/ld-linux-x86-64.so.3", "linked against glibc"),
@@ -275,11 +285,7 @@ def test_missing_loader_is_named(true_with_loader):
 def test_missing_loader_hint_says_which_c_library(tmp_path, loader, hint):
     if os.path.exists(loader):
         pytest.skip("%s exists here" % loader)
-    path_bytes = loader.encode() + b"\0"
-    start = 64 + 56 * 2
-    data = make_elf(e_type=ET_DYN, phdrs=[(PT_INTERP, start, len(path_bytes)), (PT_LOAD, 0, 0)],
-                    payload=path_bytes)
-    path = write(tmp_path / "dyn", data)
+    path = dynamic_elf(tmp_path, loader)
     e = flags(preflight.check_program_image, path, "tender")
     assert type(e) is NotFoundError and hint in e.hint
     assert execve_errno([path]) == errno.ENOENT
@@ -287,11 +293,7 @@ def test_missing_loader_hint_says_which_c_library(tmp_path, loader, hint):
 
 def test_loader_that_is_not_executable(tmp_path):
     loader = write(tmp_path / "ld.so", b"\x7fELF", mode=0o644)
-    path_bytes = loader.encode() + b"\0"
-    start = 64 + 56 * 2
-    data = make_elf(e_type=ET_DYN, phdrs=[(PT_INTERP, start, len(path_bytes)), (PT_LOAD, 0, 0)],
-                    payload=path_bytes)
-    path = write(tmp_path / "dyn", data)
+    path = dynamic_elf(tmp_path, loader)
     e = flags(preflight.check_program_image, path, "tender")
     assert type(e) is NotExecutableError and "loader %s is not an executable file" % loader \
         in e.message
