@@ -5,7 +5,7 @@ from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # ukrun-init (csrc/init.c) is a program, not a module: it is what stays as PID 1 of a
-# container once ukrun is done (ukrun/pid1.py finds it). Linked dynamically: static glibc
+# container once ukrun is done (ukrun/kernel/process.py finds it). Linked dynamically: static glibc
 # would add ~300 KB to the wheel for ~0.4 MB less VmRSS, yet more memory in use (PSS),
 # since the dynamic one shares libc's pages with the program it runs.
 INIT = "ukrun-init"
@@ -62,7 +62,8 @@ setup(
     long_description=open(os.path.join(HERE, "README.md")).read(),
     long_description_content_type="text/markdown",
     license="ISC",
-    packages=["ukrun"],
+    packages=["ukrun", "ukrun.kernel", "ukrun.network", "ukrun.guest", "ukrun.guest.targets",
+              "ukrun.guest.formats"],
     python_requires=">=3.9",
     # tests/test_valueclass.py runs under each of these (and reads this list).
     classifiers=[

@@ -58,7 +58,7 @@ while True:
 
 
 def shipped_init(install):
-    return run(install.python, "-c", "import ukrun.pid1; print(ukrun.pid1.init_program())",
+    return run(install.python, "-c", "import ukrun.kernel.process; print(ukrun.kernel.process.init_program())",
                cwd=WORKDIR).stdout.strip()
 
 

@@ -32,7 +32,7 @@ ns = cli.parse(["unix", sys.argv[1]])
 mark("build the parser, parse argv")
 from ukrun import runner
 try:
-    from ukrun import handover
+    from ukrun.kernel import process as handover
 except ImportError:  # an older ukrun, without the namespace lock
     handover = None
 mark("import ukrun.runner")

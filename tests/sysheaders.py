@@ -36,7 +36,7 @@ CDEF = """
 /* setns(2) into a network namespace */
 #define CLONE_NEWNET ...
 
-/* prctl(2) queries, keepcaps and securebits, to check ukrun.caps against the kernel */
+/* prctl(2) queries, keepcaps and securebits, to check ukrun.kernel.caps against the kernel */
 #define PR_CAPBSET_READ ...
 #define PR_GET_NO_NEW_PRIVS ...
 #define PR_SET_KEEPCAPS ...
@@ -69,7 +69,8 @@ struct ifreq { short ifr_flags; ...; };
 #define RTN_ANYCAST ...
 #define RTN_MULTICAST ...
 
-/* The layouts behind ukrun.netlink's and ukrun.rtnl_objects' struct formats */
+/* The layouts behind the struct formats of ukrun.kernel.netlink, ukrun.kernel.netlink_bodies and
+   ukrun.kernel.rtnl_objects */
 struct nlmsghdr { uint32_t nlmsg_len; uint16_t nlmsg_type; uint16_t nlmsg_flags;
                   uint32_t nlmsg_seq; uint32_t nlmsg_pid; ...; };
 struct nlmsgerr { int error; struct nlmsghdr msg; ...; };
@@ -89,7 +90,7 @@ struct tc_u32_sel { unsigned char flags; unsigned char offshift; unsigned char n
 struct tc_mirred { uint32_t index; uint32_t capab; int action; int refcnt; int bindcnt;
                    int eaction; uint32_t ifindex; ...; };
 
-/* The namespace lock's NFQUEUE bind (ukrun.handover) */
+/* The namespace lock's NFQUEUE bind (ukrun.kernel.process) */
 struct nfgenmsg { uint8_t nfgen_family; uint8_t version; uint16_t res_id; ...; };
 struct nfqnl_msg_config_cmd { uint8_t command; uint8_t _pad; uint16_t pf; ...; };
 """

@@ -95,7 +95,7 @@ def in_shell(container, ukrun_exe, argv, redirections):
 # but the moment.
 HOOKED_CLI = textwrap.dedent("""\
     import os, signal, subprocess, sys
-    from ukrun import steps
+    from ukrun.network import executor as steps
     from ukrun.cli import main
     where, action = sys.argv[1], sys.argv[2]
     op, _, nth = where.partition("#")
@@ -264,8 +264,8 @@ SQUATTER = textwrap.dedent("""\
 TAKER = textwrap.dedent("""\
     import sys
     sys.path.insert(0, sys.argv[1])
-    from ukrun.handover import LOCK_NAME
-    from ukrun.tap import open_tap
+    from ukrun.kernel.nslock import LOCK_NAME
+    from ukrun.kernel.tap import open_tap
     try:
         open_tap(LOCK_NAME, exclusive=True)
     except OSError as e:
@@ -301,12 +301,12 @@ def test_an_unprivileged_process_cannot_hold_the_namespace_lock(container, ukrun
 
 # --- finding 4: the tap is anyone's to attach -----------------------------------------------------
 
-# Attach to tap0 by name (ukrun.tap, from ukrun's own tree), then read frames for the pod's IPv4
+# Attach to tap0 by name (ukrun.kernel.tap, from ukrun's own tree), then read frames for the pod's IPv4
 # address for a while: prints {"attach": "ok" | errno, "frame": bool}.
 ATTACHER = textwrap.dedent("""\
     import json, os, select, sys, time
     sys.path.insert(0, sys.argv[1])
-    from ukrun.tap import open_tap
+    from ukrun.kernel.tap import open_tap
     wanted = bytes(int(b) for b in sys.argv[2].split("."))
     try:
         tap = open_tap("tap0")
@@ -361,7 +361,7 @@ def slow_guest(directory):
         #!%s
         import time
         time.sleep(0.5)
-        from ukrun.tap import open_tap
+        from ukrun.kernel.tap import open_tap
         tap = open_tap("tap0")
         time.sleep(30)
     """ % sys.executable))
@@ -401,7 +401,7 @@ def trapping_program(directory):
 def run_with_sigterm_while_waiting(container, ukrun_exe, init, program):
     """Start ukrun while this test holds the namespace lock, SIGTERM it while it waits (every
     signal blocked by then), then let it go: (returncode, stdout, stderr)."""
-    from ukrun.handover import LOCK_NAME
+    from ukrun.kernel.nslock import LOCK_NAME
 
     # A lock tap holds a run back whichever kind of lock the run itself would take.
     container.ip("tuntap", "add", LOCK_NAME, "mode", "tap")

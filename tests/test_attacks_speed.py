@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 import ukrun
 from snapshots import snapshot
 from test_attacks import write
-from ukrun import docker, execrules
-from ukrun._ffi import lib
-from ukrun.netlink import NLMSG_ALIGN, NetlinkParseError
-from ukrun.rtnl import NetlinkError, Rtnl
+from ukrun import docker_build
+from ukrun.guest import execrules
+from ukrun.kernel.ffi import lib
+from ukrun.kernel.netlink import NLMSG_ALIGN, NetlinkParseError
+from ukrun.kernel.rtnl import NetlinkError, Rtnl
 
 PACKAGE = os.path.dirname(os.path.abspath(ukrun.__file__))
 # Where cffi's extension lies: a run started with -S needs it on sys.path.
@@ -89,7 +90,7 @@ def alive(pid):
 
 # === cold code imported on failure =================================================================
 
-# Found by attack, fixed: ukrun.runner._exec_forked imported ukrun.failures (handed_text) after
+# Found by attack, fixed: ukrun.runner._exec_forked imported ukrun.runner (handed_text) after
 # caps.drop_to(frozenset()) and before os.kill: when the init's execve fails and the package is
 # one root read through its capabilities, the import fails (ModuleNotFoundError), the guest is
 # left running unowned and ukrun says 'internal error' (c1283c9: 'executing ukrun-init:
@@ -107,7 +108,7 @@ def test_a_failed_init_exec_stops_the_guest_and_says_why(container, root_only_pa
     assert "ukrun-init" in proc.stderr
 
 
-# Found by attack, fixed: ukrun.runner._exec_here imported ukrun.failures (exec_failed) after the
+# Found by attack, fixed: ukrun.runner._exec_here imported ukrun.runner (exec_failed) after the
 # drop in exec mode dropped: a package root read through its capabilities cannot be imported
 # then, so a failed execve ends in 'internal error: ModuleNotFoundError' with exit 1 instead of
 # 'executing PROGRAM: Text file busy' and 126 (as at c1283c9)
@@ -122,7 +123,7 @@ def test_a_failed_exec_after_the_drop_still_says_why(container, root_only_packag
 @pytest.mark.parametrize("init", ["never", "always"])
 def test_a_failed_exec_with_caps_held_gives_back_from_a_root_only_package(
         init, container, root_only_package, busy_program):
-    # Exec modes direct and forked import ukrun.failures while ukrun still holds its
+    # Exec modes direct and forked import ukrun.runner while ukrun still holds its
     # capabilities: the same package imports, and the network comes back.
     before = snapshot(container)
     proc = cli(container, root_only_package, "unix", "--init", init, busy_program)
@@ -336,7 +337,7 @@ def from_base_step(context):
     cwd = os.getcwd()
     os.chdir(context)
     try:
-        text = docker.dockerfile("unix", "app", base="me/ukrun:1")
+        text = docker_build.dockerfile("unix", "app", base="me/ukrun:1")
     finally:
         os.chdir(cwd)
     lines = text.splitlines()

@@ -1,4 +1,4 @@
-"""ukrun.caps: the name table and set maths (pure), and drop_to in child processes only.
+"""ukrun.kernel.caps: the name table and set maths (pure), and the drop in child processes only.
 
 Every test that changes privileges runs in a child Python; the child prints its own
 /proc/thread-self/status before and after the drop, then execs `cat /proc/self/status`
@@ -15,8 +15,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from sysheaders import lib as hdr
-from ukrun import caps
-from ukrun._ffi import lib
+from ukrun.kernel import caps
+from ukrun.kernel.ffi import lib
 
 NET_ADMIN, NET_BIND_SERVICE, SETPCAP, SYS_ADMIN = (
     lib.CAP_NET_ADMIN, lib.CAP_NET_BIND_SERVICE, lib.CAP_SETPCAP, lib.CAP_SYS_ADMIN)
@@ -173,12 +173,12 @@ def test_current_agrees_with_capget_and_prctl():
                               if prctl(hdr.PR_CAPBSET_READ, c)}
 
 
-# --- drop_to, in child processes -----------------------------------------------------
+# --- drop, in child processes -----------------------------------------------------
 
 CHILD = r"""
 import ctypes, os, sys
-from ukrun import caps
-from ukrun._ffi import lib
+from ukrun.kernel import caps
+from ukrun.kernel.ffi import lib
 from ukrun.errors import PrivilegeError
 
 def report(label):
@@ -232,16 +232,16 @@ def assert_exactly(state, kept, bounding=None):
 @pytest.mark.parametrize("kept", [frozenset({NET_BIND_SERVICE}), frozenset(),
                                   frozenset({NET_ADMIN, NET_BIND_SERVICE})],
                          ids=["net_bind_service", "empty", "two"])
-def test_drop_to_as_root_leaves_exactly_kept_across_execve(kept):
-    run = run_child("caps.drop_to(%r)" % set(kept) if kept else "caps.drop_to(())")
+def test_drop_as_root_leaves_exactly_kept_across_execve(kept):
+    run = run_child("caps.drop(%r)" % set(kept) if kept else "caps.drop(())")
     assert run.returncode == 0
     assert_exactly(run.state("child"), kept)
     assert_exactly(run.state("grandchild"), kept)
 
 
-def test_drop_to_refuses_a_cap_not_permitted_before_changing_anything():
+def test_drop_refuses_a_cap_not_permitted_before_changing_anything():
     # setpriv takes CAP_SYS_ADMIN out of the bounding set, so root's execve does not permit it.
-    run = run_child("caps.drop_to({%d})" % SYS_ADMIN, prefix=["setpriv", "--bounding-set=-sys_admin"])
+    run = run_child("caps.drop({%d})" % SYS_ADMIN, prefix=["setpriv", "--bounding-set=-sys_admin"])
     assert run.returncode == 3
     assert run.error == ("PrivilegeError 77: dropping capabilities: cannot keep CAP_SYS_ADMIN: "
                          "not in the permitted set (grant it to the container with docker run "
@@ -249,16 +249,16 @@ def test_drop_to_refuses_a_cap_not_permitted_before_changing_anything():
     assert run.state("refused") == run.state("before")
 
 
-def test_drop_to_refuses_numbers_the_kernel_does_not_have():
-    run = run_child("caps.drop_to({caps.last_cap() + 1})")
+def test_drop_refuses_numbers_the_kernel_does_not_have():
+    run = run_child("caps.drop({caps.last_cap() + 1})")
     assert run.returncode == 3
     assert run.error.startswith("ValueError -: no such capability on this kernel")
     assert run.state("refused") == run.state("before")
 
 
-def test_drop_to_without_setpcap_relies_on_no_new_privs():
+def test_drop_without_setpcap_relies_on_no_new_privs():
     # Kubernetes' drop: [ALL] + add: [NET_ADMIN, ...]: no CAP_SETPCAP, so the bounding set stays.
-    run = run_child("caps.drop_to({%d})" % NET_BIND_SERVICE, prefix=["setpriv", "--bounding-set=-setpcap"])
+    run = run_child("caps.drop({%d})" % NET_BIND_SERVICE, prefix=["setpriv", "--bounding-set=-setpcap"])
     assert run.returncode == 0
     before = run.state("before")
     assert SETPCAP not in before.permitted | before.bounding
@@ -268,12 +268,31 @@ def test_drop_to_without_setpcap_relies_on_no_new_privs():
     assert_exactly(run.state("grandchild"), kept, bounding=before.bounding)
 
 
+def test_keeping_its_own_needs_setpcap_and_is_refused_before_any_change():
+    run = run_child("caps.drop({%d}, keep_own=True)" % NET_BIND_SERVICE,
+                    prefix=["setpriv", "--bounding-set=-setpcap"])
+    assert run.returncode == 3
+    assert run.error.startswith("PrivilegeError 77: dropping capabilities: CAP_SETPCAP is needed")
+    assert run.state("refused") == run.state("before")
+
+
+def test_keeping_its_own_with_some_bounding_set_already_gone():
+    # Only what the bounding set still holds is dropped from it: one path for every exec mode.
+    run = run_child("caps.drop({%d}, keep_own=True)" % NET_BIND_SERVICE,
+                    prefix=["setpriv", "--bounding-set=-sys_admin"])
+    assert run.returncode == 0, run.sections
+    child, before = run.state("child"), run.state("before")
+    assert (child.effective, child.permitted) == (before.effective, before.permitted)
+    assert child.bounding == child.inheritable == KEPT
+    assert_kept_without_ambient(run.state("grandchild"), KEPT)
+
+
 def test_failed_capset_aborts_with_net_admin_still_held():
     body = """
 def refuse(*args):
     raise OSError(1, "Operation not permitted", "capset")
 caps.capset = refuse
-caps.drop_to({%d})
+caps.drop({%d})
 """ % NET_BIND_SERVICE
     run = run_child(body)
     assert run.returncode == 3
@@ -282,12 +301,12 @@ caps.drop_to({%d})
     assert NET_ADMIN in run.state("refused").effective
 
 
-def test_drop_to_fails_closed_when_the_result_is_not_as_intended():
+def test_drop_fails_closed_when_the_result_is_not_as_intended():
     # An ambient capability left behind (here: clearing it is skipped) must be caught by the check.
     body = """
 caps.raise_ambient({%d})
 caps.clear_ambient = lambda: None
-caps.drop_to({%d})
+caps.drop({%d})
 """ % (NET_BIND_SERVICE, NET_BIND_SERVICE)
     run = run_child(body)
     assert run.returncode == 3
@@ -307,7 +326,7 @@ os.setresuid(65534, 65534, 65534)
 effective, permitted, inheritable = caps.capget()
 assert not effective and %d in permitted
 caps.capset(permitted, permitted, inheritable)
-caps.drop_to({%d}, ambient=True)
+caps.drop({%d}, ambient=True)
 """ % (hdr.PR_SET_KEEPCAPS, NET_BIND_SERVICE, NET_BIND_SERVICE)
     run = run_child(body)
     assert run.returncode == 0
@@ -319,11 +338,11 @@ caps.drop_to({%d}, ambient=True)
     assert "Uid:\t65534\t65534\t65534\t65534" in run.sections["grandchild"]
 
 
-def test_raise_ambient_then_drop_to_clears_it():
+def test_raise_ambient_then_drop_clears_it():
     body = """
 caps.raise_ambient({%d})
 assert caps.current().ambient == {%d}
-caps.drop_to(())
+caps.drop(())
 """ % ((NET_BIND_SERVICE,) * 2)
     run = run_child(body)
     assert run.returncode == 0
@@ -440,13 +459,13 @@ def assert_kept_without_ambient(state, kept):
 
 
 # Finding 10 of test_attacks: root under SECBIT_NO_CAP_AMBIENT_RAISE.
-@pytest.mark.parametrize("drop", ["drop_to", "prepare_execve"])
-def test_root_without_ambient_raise_keeps_exactly_kept(drop):
-    body = "assert not caps.ambient_wanted()\ncaps.%s({%d}, ambient=caps.ambient_wanted())" % (
-        drop, NET_BIND_SERVICE)
+@pytest.mark.parametrize("keep_own", [False, True])
+def test_root_without_ambient_raise_keeps_exactly_kept(keep_own):
+    body = ("assert not caps.ambient_wanted()\n"
+            "caps.drop({%d}, ambient=caps.ambient_wanted(), keep_own=%s)" % (NET_BIND_SERVICE, keep_own))
     run = run_child(body, prefix=with_securebits(NO_AMBIENT_RAISE))
     assert run.returncode == 0, run.sections
-    if drop == "drop_to":
+    if not keep_own:
         assert_exactly(run.state("child"), KEPT)
     else:  # ukrun itself still holds what it had, to give the network back
         child, before = run.state("child"), run.state("before")
@@ -457,8 +476,8 @@ def test_root_without_ambient_raise_keeps_exactly_kept(drop):
     assert grandchild.bounding == KEPT
 
 
-@pytest.mark.parametrize("drop", ["drop_to({%d}, ambient=True)", "prepare_execve({%d})"],
-                         ids=["drop_to", "prepare_execve"])
+@pytest.mark.parametrize("drop", ["drop({%d}, ambient=True)", "drop({%d}, ambient=True, keep_own=True)"],
+                         ids=["dropped", "keep_own"])
 def test_an_ambient_set_the_kernel_forbids_is_refused_before_any_change(drop):
     run = run_child("caps." + drop % NET_BIND_SERVICE, prefix=with_securebits(NO_AMBIENT_RAISE))
     assert run.returncode == 3
@@ -476,7 +495,7 @@ problem = caps.ambient_problem({%d})
 print("== problem %%s" %% problem, flush=True)
 assert caps.ambient_needed() and caps.ambient_wanted()
 report("ready")
-caps.drop_to({%d}, ambient=caps.ambient_wanted())
+caps.drop({%d}, ambient=caps.ambient_wanted())
 """ % (NET_BIND_SERVICE, NET_BIND_SERVICE)
     run = run_child(body, prefix=with_securebits(bits | NO_AMBIENT_RAISE, prefix))
     assert run.returncode == 3
@@ -489,13 +508,13 @@ caps.drop_to({%d}, ambient=caps.ambient_wanted())
 
 
 @pytest.mark.parametrize("who", sorted(NEEDS_AMBIENT))
-@pytest.mark.parametrize("drop", ["drop_to", "prepare_execve"])
-def test_who_needs_ambient_gets_kept_as_ambient(who, drop):
+@pytest.mark.parametrize("keep_own", [False, True])
+def test_who_needs_ambient_gets_kept_as_ambient(who, keep_own):
     prefix, preamble, _ = NEEDS_AMBIENT[who]
     body = preamble + """
 assert caps.ambient_needed() and caps.ambient_problem({%d}) is None
-caps.%s({%d}, ambient=caps.ambient_wanted())
-""" % (NET_BIND_SERVICE, drop, NET_BIND_SERVICE)
+caps.drop({%d}, ambient=caps.ambient_wanted(), keep_own=%s)
+""" % (NET_BIND_SERVICE, NET_BIND_SERVICE, keep_own)
     run = run_child(body, prefix=prefix)
     assert run.returncode == 0, run.sections
     grandchild = run.state("grandchild")
@@ -505,16 +524,15 @@ caps.%s({%d}, ambient=caps.ambient_wanted())
     assert "Uid:\t%s\t%s\t%s\t%s" % ((uid,) * 4) in run.sections["grandchild"]
 
 
-def test_prepare_execve_without_ambient_as_root():
-    run = run_child("caps.prepare_execve({%d}, ambient=False)" % NET_BIND_SERVICE)
+def test_keeping_its_own_without_ambient_as_root():
+    run = run_child("caps.drop({%d}, keep_own=True)" % NET_BIND_SERVICE)
     assert run.returncode == 0
     assert run.state("child").ambient == frozenset()
     assert_kept_without_ambient(run.state("grandchild"), KEPT)
 
 
-def test_prepare_execve_raises_ambient_by_default():
-    # What every caller got before it took ``ambient``: kept in every set, ambient included.
-    run = run_child("caps.prepare_execve({%d})" % NET_BIND_SERVICE)
+def test_keeping_its_own_with_ambient_hands_kept_in_every_set():
+    run = run_child("caps.drop({%d}, ambient=True, keep_own=True)" % NET_BIND_SERVICE)
     assert run.returncode == 0
     for label in ("child", "grandchild"):
         assert run.state(label).ambient == KEPT

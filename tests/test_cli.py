@@ -16,7 +16,7 @@ from nsutil import in_netns, kvm_usable
 from snapshots import redirects, snapshot, wiring_state
 from ukrun import cli
 from ukrun.errors import UsageError
-from ukrun.targets import TARGETS
+from ukrun.guest.targets import TARGETS
 
 # --- parsing (pure) -----------------------------------------------------------------------
 
@@ -55,20 +55,20 @@ def test_defaults_and_options_reach_the_runner():
 
 
 def test_per_interface_options_replace_their_default_and_pair_by_position():
-    from ukrun import options, parser, runner
-    from ukrun.targets import TARGETS
+    from ukrun import options, parser, planning, run_line
+    from ukrun.guest.targets import TARGETS
 
     line = ["spt", "--interface", "net1", "--interface=eth0", "--tap", "t1", "--mac", "random",
             "--net-name", "a", "--net-name", "b", "k"]
-    fast, slow = options.fast_parse(line), parser.parse(line)
+    fast, slow = run_line.fast_parse(line), parser.parse(line)
     assert vars(fast) == vars(slow)
     values = cli.field_values(fast)
     assert values["interface"] == ("net1", "eth0") and values["tap"] == ("t1",)
-    each = options.per_interface(runner.Options("spt", "k", **values), TARGETS["spt"])
+    each = options.per_interface(planning.Options("spt", "k", **values), TARGETS["spt"])
     assert [(e.position, e.interface, e.tap, e.bridge, e.mac, e.net_name) for e in each] == [
         (0, "net1", "t1", "br0", "random", "a"), (1, "eth0", "tap1", "br1", "inherit", "b")]
     # The library may give one value alone.
-    alone = options.per_interface(runner.Options("spt", "k", interface="eth1", tap="x"),
+    alone = options.per_interface(planning.Options("spt", "k", interface="eth1", tap="x"),
                                   TARGETS["spt"])
     assert [(e.interface, e.tap, e.net_name) for e in alone] == [("eth1", "x", "service")]
 
@@ -102,15 +102,15 @@ def test_per_interface_options_default_by_position():
      "--tap: ukrun-lock is the name of ukrun's namespace lock"),
 ])
 def test_per_interface_options_are_checked(fields, needle):
-    from ukrun import preflight, runner
+    from ukrun import planning, preflight
 
     fields = dict(dict(target="spt", unikernel="k"), **fields)
     with pytest.raises(UsageError) as failed:
-        preflight.check_options(runner.Options(**fields))
+        preflight.check_options(planning.Options(**fields))
     assert str(failed.value).startswith(needle), str(failed.value)
 
 
-# A run's command line is parsed without argparse (ukrun.options.fast_parse); wherever that
+# A run's command line is parsed without argparse (ukrun.run_line.fast_parse); wherever that
 # answers, argparse (ukrun.parser.parse) must give the very same namespace, and wherever
 # argparse refuses, fast_parse must leave it to argparse so that argparse words the error.
 WORDS = ["--interface", "--interface=eth1", "--tap", "tap1", "--tap=", "--wiring", "bridge",
@@ -126,15 +126,15 @@ WORDS = ["--interface", "--interface=eth1", "--tap", "tap1", "--tap=", "--wiring
 @given(st.sampled_from(sorted(TARGETS) + ["inspect", "hvtx"]),
        st.lists(st.sampled_from(WORDS), max_size=8))
 def test_the_fast_parse_agrees_with_argparse(target, words):
-    from ukrun import options, parser
+    from ukrun import options, parser, run_line
 
     argv = [target] + words
     if target in TARGETS and sys.version_info < (3, 13):
         # argparse before 3.13 turns an option value "--" into []: nothing true to compare.
-        head, _ = options.split_at_unikernel(options.value_flags(options.run_options(target)),
+        head, _ = run_line.split_at_unikernel(options.value_flags(options.run_options(target)),
                                              words)
         assume(not any(word.endswith("=--") for word in head))
-    fast = options.fast_parse(argv)
+    fast = run_line.fast_parse(argv)
     try:
         slow = vars(parser.parse(argv))
     except (UsageError, SystemExit):  # an error, or --help (which prints)
@@ -155,9 +155,9 @@ def test_the_fast_parse_agrees_with_argparse(target, words):
     "ukvm --dry-run /unikernel/www.ukvm", "unix --ip-args none -- -k",
 ])
 def test_common_run_lines_take_the_fast_parse(line):
-    from ukrun import options, parser
+    from ukrun import parser, run_line
 
-    fast = options.fast_parse(line.split())
+    fast = run_line.fast_parse(line.split())
     assert fast is not None and vars(fast) == vars(parser.parse(line.split()))
 
 
@@ -200,13 +200,13 @@ def _other_value(option):
 
 
 def test_options_and_the_parser_are_derived_from_the_table():
-    from ukrun import options, runner
+    from ukrun import options, planning
     from ukrun.valueclass import fields
 
     table = options.OPTIONS
     run_fields = tuple(o.dest for o in table if o.field)
-    assert fields(runner.Options) == ("target", "unikernel", "args") + run_fields
-    defaults = runner.Options("unix", "k")
+    assert fields(planning.Options) == ("target", "unikernel", "args") + run_fields
+    defaults = planning.Options("unix", "k")
     assert {f: getattr(defaults, f) for f in run_fields} == {
         o.dest: o.default for o in table if o.field}
     parser = cli.get_parser()
@@ -219,11 +219,11 @@ def test_options_and_the_parser_are_derived_from_the_table():
 @pytest.mark.parametrize("dest", [o for o, option in _table().items()
                                   if option.field and option.targets is not None])
 def test_an_option_is_refused_exactly_where_the_table_says(dest):
-    from ukrun import preflight, runner
+    from ukrun import planning, preflight
 
     option = _table()[dest]
     for name in TARGETS:
-        o = runner.Options(name, "k", **{dest: _other_value(option)})
+        o = planning.Options(name, "k", **{dest: _other_value(option)})
         if option.takes(name):
             preflight.check_options(o)
         else:
@@ -233,10 +233,10 @@ def test_an_option_is_refused_exactly_where_the_table_says(dest):
 
 
 def test_the_tables_choices_are_what_the_library_knows():
-    from ukrun.handover import choose_exec_mode
-    from ukrun.record import WIRINGS
-    from ukrun.ipargs import FORMATS
-    from ukrun.targets import IP_ARG_FORMATS
+    from ukrun.planning import choose_exec_mode
+    from ukrun.network.record import WIRINGS
+    from ukrun.guest.formats import FORMATS
+    from ukrun.guest.targets import IP_ARG_FORMATS
 
     table = _table()
     assert table["wiring"].choices == WIRINGS
@@ -257,22 +257,22 @@ def test_the_tables_choices_are_what_the_library_knows():
     ("bridge", "b r", "--bridge: "),  # checked whatever the wiring: a typo is a typo
 ])
 def test_library_values_are_checked_by_the_table(dest, value, needle):
-    from ukrun import preflight, runner
+    from ukrun import planning, preflight
 
     with pytest.raises(UsageError) as failed:
-        preflight.check_options(runner.Options("spt", "k", **{dest: value}))
+        preflight.check_options(planning.Options("spt", "k", **{dest: value}))
     assert str(failed.value).startswith(needle), str(failed.value)
 
 
 # An option added to the table and nowhere else: it must reach the fast parse and argparse,
-# runner.Options, --help, the man page and the preflight's target check.
+# planning.Options, --help, the man page and the preflight's target check.
 ADDED_OPTION = r"""
 import json, sys
-from ukrun import options
+from ukrun import options, run_line
 options.OPTIONS.append(options.Option(
     "--frob", targets=("hvt", "spt"), default="low", choices=("low", "high"), metavar="HOW",
     help="how hard to frob the guest (default: %(default)s)"))
-from ukrun import cli, parser, preflight, runner
+from ukrun import cli, parser, planning, preflight
 from ukrun.errors import UsageError
 sys.path.insert(0, sys.argv[1])
 import build  # man/build.py
@@ -285,16 +285,16 @@ def refused(o):
 
 ns = cli.parse(["hvt", "--frob", "high", "k"])
 print(json.dumps({
-    "fast": options.fast_parse(["spt", "--frob=high", "k"]).frob,
+    "fast": run_line.fast_parse(["spt", "--frob=high", "k"]).frob,
     "argparse": parser.parse(["hvt", "-v", "--frob", "high", "-vv", "k"]).frob,
-    "options": runner.Options("hvt", "k", **cli.field_values(ns)).frob,
-    "default": runner.Options("hvt", "k").frob,
+    "options": planning.Options("hvt", "k", **cli.field_values(ns)).frob,
+    "default": planning.Options("hvt", "k").frob,
     "help": "how hard to frob the guest (default: low)" in " ".join(
         parser.target_parser("spt").format_help().split()),
     "man": "how hard to frob the guest" in build.build(),
-    "unix": refused(runner.Options("unix", "k", frob="high")),
-    "bad value": refused(runner.Options("spt", "k", frob="higher")),
-    "hvt": refused(runner.Options("hvt", "k", frob="high")),
+    "unix": refused(planning.Options("unix", "k", frob="high")),
+    "bad value": refused(planning.Options("spt", "k", frob="higher")),
+    "hvt": refused(planning.Options("hvt", "k", frob="high")),
 }))
 """
 
@@ -364,7 +364,7 @@ def test_help_and_version(capsys):
 
 def test_the_cli_path_stays_cheap():
     code = ("import sys, ukrun.cli; heavy = [m for m in ('ukrun.runner', 'ukrun._core', "
-            "'cffi', 'ukrun.rtnl', 'logging') if m in sys.modules]; print(heavy)")
+            "'cffi', 'ukrun.kernel.rtnl', 'logging') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -428,7 +428,7 @@ def report(proc):
 
 
 def expected_argv(target, standin, kernel_file, mac, tap="tap0", fd=False):
-    """Issue 3's command lines, written out here rather than taken from ukrun.targets."""
+    """Issue 3's command lines, written out here rather than taken from ukrun.guest.targets."""
     if target == "unix":
         return [standin, "--interface=" + tap, "a", "-b", "--c=d"] + IP_ARGS
     if target in ("hvt", "spt"):
@@ -714,9 +714,9 @@ def test_traceback_only_with_verbose(container, ukrun_exe):
 ])
 def test_an_option_value_that_is_one_of_ukruns_own_options_is_a_slip(argv):
     # Joined, "--tender --dry-run" would turn a dry run into a real one.
-    from ukrun import options
+    from ukrun import run_line
 
-    assert options.fast_parse(argv) is None
+    assert run_line.fast_parse(argv) is None
     with pytest.raises(UsageError, match="expected one argument"):
         cli.parse(argv)
     assert cli.parse(["qemu", "--tender-arg", "-initrd", "k"]).tender_args == ["-initrd"]

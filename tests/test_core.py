@@ -10,7 +10,7 @@ import pytest
 import ukrun
 import ukrun._build
 import ukrun._core
-from ukrun._ffi import check, ffi, lib
+from ukrun.kernel.ffi import check, ffi, lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(ROOT, "csrc")
@@ -22,10 +22,10 @@ def test_compiled_version_is_the_packages():
 
 def test_a_core_built_for_another_version_refuses_to_load(monkeypatch):
     monkeypatch.setattr("ukrun._version.__version__", "0.0.0-other")
-    monkeypatch.delitem(sys.modules, "ukrun._ffi")
+    monkeypatch.delitem(sys.modules, "ukrun.kernel.ffi")
     with pytest.raises(ImportError, match="built for ukrun %s but this is ukrun 0.0.0-other"
                        % ukrun.__version__):
-        importlib.import_module("ukrun._ffi")
+        importlib.import_module("ukrun.kernel.ffi")
 
 
 def test_build_uses_werror():

@@ -15,10 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dockerfile_check import parse_dockerfile
-from ukrun import cli, docker, preflight, tap
+from ukrun import cli, docker, docker_build
+from ukrun.kernel import devices
+from ukrun.kernel import tap
 from ukrun._version import __version__
 from ukrun.errors import NotExecutableError, NotFoundError, PrivilegeError, UsageError
-from ukrun.targets import TARGETS
+from ukrun.guest.targets import TARGETS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SDIST = "ukrun-%s.tar.gz" % __version__
@@ -84,7 +86,7 @@ GOLDEN_ARGS = ["--ipv4-only=true", 'a "quoted" $word', "--"]
 
 
 def golden_cases():
-    """(file name, target, keyword arguments of docker.dockerfile) for each pinned output."""
+    """(file name, target, keyword arguments of docker_build.dockerfile) for each pinned output."""
     for target, unikernel in UNIKERNEL.items():
         yield "%s.Dockerfile" % target, target, dict(
             unikernel=unikernel, args=GOLDEN_ARGS, run_options=["--mem=64", "-v"])
@@ -96,7 +98,7 @@ def golden_cases():
                          ids=[case[0] for case in golden_cases()])
 def test_output_is_pinned(context, name, target, kwargs):
     # The version is the only thing that may change: it is written as @VERSION@.
-    text = docker.dockerfile(target, **kwargs).replace(__version__, "@VERSION@")
+    text = docker_build.dockerfile(target, **kwargs).replace(__version__, "@VERSION@")
     if os.environ.get("UKRUN_WRITE_GOLDEN"):  # to pin a deliberate change: review the diff
         with open(os.path.join(GOLDEN, name), "w") as f:
             f.write(text)
@@ -109,10 +111,10 @@ def test_output_is_pinned(context, name, target, kwargs):
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_alpine_dockerfile(context, target):
     unikernel = UNIKERNEL[target]
-    text = docker.dockerfile(target, unikernel, args=["--ipv4-only=true"])
+    text = docker_build.dockerfile(target, unikernel, args=["--ipv4-only=true"])
     parsed = parse_dockerfile(text)
 
-    assert parsed[0] == ("ARG", {}, "ALPINE_VERSION=" + docker.ALPINE_VERSION)
+    assert parsed[0] == ("ARG", {}, "ALPINE_VERSION=" + docker_build.ALPINE_VERSION)
     assert instructions(parsed, "FROM") == ["alpine:${ALPINE_VERSION} AS ukrun-build",
                                             "alpine:${ALPINE_VERSION}"]
     runs = instructions(parsed, "RUN")
@@ -149,14 +151,14 @@ def test_from_base_is_one_stage_without_sdist_or_static_check(context, binaries,
     for tender, _ in TENDERS.values():  # --from: the base's C library decides, not Alpine's
         shutil.copy(binaries / "dynamic", tender)
     shutil.copy(binaries / "dynamic", "app")
-    parsed = parse_dockerfile(docker.dockerfile(target, UNIKERNEL[target], base="me/ukrun:1"))
+    parsed = parse_dockerfile(docker_build.dockerfile(target, UNIKERNEL[target], base="me/ukrun:1"))
     assert [word for word, _, _ in parsed] == (
         ["FROM", "RUN"] + ["COPY"] * (2 if target in TENDERS else 1) + ["ENTRYPOINT", "CMD"])
     assert instructions(parsed, "FROM") == ["me/ukrun:1"]
     # The one RUN gives the ukrun on PATH its -S (what it does: the no-site tests below).
     (step,) = instructions(parsed, "RUN")
     assert step.startswith('script="$(readlink -f "$(command -v ukrun)")" && ')
-    assert "sed -i '1s|^#!%s$|& -S|'" % docker.ANY_PYTHON in step
+    assert "sed -i '1s|^#!%s$|& -S|'" % docker_build.ANY_PYTHON in step
     assert instructions(parsed, "CMD") == [[]]
 
 
@@ -165,7 +167,7 @@ def test_paths_in_subdirectories_and_symlinks_inside_the_context(context):
     os.rename("solo5-hvt", "dist/bin/tender")
     os.symlink("bin/tender", "dist/solo5-hvt")
     os.rename(SDIST, "dist/" + SDIST)
-    text = docker.dockerfile("hvt", "app.hvt", tender="dist/solo5-hvt", sdist="dist/" + SDIST)
+    text = docker_build.dockerfile("hvt", "app.hvt", tender="dist/solo5-hvt", sdist="dist/" + SDIST)
     copies = instructions(parse_dockerfile(text), "COPY")
     # COPY names the real file: the symlink is resolved here, where its target is known.
     assert copies[0] == ["dist/" + SDIST, "/src/" + SDIST]
@@ -174,7 +176,7 @@ def test_paths_in_subdirectories_and_symlinks_inside_the_context(context):
 
 def test_context_elsewhere(context, tmp_path_factory, monkeypatch):
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
-    text = docker.dockerfile("spt", str(context / "app.spt"), context=str(context))
+    text = docker_build.dockerfile("spt", str(context / "app.spt"), context=str(context))
     copies = instructions(parse_dockerfile(text), "COPY")
     assert copies[2:] == [["solo5-spt", "/unikernel/solo5-spt"], ["app.spt", "/unikernel/app.spt"]]
 
@@ -182,7 +184,7 @@ def test_context_elsewhere(context, tmp_path_factory, monkeypatch):
 def test_exec_form_quoting_round_trips(context):
     args = ['a "quoted" word', "back\\slash", "new\nline", "ü€", "$HOME", "--", "[x]", ""]
     options = ["--mem=64", "--net-name=service0"]
-    text = docker.dockerfile("hvt", "app.hvt", args=args, run_options=options)
+    text = docker_build.dockerfile("hvt", "app.hvt", args=args, run_options=options)
     parsed = parse_dockerfile(text)
     assert instructions(parsed, "CMD") == [args]
     assert instructions(parsed, "ENTRYPOINT") == [
@@ -195,7 +197,7 @@ def test_exec_form_quoting_round_trips(context):
 def test_dockers_own_parser_agrees(context, target, base):
     """The Dockerfile as BuildKit's parser (the `dockerfile` package) reads it."""
     official = pytest.importorskip("dockerfile", reason="pip install dockerfile (make venv)")
-    text = docker.dockerfile(target, UNIKERNEL[target], base=base, args=["-x", 'y "z"'])
+    text = docker_build.dockerfile(target, UNIKERNEL[target], base=base, args=["-x", 'y "z"'])
     commands = official.parse_string(text)
     mine = parse_dockerfile(text)
     assert [c.cmd for c in commands] == [word for word, _, _ in mine]
@@ -218,8 +220,8 @@ def venv_step(text, venv):
     (run_text,) = [v for v in instructions(parse_dockerfile(text), "RUN") if "pip install" in v]
     install = "--find-links /wheels ukrun"
     after = run_text[run_text.index(install) + len(install):]
-    assert after.lstrip().startswith("&& script=%s/bin/ukrun " % docker.VENV), after
-    return after.lstrip()[2:].replace(docker.VENV, venv)
+    assert after.lstrip().startswith("&& script=%s/bin/ukrun " % docker_build.VENV), after
+    return after.lstrip()[2:].replace(docker_build.VENV, venv)
 
 
 def from_step(text):
@@ -231,9 +233,9 @@ def from_step(text):
 @pytest.fixture
 def step_text(context):
     """{"venv": the Alpine stage's commands, "from": the --from image's RUN}, as written."""
-    alpine = docker.dockerfile("unix", "app")
+    alpine = docker_build.dockerfile("unix", "app")
     os.remove(SDIST)
-    return {"venv": alpine, "from": docker.dockerfile("unix", "app", base="me/ukrun:1")}
+    return {"venv": alpine, "from": docker_build.dockerfile("unix", "app", base="me/ukrun:1")}
 
 
 @pytest.fixture(params=["dash", "busybox"])
@@ -423,14 +425,14 @@ def test_from_step_either_ends_in_one_s_or_changes_nothing_with_a_note(step_text
 @pytest.mark.parametrize("kind", ["static", "static-pie"])
 def test_static_tenders_pass(context, binaries, kind):
     shutil.copy(binaries / kind, "tender")
-    assert "/unikernel/solo5-hvt" in docker.dockerfile("hvt", "app.hvt", tender="tender")
+    assert "/unikernel/solo5-hvt" in docker_build.dockerfile("hvt", "app.hvt", tender="tender")
 
 
 @pytest.mark.parametrize("target", list(TENDERS))
 def test_dynamic_tender_is_refused_with_a_fix(context, binaries, target):
     shutil.copy(binaries / "dynamic", "tender")
     with pytest.raises(UsageError, match=r"tender tender is dynamically linked \(loader /lib") as e:
-        docker.dockerfile(target, UNIKERNEL[target], tender="tender")
+        docker_build.dockerfile(target, UNIKERNEL[target], tender="tender")
     assert "-static" in e.value.hint and "--from" in e.value.hint
     assert e.value.exit_status == 2
 
@@ -438,7 +440,7 @@ def test_dynamic_tender_is_refused_with_a_fix(context, binaries, target):
 def test_musl_dynamic_tender_is_refused_too(context, binaries):
     shutil.copy(binaries / "musl-dynamic", "tender")
     with pytest.raises(UsageError, match="ld-musl"):
-        docker.dockerfile("spt", "app.spt", tender="tender")
+        docker_build.dockerfile("spt", "app.spt", tender="tender")
 
 
 def test_script_tender_is_refused(context):
@@ -446,19 +448,19 @@ def test_script_tender_is_refused(context):
         f.write("#!/bin/sh\nexec solo5-hvt \"$@\"\n")
     os.chmod("tender", 0o755)
     with pytest.raises(UsageError, match="not an ELF executable: not an ELF file"):
-        docker.dockerfile("hvt", "app.hvt", tender="tender")
+        docker_build.dockerfile("hvt", "app.hvt", tender="tender")
 
 
 @pytest.mark.parametrize("kind", ["static", "musl-dynamic"])
 def test_unix_unikernel_static_or_musl_passes(context, binaries, kind):
     shutil.copy(binaries / kind, "app")
-    assert '"/unikernel/app"]' in docker.dockerfile("unix", "app")
+    assert '"/unikernel/app"]' in docker_build.dockerfile("unix", "app")
 
 
 def test_unix_unikernel_linked_to_glibc_is_refused(context, binaries):
     shutil.copy(binaries / "dynamic", "app")
     with pytest.raises(UsageError, match="dynamically linked .* Alpine .musl. image") as e:
-        docker.dockerfile("unix", "app")
+        docker_build.dockerfile("unix", "app")
     assert "--from" in e.value.hint
 
 
@@ -466,51 +468,51 @@ def test_unix_unikernel_linked_to_glibc_is_refused(context, binaries):
 
 def test_unknown_target(context):
     with pytest.raises(UsageError, match="unknown target 'xen'"):
-        docker.dockerfile("xen", "app.hvt")
+        docker_build.dockerfile("xen", "app.hvt")
 
 
 def test_missing_unikernel(context):
     with pytest.raises(NotFoundError, match="unikernel nope.hvt not found") as e:
-        docker.dockerfile("hvt", "nope.hvt")
+        docker_build.dockerfile("hvt", "nope.hvt")
     assert "build context" in e.value.hint and e.value.exit_status == 127
 
 
 def test_unikernel_is_a_directory(context):
     os.mkdir("dir.hvt")
     with pytest.raises(UsageError, match="not a regular file"):
-        docker.dockerfile("hvt", "dir.hvt")
+        docker_build.dockerfile("hvt", "dir.hvt")
 
 
 def test_missing_default_tender(context):
     os.remove("solo5-hvt")
     with pytest.raises(NotFoundError, match="tender ./solo5-hvt not found") as e:
-        docker.dockerfile("hvt", "app.hvt")
+        docker_build.dockerfile("hvt", "app.hvt")
     assert "command -v solo5-hvt" in e.value.hint and "--tender PATH" in e.value.hint
 
 
 def test_tender_not_executable(context):
     os.chmod("solo5-spt", 0o644)
     with pytest.raises(NotExecutableError, match="tender ./solo5-spt is not executable"):
-        docker.dockerfile("spt", "app.spt")
+        docker_build.dockerfile("spt", "app.spt")
 
 
 def test_unix_unikernel_not_executable(context):
     os.chmod("app", 0o644)
     with pytest.raises(NotExecutableError, match="unikernel app is not executable"):
-        docker.dockerfile("unix", "app")
+        docker_build.dockerfile("unix", "app")
 
 
 @pytest.mark.parametrize("target", ["unix", "qemu", "kvm"])
 def test_tender_for_a_target_without_one(context, target):
     with pytest.raises(UsageError, match="--tender is for hvt, spt and ukvm"):
-        docker.dockerfile(target, UNIKERNEL[target], tender="solo5-hvt")
+        docker_build.dockerfile(target, UNIKERNEL[target], tender="solo5-hvt")
 
 
 def test_file_outside_the_context(context, tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside") / "far.hvt"
     outside.write_bytes(b"x")
     with pytest.raises(UsageError, match="outside the build context"):
-        docker.dockerfile("hvt", str(outside))
+        docker_build.dockerfile("hvt", str(outside))
 
 
 def test_symlink_leading_outside_the_context(context, tmp_path_factory):
@@ -518,7 +520,7 @@ def test_symlink_leading_outside_the_context(context, tmp_path_factory):
     outside.write_bytes(b"x")
     os.symlink(str(outside), "near.hvt")
     with pytest.raises(UsageError, match="outside the build context") as e:
-        docker.dockerfile("hvt", "near.hvt")
+        docker_build.dockerfile("hvt", "near.hvt")
     assert "symbolic links" in e.value.hint
 
 
@@ -527,62 +529,62 @@ def test_names_copy_would_misread(context, name):
     with open(name, "wb") as f:
         f.write(b"x")
     with pytest.raises(UsageError, match="cannot be written in a COPY instruction"):
-        docker.dockerfile("hvt", name)
+        docker_build.dockerfile("hvt", name)
 
 
 def test_unikernel_named_like_the_tender_in_the_image(context):
     os.mkdir("sub")
     shutil.copy("app.ukvm", "sub/ukvm")
     with pytest.raises(UsageError, match="would overwrite the tender at /unikernel/ukvm"):
-        docker.dockerfile("ukvm", "sub/ukvm")
+        docker_build.dockerfile("ukvm", "sub/ukvm")
 
 
 def test_bad_base_image(context):
     with pytest.raises(UsageError, match="is not an image reference"):
-        docker.dockerfile("hvt", "app.hvt", base="debian\nRUN rm -rf /")
+        docker_build.dockerfile("hvt", "app.hvt", base="debian\nRUN rm -rf /")
 
 
 def test_missing_sdist(context):
     os.remove(SDIST)
     with pytest.raises(NotFoundError, match="source distribution ./%s not found" % SDIST) as e:
-        docker.dockerfile("hvt", "app.hvt")
+        docker_build.dockerfile("hvt", "app.hvt")
     assert "setup.py sdist" in e.value.hint and "--from" in e.value.hint
 
 
 def test_sdist_with_another_name(context):
     os.rename(SDIST, "ukrun.tgz")
     with pytest.raises(UsageError, match="not named like ukrun's source distribution"):
-        docker.dockerfile("hvt", "app.hvt", sdist="ukrun.tgz")
+        docker_build.dockerfile("hvt", "app.hvt", sdist="ukrun.tgz")
 
 
 def test_missing_context(context):
     with pytest.raises(NotFoundError, match="build context nowhere not found"):
-        docker.dockerfile("hvt", "app.hvt", context="nowhere")
+        docker_build.dockerfile("hvt", "app.hvt", context="nowhere")
 
 
 def test_context_is_a_file(context):
     with pytest.raises(UsageError, match="build context app.hvt is not a directory"):
-        docker.dockerfile("hvt", "app.hvt", context="app.hvt")
+        docker_build.dockerfile("hvt", "app.hvt", context="app.hvt")
 
 
 def test_run_option_that_is_not_an_option(context):
     with pytest.raises(UsageError, match="run option 'mem' is not an option"):
-        docker.dockerfile("hvt", "app.hvt", run_options=["mem"])
+        docker_build.dockerfile("hvt", "app.hvt", run_options=["mem"])
 
 
 def test_nul_in_an_argument(context):
     with pytest.raises(UsageError, match="NUL byte"):
-        docker.dockerfile("hvt", "app.hvt", args=["a\0b"])
+        docker_build.dockerfile("hvt", "app.hvt", args=["a\0b"])
 
 
 def test_args_given_as_one_string(context):
     with pytest.raises(TypeError, match="not one string"):
-        docker.dockerfile("hvt", "app.hvt", args="--ipv4-only=true")
+        docker_build.dockerfile("hvt", "app.hvt", args="--ipv4-only=true")
 
 
 def test_args_that_are_not_strings(context):
     with pytest.raises(TypeError, match="argument 1 is not a string"):
-        docker.dockerfile("hvt", "app.hvt", args=[1])
+        docker_build.dockerfile("hvt", "app.hvt", args=[1])
 
 
 # ---- the source distribution the Alpine stage builds from ----
@@ -604,7 +606,11 @@ def test_sdist_carries_what_the_wheel_build_reads(tmp_path):
     assert len(wheels) == 1 and re.match(r"ukrun-%s-.*\.whl$" % re.escape(__version__), wheels[0])
     names = zipfile.ZipFile(tmp_path / "wheels" / wheels[0]).namelist()
     assert any(re.match(r"ukrun/_core\..*so$", n) for n in names), names
-    assert "ukrun/docker.py" in names and "ukrun/elf.py" in names
+    # Every subpackage ships (setup.py lists them).
+    for module in ("ukrun/docker.py", "ukrun/kernel/mac.py", "ukrun/network/record.py",
+                   "ukrun/guest/elf.py", "ukrun/guest/targets/__init__.py",
+                   "ukrun/guest/formats/__init__.py"):
+        assert module in names, names
 
 
 # ---- docker_args on this machine ----
@@ -632,7 +638,7 @@ def test_docker_args_on_this_machine(target):
 
 
 def test_docker_args_without_kvm(monkeypatch, tmp_path):
-    monkeypatch.setattr(preflight, "KVM_DEVICE", str(tmp_path / "kvm"))
+    monkeypatch.setattr(devices, "KVM_DEVICE", str(tmp_path / "kvm"))
     with pytest.raises(PrivilegeError, match="kvm is not usable: No such file") as e:
         docker.docker_args("hvt")
     assert "spt or qemu target" in e.value.hint and e.value.exit_status == 77
@@ -645,7 +651,7 @@ def test_docker_args_without_kvm(monkeypatch, tmp_path):
 
 
 def test_docker_args_without_tun(monkeypatch, tmp_path):
-    monkeypatch.setattr(tap, "TUN_DEVICE", str(tmp_path / "tun"))
+    monkeypatch.setattr(devices, "TUN_DEVICE", str(tmp_path / "tun"))
     with pytest.raises(PrivilegeError, match="tun is not usable") as e:
         docker.docker_args("unix")
     assert "modprobe tun" in e.value.hint
@@ -654,8 +660,8 @@ def test_docker_args_without_tun(monkeypatch, tmp_path):
 def test_docker_args_file_that_is_no_device(monkeypatch, tmp_path):
     # It opens read-write, but a tender's ioctls on it would fail: the probe is preflight's.
     (tmp_path / "kvm").write_bytes(b"")
-    monkeypatch.setattr(preflight, "KVM_DEVICE", str(tmp_path / "kvm"))
-    monkeypatch.setattr(tap, "TUN_DEVICE", "/dev/null")
+    monkeypatch.setattr(devices, "KVM_DEVICE", str(tmp_path / "kvm"))
+    monkeypatch.setattr(devices, "TUN_DEVICE", "/dev/null")
     with pytest.raises(PrivilegeError, match="kvm is not usable: not a character device"):
         docker.docker_args("ukvm")
     assert docker.docker_args("qemu")[1] == "--device=/dev/null:/dev/null"
@@ -671,8 +677,8 @@ def as_nobody(*argv):
 def test_docker_args_device_permission_denied(device):
     if not os.path.exists(device) or os.stat(device).st_mode & 0o006:
         pytest.skip("%s is missing or open to everyone here: no user is refused it" % device)
-    code = ("from ukrun import docker, errors, tap\n"
-            "tap.TUN_DEVICE = %r\n"  # the other device usable, to reach the one tested
+    code = ("from ukrun import docker, errors\nfrom ukrun.kernel import devices\n"
+            "devices.TUN_DEVICE = %r\n"  # the other device usable, to reach the one tested
             "try:\n    docker.docker_args('ukvm')\n"
             "except errors.PrivilegeError as e:\n    print(e.exit_status, e)\n"
             % ("/dev/null" if device == "/dev/kvm" else device))
@@ -691,11 +697,11 @@ def test_docker_args_unknown_target():
 def test_public_functions_are_the_modules():
     import ukrun
 
-    assert ukrun.dockerfile is docker.dockerfile and ukrun.docker_args is docker.docker_args
+    assert ukrun.dockerfile is docker_build.dockerfile and ukrun.docker_args is docker.docker_args
 
 
 def test_the_tables_are_ukrun_targets():
-    """What an image holds for a target is derived from ukrun.targets, not kept beside it."""
+    """What an image holds for a target is derived from ukrun.guest.targets, not kept beside it."""
     assert {name: docker.tender_in_image(t) for name, t in TARGETS.items()} == {
         name: TENDERS[name][1] if name in TENDERS else None for name in TARGETS}
     assert {name: docker.packaged_program(t) for name, t in TARGETS.items()} == {
@@ -720,7 +726,7 @@ def ukrun_main(argv, capsys):
 def test_dockerfile_command_prints_the_dockerfile(context, capsys):
     argv = ["dockerfile", "hvt", "--run-option=--mem=64", "--tender", "solo5-hvt", "app.hvt",
             "--ipv4-only=true", "-v"]
-    assert ukrun_main(argv, capsys) == (0, docker.dockerfile(
+    assert ukrun_main(argv, capsys) == (0, docker_build.dockerfile(
         "hvt", "app.hvt", tender="solo5-hvt", args=["--ipv4-only=true", "-v"],
         run_options=["--mem=64"]), "")
 

@@ -1,4 +1,4 @@
-"""ukrun.elf: real binaries built with gcc, hand-made headers for every other case, and fuzzing."""
+"""ukrun.guest.elf: real binaries built with gcc, hand-made headers for every other case, and fuzzing."""
 import re
 import struct
 import subprocess
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from ukrun import elf
-from ukrun.elf import ET_CORE, ET_DYN, ET_EXEC, ET_REL, PT_DYNAMIC, PT_INTERP, ElfError
+from ukrun.guest import elf
+from ukrun.guest.elf import ET_CORE, ET_DYN, ET_EXEC, ET_REL, PT_DYNAMIC, PT_INTERP, ElfError
 
 HELLO_C = "int main(void) { return 0; }\n"
 PT_LOAD = 1

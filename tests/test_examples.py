@@ -36,15 +36,15 @@ def test_alpine_builder_has_the_build_packages():
 
 
 def test_alpine_dockerfile_is_what_ukrun_writes(tmp_path, monkeypatch):
-    from ukrun import docker
+    from ukrun import docker_build
 
     # The same build context it was generated from: a static tender, the unikernel, an sdist.
     (tmp_path / "solo5-hvt").write_bytes(open("/bin/busybox", "rb").read())
     (tmp_path / "solo5-hvt").chmod(0o755)
     (tmp_path / "www.hvt").write_bytes(b"x")
-    (tmp_path / ("ukrun-%s.tar.gz" % docker.__version__)).write_bytes(b"")
+    (tmp_path / ("ukrun-%s.tar.gz" % docker_build.__version__)).write_bytes(b"")
     monkeypatch.chdir(tmp_path)
-    assert docker.dockerfile("hvt", "www.hvt", run_options=["--mem=64"]) == read(
+    assert docker_build.dockerfile("hvt", "www.hvt", run_options=["--mem=64"]) == read(
         "alpine", "Dockerfile")
 
 

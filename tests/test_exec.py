@@ -27,14 +27,15 @@ MODES = ("never", "always")  # --init: direct exec, or forked under ukrun's init
 # faults below reach execve itself: the last line of defence must hold on its own.
 RAW_CLI = textwrap.dedent("""\
     import sys
-    from ukrun import preflight, runner
+    from ukrun import planning
+    from ukrun.guest import programs
     def unchecked(o, target, *rest):
         return None if target.default_tender is None else (o.tender or o.qemu)
-    runner.resolve_programs = unchecked
-    for name in dir(preflight):
+    planning.resolve_programs = unchecked
+    for name in dir(programs):
         if name.startswith("check_program") or name in ("check_usable_unprivileged",
                                                          "check_exec_size"):
-            setattr(preflight, name, lambda *a, **k: None)
+            setattr(programs, name, lambda *a, **k: None)
     from ukrun.cli import main
     # BIG:N is an argument of N bytes, made here: too long to pass to this process itself.
     sys.exit(main(["x" * int(a[4:]) if a.startswith("BIG:") else a for a in sys.argv[1:]]))
@@ -370,10 +371,10 @@ def test_as_pid1_a_stop_while_waiting_for_the_guest_to_open_its_tap_is_not_delay
 
 
 # A run whose capability drop fails at one step (or whose result is not as intended): the
-# child Python patches ukrun.caps to refuse that step, as a seccomp or LSM profile would.
+# child Python patches ukrun.kernel.caps to refuse that step, as a seccomp or LSM profile would.
 FAILING_DROP = textwrap.dedent("""\
     import errno, sys
-    from ukrun import caps
+    from ukrun.kernel import caps
     step = sys.argv[1]
     real_attempt, real_current = caps._attempt, caps.current
     def attempt(what, call, *args):  # what: the step's name, or a function that words it

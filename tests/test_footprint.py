@@ -52,7 +52,7 @@ def test_wheel_is_under_200_kib(wheel):
 
 
 def test_wheel_carries_the_init_executable(wheel):
-    # ukrun-init (csrc/init.c) stays as PID 1 when ukrun forks the unikernel (ukrun.pid1).
+    # ukrun-init (csrc/init.c) stays as PID 1 when ukrun forks the unikernel (ukrun.kernel.process).
     with zipfile.ZipFile(wheel) as z:
         mode = z.getinfo("ukrun/ukrun-init").external_attr >> 16
         head = z.read("ukrun/ukrun-init")[:4]
@@ -72,9 +72,9 @@ def test_wheel_depends_on_cffi_alone(wheel):
 # command line is parsed without argparse) and the pure targets table. argparse comes only for
 # --help, errors and the other commands; everything a run needs beyond that loads once it starts.
 NOT_ON_CLI_PATH = ["ukrun.parser", "argparse", "gettext", "json", "ukrun.runner",
-                   "ukrun.preflight", "ukrun.rtnl", "ukrun.netlink", "ukrun.netconf",
-                   "ukrun.wiring", "ukrun.steps", "ukrun.caps", "ukrun.tap", "ukrun.docker",
-                   "ukrun.elf", "ukrun._ffi", "ukrun._core", "cffi", "_cffi_backend", "socket",
+                   "ukrun.preflight", "ukrun.kernel.rtnl", "ukrun.kernel.netlink", "ukrun.network.discovery",
+                   "ukrun.network.wiring", "ukrun.network.executor", "ukrun.kernel.caps", "ukrun.kernel.tap", "ukrun.docker",
+                   "ukrun.guest.elf", "ukrun.kernel.ffi", "ukrun._core", "cffi", "_cffi_backend", "socket",
                    "logging", "subprocess", "asyncio", "shlex"]
 
 
@@ -89,7 +89,7 @@ def test_importing_the_cli_stays_lean():
 # What ukrun's own start-up cost was made of (python -X importtime, benchmarks/phases.py):
 # dataclasses (code generated and compiled for each class at import), typing, logging, socket's
 # enums, shutil (argparse's terminal width), traceback, argparse, json, and the re and enum they
-# bring; then ipaddress with the functools and collections it loads (ukrun.inet instead),
+# bring; then ipaddress with the functools and collections it loads (ukrun.kernel.inet instead),
 # collections for namedtuple and collections.abc, mmap for ELF headers. None of them may come
 # back on a run.
 NOT_ON_A_RUN = ["dataclasses", "inspect", "typing", "logging", "socket", "shutil", "traceback",
@@ -100,7 +100,7 @@ NOT_ON_A_RUN = ["dataclasses", "inspect", "typing", "logging", "socket", "shutil
                 "fnmatch", "ntpath", "urllib", "importlib", "importlib.util", "pathlib",
                 # resolv.conf is read for a run only when the guest's words can name DNS
                 # servers or someone hears the notes (-v, logging): not for mirage's.
-                "ukrun.resolv"]
+                "ukrun.network.resolv"]
 
 # What a run may load from the standard library beyond what `import os, sys` loads, each for a
 # reason. A module that is not here, and not ukrun's own, fails the test: say here why a run
@@ -113,37 +113,50 @@ RUN_STDLIB = {
     "_cffi_backend",  # ukrun._core: TUNSETIFF, capget/capset, prctl
 }
 
+# A run up to each execve it makes, in exec mode direct (its own execve of the program) or
+# forked (--init always, as PID 1: the child's execve of the program, then ukrun's execve of
+# ukrun-init); each execve prints the modules loaded by then and its path, and ends there.
 RUN_UP_TO_EXEC = """
 import os, sys
 import ukrun.cli
 def execve(path, argv, env):
-    print(" ".join(sorted(sys.modules)))
-    print(path)
+    sys.stdout.write(" ".join(sorted(sys.modules)) + "\\n" + path + "\\n")
     sys.stdout.flush()
     os._exit(0)
 os.execve = execve
-sys.exit(ukrun.cli.main(["unix", "/bin/true"]))
+sys.exit(ukrun.cli.main(["unix"] + sys.argv[1:] + ["/bin/true"]))
 """
+EXEC_MODES = {"direct": ["--init", "never"], "forked": ["--init", "always"]}
 
 
-def test_a_run_loads_nothing_heavy(container):
-    # python -S: without site, so the development venv's editable-install hook (which loads
-    # re and more) stays out, as it is out of a wheel install; ukrun and _cffi_backend come
-    # from PYTHONPATH instead.
+def run_up_to_exec(container, mode):
+    """{path exec'd: the modules loaded by then} for a run in exec ``mode``, and the bare
+    interpreter's modules. python -S: without site, so the development venv's editable-install
+    hook (which loads re and more) stays out, as it is out of a wheel install; ukrun and
+    _cffi_backend come from PYTHONPATH instead."""
     path = os.pathsep.join([os.path.dirname(os.path.dirname(ukrun.__file__)),
                             sysconfig.get_path("platlib"), sysconfig.get_path("purelib")])
     env = dict(os.environ, PYTHONPATH=path)
     bare = set(container.exec(sys.executable, "-S", "-c", "import os, sys; "
                               "print(' '.join(sys.modules))", env=env).stdout.split())
-    assert not bare & set(NOT_ON_A_RUN)
-    proc = container.exec(sys.executable, "-S", "-c", RUN_UP_TO_EXEC, env=env, check=False)
+    proc = container.exec(sys.executable, "-S", "-c", RUN_UP_TO_EXEC, *EXEC_MODES[mode],
+                          env=env, check=False)
     assert proc.returncode == 0, proc.stderr
-    loaded, exec_path = proc.stdout.splitlines()
-    assert exec_path == "/bin/true"  # the run went all the way to its execve
-    loaded = set(loaded.split())
-    assert sorted(loaded & set(NOT_ON_A_RUN)) == []
-    stdlib = {m for m in loaded - bare if m != "ukrun" and not m.startswith("ukrun.")}
-    assert sorted(stdlib - RUN_STDLIB) == []
+    lines = proc.stdout.splitlines()
+    execs = {os.path.basename(lines[i + 1]): set(lines[i].split()) for i in range(0, len(lines), 2)}
+    # direct: the program; forked: the program's child, then ukrun-init in ukrun's place.
+    assert sorted(execs) == (["true"] if mode == "direct" else ["true", "ukrun-init"]), execs
+    return execs, bare
+
+
+@pytest.mark.parametrize("mode", sorted(EXEC_MODES))
+def test_a_run_loads_nothing_heavy(container, mode):
+    execs, bare = run_up_to_exec(container, mode)
+    assert not bare & set(NOT_ON_A_RUN)
+    for loaded in execs.values():
+        assert sorted(loaded & set(NOT_ON_A_RUN)) == []
+        stdlib = {m for m in loaded - bare if m != "ukrun" and not m.startswith("ukrun.")}
+        assert sorted(stdlib - RUN_STDLIB) == []
 
 
 # Measured (strace): a tc run sends 16 netlink requests: the lock (a netfilter queue bind),
@@ -163,19 +176,17 @@ def test_a_run_asks_the_kernel_few_netlink_requests(container, ukrun_exe, tmp_pa
     assert len(requests) <= RUN_NETLINK_REQUESTS, "".join(requests)
 
 
-# What a plain run (the default --ip-args, an ELF program, nothing failing, nobody listening)
-# leaves in modules of their own, each loaded only by the run that needs it: --dry-run's JSON
-# and inspect (ukrun.report), the messages of a failure (ukrun.failures), the other guest-word
-# formats and the template (ukrun.ipargs), #! scripts and binfmt_misc (ukrun.binfmt), addresses
-# as text (ukrun.inettext: a record, resolv.conf), reading a record back (ukrun.record_read:
-# only a restart finds one), argparse's parser, the docker commands.
-COLD_MODULES = ["ukrun.report", "ukrun.failures", "ukrun.ipargs", "ukrun.binfmt",
-                "ukrun.inettext", "ukrun.record_read", "ukrun.parser", "ukrun.docker",
-                "ukrun.resolv"]
+# What a plain run (the default --ip-args, an ELF program, nothing failing) never loads: the
+# other commands (inspect, the docker commands, argparse's parser for help and errors), the
+# guest-word formats other than the default one, #! scripts and binfmt_misc rules.
+NOT_ON_A_PLAIN_RUN = ["ukrun.report", "ukrun.parser", "ukrun.docker", "ukrun.docker_build",
+                      "ukrun.guest.binfmt", "ukrun.guest.formats.unikraft",
+                      "ukrun.guest.formats.linux", "ukrun.guest.formats.template",
+                      "ukrun.guest.targets.solo5", "ukrun.guest.targets.ukvm",
+                      "ukrun.guest.targets.qemu"]
 # Measured: ukrun's own code a plain unix run loads, as .pyc bytes (unmarshalling them is a
-# share of a run's start proportional to their size): 483 KB at c1283c9, 440 KB once cold code
-# had moved out.
-RUN_PYC_BYTES = 460 * 1024
+# share of a run's start proportional to their size): 483 KB at c1283c9, 440 KB at 45e468d.
+RUN_PYC_BYTES = 470 * 1024
 
 
 def code_bytes(module: str) -> int:
@@ -188,15 +199,13 @@ def code_bytes(module: str) -> int:
         return len(marshal.dumps(compile(f.read(), spec.origin, "exec")))
 
 
-def test_a_plain_run_loads_no_cold_code(container):
-    path = os.pathsep.join([os.path.dirname(os.path.dirname(ukrun.__file__)),
-                            sysconfig.get_path("platlib"), sysconfig.get_path("purelib")])
-    proc = container.exec(sys.executable, "-S", "-c", RUN_UP_TO_EXEC, check=False,
-                          env=dict(os.environ, PYTHONPATH=path))
-    assert proc.returncode == 0, proc.stderr
-    loaded = set(proc.stdout.splitlines()[0].split())
-    assert {"ukrun.runner", "ukrun.guestnet", "ukrun.execrules", "ukrun.record"} <= loaded
-    assert sorted(loaded & set(COLD_MODULES)) == []
+@pytest.mark.parametrize("mode", sorted(EXEC_MODES))
+def test_a_plain_run_loads_only_what_it_uses(container, mode):
+    execs, _ = run_up_to_exec(container, mode)
+    loaded = execs["ukrun-init" if mode == "forked" else "true"]  # ukrun's own last execve
+    assert {"ukrun.runner", "ukrun.guest.formats", "ukrun.guest.execrules",
+            "ukrun.network.record"} <= loaded
+    assert sorted(loaded & set(NOT_ON_A_PLAIN_RUN)) == []
     own = [m for m in loaded if m == "ukrun" or m.startswith("ukrun.") and m != "ukrun._core.lib"]
     assert 100 * 1024 < sum(map(code_bytes, own)) < RUN_PYC_BYTES
 

@@ -1,4 +1,4 @@
-"""ukrun.handover's namespace lock: one run per network namespace at a time, taken only with
+"""ukrun.kernel.process's namespace lock: one run per network namespace at a time, taken only with
 CAP_NET_ADMIN, gone with its holder (exit, exec, SIGKILL), and cheap to let go. It is netfilter
 queue LOCK_QUEUE where the kernel has NFQUEUE (this one does), else the tap LOCK_NAME; a run of
 either kind waits for the other."""
@@ -13,9 +13,9 @@ import pytest
 import sysheaders
 import ukrun
 from nsutil import in_netns
-from ukrun import handover
+from ukrun.kernel import nslock
 from ukrun.errors import NetworkError
-from ukrun.netlink import NFGENMSG, NFQNL_MSG_CONFIG_CMD
+from ukrun.kernel.netlink_bodies import NFGENMSG, NFQNL_MSG_CONFIG_CMD
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ukrun.__file__)))
 
@@ -36,16 +36,16 @@ def bound_queues(container):
 
 def test_one_holder_at_a_time_and_the_queue_is_the_lock(container):
     with in_netns(container.name):
-        lock = handover.NamespaceLock()
+        lock = nslock.NamespaceLock()
         try:
             assert lock.kind == "queue"
-            assert bound_queues(container) == [handover.LOCK_QUEUE]
+            assert bound_queues(container) == [nslock.LOCK_QUEUE]
             with pytest.raises(NetworkError, match="has not finished in 0.1 s"):
-                handover.NamespaceLock(wait=0.1)
+                nslock.NamespaceLock(wait=0.1)
         finally:
             lock.release()
         assert bound_queues(container) == []
-        with handover.NamespaceLock(wait=0.1) as again:
+        with nslock.NamespaceLock(wait=0.1) as again:
             assert again.kind == "queue"
     assert container.ip_json("link", "show", "type", "tun") == []  # no tap made for it
 
@@ -53,10 +53,10 @@ def test_one_holder_at_a_time_and_the_queue_is_the_lock(container):
 def test_each_namespace_has_its_own(docker_host):
     first, second = docker_host.container(), docker_host.container()
     with in_netns(first.name):
-        one = handover.NamespaceLock(wait=0.1)
+        one = nslock.NamespaceLock(wait=0.1)
     try:
         with in_netns(second.name):
-            handover.NamespaceLock(wait=0.1).release()
+            nslock.NamespaceLock(wait=0.1).release()
     finally:
         one.release()
 
@@ -64,7 +64,7 @@ def test_each_namespace_has_its_own(docker_host):
 HOLDER = textwrap.dedent("""\
     import os, sys, time
     sys.path.insert(0, sys.argv[1])
-    from ukrun.handover import NamespaceLock
+    from ukrun.kernel.nslock import NamespaceLock
     lock = NamespaceLock()
     print("holding", flush=True)
     if sys.argv[2] == "exec":
@@ -81,13 +81,13 @@ def test_the_lock_goes_with_its_holder(end, container):
         assert holder.stdout.readline().strip() == "holding"
         with in_netns(container.name):
             with pytest.raises(NetworkError):
-                handover.NamespaceLock(wait=0.05)
+                nslock.NamespaceLock(wait=0.05)
             if end == "SIGKILL":
                 holder.kill()
                 holder.wait(5)
             # After its execve (or its death) the kernel has unbound the queue: the holder's
             # socket was close-on-exec. Waited for, not slept for: the exec comes after 0.2 s.
-            handover.NamespaceLock(wait=5).release()
+            nslock.NamespaceLock(wait=5).release()
             if end == "exec":
                 assert holder.poll() is None  # the program it exec'd runs on, lock-free
     finally:
@@ -98,9 +98,9 @@ def test_the_lock_goes_with_its_holder(end, container):
 BINDER = textwrap.dedent("""\
     import sys
     sys.path.insert(0, sys.argv[1])
-    from ukrun import handover
+    from ukrun.kernel import nslock
     try:
-        handover._bind_queue()
+        nslock._bind_queue()
         print("bound")
     except OSError as e:
         print(e.errno)
@@ -119,8 +119,8 @@ def test_without_cap_net_admin_the_queue_is_refused(who, container):
 
 
 def test_a_run_without_cap_net_admin_is_told_so(container):
-    code = ("import sys; sys.path.insert(0, %r)\nfrom ukrun import handover\n"
-            "handover.NamespaceLock(wait=0.1)" % ROOT)
+    code = ("import sys; sys.path.insert(0, %r)\nfrom ukrun.kernel import nslock\n"
+            "nslock.NamespaceLock(wait=0.1)" % ROOT)
     proc = container.exec("setpriv", "--inh-caps=-all", "--bounding-set=-net_admin",
                           sys.executable, "-c", code, check=False)
     assert "PrivilegeError: CAP_NET_ADMIN is required to wire the network" in proc.stderr
@@ -128,13 +128,13 @@ def test_a_run_without_cap_net_admin_is_told_so(container):
 
 def test_a_tap_lock_holds_a_queue_run_back(container):
     # What a run on a kernel without NFQUEUE holds (and what test_attacks makes by hand).
-    container.ip("tuntap", "add", handover.LOCK_NAME, "mode", "tap")
+    container.ip("tuntap", "add", nslock.LOCK_NAME, "mode", "tap")
     with in_netns(container.name):
         with pytest.raises(NetworkError, match="netfilter queue 30059 or the tap ukrun-lock"):
-            handover.NamespaceLock(wait=0.1)
+            nslock.NamespaceLock(wait=0.1)
         assert bound_queues(container) == []  # it let go of the queue it bound meanwhile
-        container.ip("link", "del", handover.LOCK_NAME)
-        handover.NamespaceLock(wait=0.1).release()
+        container.ip("link", "del", nslock.LOCK_NAME)
+        nslock.NamespaceLock(wait=0.1).release()
 
 
 @pytest.mark.parametrize("refusal", [errno.EPROTONOSUPPORT, errno.EINVAL])
@@ -143,15 +143,15 @@ def test_without_nfqueue_the_lock_is_a_tap_again(refusal, container, monkeypatch
     def no_queue():
         raise OSError(refusal, os.strerror(refusal))
 
-    monkeypatch.setattr(handover, "_bind_queue", no_queue)
+    monkeypatch.setattr(nslock, "_bind_queue", no_queue)
     with in_netns(container.name):
-        lock = handover.NamespaceLock(wait=0.1)
+        lock = nslock.NamespaceLock(wait=0.1)
         try:
             assert lock.kind == "tap"
             tun = [l["ifname"] for l in container.ip_json("link", "show", "type", "tun")]
-            assert tun == [handover.LOCK_NAME]
+            assert tun == [nslock.LOCK_NAME]
             with pytest.raises(NetworkError):
-                handover.NamespaceLock(wait=0.1)
+                nslock.NamespaceLock(wait=0.1)
         finally:
             lock.release()
         # Not persistent: it went with its fd.
@@ -164,7 +164,7 @@ def test_letting_go_of_the_queue_costs_no_grace_period(container):
     with in_netns(container.name):
         times = []
         for _ in range(5):
-            lock = handover.NamespaceLock()
+            lock = nslock.NamespaceLock()
             began = time.perf_counter()
             lock.release()
             times.append(time.perf_counter() - began)

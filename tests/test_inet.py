@@ -1,4 +1,4 @@
-"""ukrun.inet against ipaddress, its model: the same text both ways, the same properties, equal
+"""ukrun.kernel.inet against ipaddress, its model: the same text both ways, the same properties, equal
 and hashed alike (so the two mix in sets and dicts), public() gives ipaddress's own objects."""
 import ipaddress
 import subprocess
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ukrun import inet
-from ukrun.rtnl_objects import Address, Route
+from ukrun.kernel import inet, inet_text
+from ukrun.kernel.rtnl_objects import Address, Route
 from ukrun.valueclass import value_class
 
 ZONES = st.text(alphabet="abcdefghij0123456789-", min_size=1, max_size=8)
@@ -45,14 +45,14 @@ def test_an_address_is_ipaddress_s(address):
         assert getattr(mine, name) == getattr(address, name), name
     if address.version == 6:
         assert mine.ipv4_mapped == address.ipv4_mapped
-    assert inet.address(str(address)) == address
+    assert inet_text.address(str(address)) == address
     assert inet.public(mine) == address and type(inet.public(mine)) is type(address)
 
 
 @given(st.ip_addresses(v=6), ZONES)
 def test_a_zone_is_kept_written_and_compared(address, zone):
     zoned = ipaddress.IPv6Address("%s%%%s" % (address, zone))
-    mine = inet.address(str(zoned))
+    mine = inet_text.address(str(zoned))
     assert mine.scope_id == zone and str(mine) == str(zoned) and hash(mine) == hash(zoned)
     assert mine == zoned and mine != ours(address)
     assert inet.unzoned(mine) == address and inet.unzoned(zoned) == address
@@ -76,7 +76,7 @@ def test_an_interface_and_its_network_are_ipaddress_s(address, prefixlen):
     assert (mine.ip in network) and (address in network)
     assert inet.public(mine) == theirs and type(inet.public(mine)) is type(theirs)
     assert inet.public(network) == theirs.network
-    assert inet.interface(theirs.with_prefixlen, address.version) == theirs
+    assert inet_text.interface(theirs.with_prefixlen, address.version) == theirs
 
 
 @given(addresses(), addresses(), st.integers(0, 128))
@@ -110,11 +110,11 @@ MANGLED = st.builds(lambda a, cut, extra: str(a)[:cut] + extra + str(a)[cut:], a
 @example("fe80::1%")
 @example("1:2:3:4:5:6:7::")
 def test_text_is_read_as_ipaddress_reads_it(text):
-    for parse, model in ((inet.address, ipaddress.ip_address),
-                         (lambda t: inet.address(t, 4), ipaddress.IPv4Address),
-                         (lambda t: inet.address(t, 6), ipaddress.IPv6Address),
-                         (lambda t: inet.interface(t, 4), ipaddress.IPv4Interface),
-                         (lambda t: inet.interface(t, 6), ipaddress.IPv6Interface)):
+    for parse, model in ((inet_text.address, ipaddress.ip_address),
+                         (lambda t: inet_text.address(t, 4), ipaddress.IPv4Address),
+                         (lambda t: inet_text.address(t, 6), ipaddress.IPv6Address),
+                         (lambda t: inet_text.interface(t, 4), ipaddress.IPv4Interface),
+                         (lambda t: inet_text.interface(t, 6), ipaddress.IPv6Interface)):
         mine, theirs = _parsed(parse, text), _parsed(model, text)
         assert (mine is None) == (theirs is None), (text, mine, theirs)
         if mine is not None:
@@ -124,25 +124,25 @@ def test_text_is_read_as_ipaddress_reads_it(text):
 def test_values_mix_with_ipaddress_s_in_sets_and_dicts():
     theirs = [ipaddress.ip_address("10.0.0.1"), ipaddress.ip_interface("2001:db8::2/64"),
               ipaddress.ip_network("10.0.0.0/8")]
-    mine = [inet.address("10.0.0.1"), inet.interface("2001:db8::2/64", 6),
-            inet.Network(inet.address("10.0.0.0"), 8)]
+    mine = [inet_text.address("10.0.0.1"), inet_text.interface("2001:db8::2/64", 6),
+            inet.Network(inet_text.address("10.0.0.0"), 8)]
     assert set(mine) == set(theirs) and len(set(mine) | set(theirs)) == 3
     assert {key: True for key in mine}[theirs[1]]
     # Kinds stay apart, as ipaddress's networks and interfaces do.
-    assert inet.address("10.0.0.1") != inet.interface("10.0.0.1/32", 4)
-    assert inet.Network(inet.address("10.0.0.1"), 32) != inet.interface("10.0.0.1/32", 4)
-    assert inet.address("10.0.0.1") != "10.0.0.1"
+    assert inet_text.address("10.0.0.1") != inet_text.interface("10.0.0.1/32", 4)
+    assert inet.Network(inet_text.address("10.0.0.1"), 32) != inet_text.interface("10.0.0.1/32", 4)
+    assert inet_text.address("10.0.0.1") != "10.0.0.1"
 
 
 def test_kind_names_both_families_of_value():
-    assert inet.kind(inet.address("::1")) == (inet.ADDRESS, 6)
+    assert inet.kind(inet_text.address("::1")) == (inet.ADDRESS, 6)
     assert inet.kind(ipaddress.ip_interface("10.0.0.1/8")) == (inet.INTERFACE, 4)
     assert inet.kind(ipaddress.ip_network("::/0")) == (inet.NETWORK, 6)
     assert inet.kind("10.0.0.1") is None and inet.kind(None) is None
 
 
 def test_values_are_immutable_and_checked():
-    ip = inet.address("10.0.0.1")
+    ip = inet_text.address("10.0.0.1")
     with pytest.raises(AttributeError):
         ip.packed = b"\0" * 4
     with pytest.raises(ValueError):
@@ -154,7 +154,7 @@ def test_values_are_immutable_and_checked():
     with pytest.raises(ValueError):
         inet.Network(ip, 8)  # host bits set
     with pytest.raises(TypeError):
-        inet.address(b"10.0.0.1")
+        inet_text.address(b"10.0.0.1")
     with pytest.raises(AttributeError):
         ip.ipv4_mapped  # noqa: B018 (IPv6 only, as in ipaddress)
 
@@ -166,9 +166,9 @@ class Holder:
 
 
 def test_public_rebuilds_containers_and_value_classes():
-    route = Route(2, inet.Network(inet.address("0.0.0.0"), 0), inet.address("172.30.0.1"), 3)
-    address = Address(3, inet.interface("172.30.0.2/16", 4))
-    made = inet.public(Holder(address, (route, [inet.address("::1")], {"k": route}, "text")))
+    route = Route(2, inet.Network(inet_text.address("0.0.0.0"), 0), inet_text.address("172.30.0.1"), 3)
+    address = Address(3, inet_text.interface("172.30.0.2/16", 4))
+    made = inet.public(Holder(address, (route, [inet_text.address("::1")], {"k": route}, "text")))
     assert type(made.address.interface) is ipaddress.IPv4Interface
     assert made.address == address and made.more[0] == route
     assert type(made.more[0].dst) is ipaddress.IPv4Network
@@ -177,8 +177,8 @@ def test_public_rebuilds_containers_and_value_classes():
 
 
 def test_reading_and_writing_addresses_imports_no_ipaddress():
-    code = ("import sys, ukrun.inet as i\n"
-            "a = i.interface('172.30.0.2/16', 4); n = a.network; g = i.address('fe80::1%eth0')\n"
+    code = ("import sys, ukrun.kernel.inet as i, ukrun.kernel.inet_text as t\n"
+            "a = t.interface('172.30.0.2/16', 4); n = a.network; g = t.address('fe80::1%eth0')\n"
             "s = {a, n, g}; assert a in s and g in s and '172.30.0.2' in str(a) and i.kind(a)\n"
             "print('ipaddress' in sys.modules)")
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
@@ -191,19 +191,21 @@ def test_the_library_hands_out_ipaddress_objects(container):
     # carries inet's (plan_for_run), and --dry-run prints the same text from either.
     import ukrun
     from nsutil import in_netns
-    from ukrun import runner
+    from ukrun import planning
 
     with in_netns(container.name):
         config = ukrun.discover("eth0")
         plan = ukrun.plan(ukrun.Options("unix", "/bin/true", ["x"]))
-        internal = runner.plan_for_run(ukrun.Options("unix", "/bin/true", ["x"]))
+        internal = planning.plan_for_run(ukrun.Options("unix", "/bin/true", ["x"]))
     assert type(config.ipv4) is ipaddress.IPv4Interface
     assert type(config.gateway4) is ipaddress.IPv4Address
     assert {type(a.interface) for a in config.addresses} <= {ipaddress.IPv4Interface,
                                                              ipaddress.IPv6Interface}
     assert {type(r.dst) for r in config.routes} <= {ipaddress.IPv4Network, ipaddress.IPv6Network}
-    assert type(plan.network.ipv4) is ipaddress.IPv4Interface and plan.network == config
+    network = plan.handovers[0].network
+    assert type(network.ipv4) is ipaddress.IPv4Interface and network == config
     assert all(type(s) in (ipaddress.IPv4Address, ipaddress.IPv6Address)
                for s in plan.dns.servers)
-    assert type(internal.network.ipv4) is inet.Interface and internal.network == config
+    assert type(internal.handovers[0].network.ipv4) is inet.Interface
+    assert internal.handovers[0].network == config
     assert internal.to_json() == plan.to_json() and internal.argv == plan.argv

@@ -1,4 +1,4 @@
-"""ukrun-init (csrc/init.c, found by ukrun.pid1) as PID 1 of a PID namespace made here.
+"""ukrun-init (csrc/init.c, found by ukrun.kernel.process) as PID 1 of a PID namespace made here.
 
 Each namespace is used as the runner uses it: PID 1 (PID1 below, under `unshare --pid --fork`)
 blocks every signal, forks the program, then execs the init with the program's pid; the
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ukrun import pid1
+from ukrun.kernel import process
 
 WAIT = 10.0  # seconds: the bound on every wait below
 
@@ -88,7 +88,7 @@ FORWARDED = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP, sig
 
 @pytest.fixture(scope="module")
 def init():
-    return pid1.init_program()
+    return process.init_program()
 
 
 def wait_until(what, condition):
@@ -347,19 +347,19 @@ def test_with_every_capability_dropped_the_init_holds_none_and_still_forwards(in
         assert ns.finish() == (143, [])
 
 
-# --- ukrun.pid1 -------------------------------------------------------------------------------
+# --- ukrun.kernel.process -------------------------------------------------------------------------------
 
 def test_init_program_is_the_executable_shipped_in_the_package(init):
     assert os.path.isabs(init)
-    assert os.path.dirname(init) == os.path.dirname(os.path.abspath(pid1.__file__))
+    assert os.path.dirname(init) == os.path.dirname(os.path.dirname(os.path.abspath(process.__file__)))
     assert os.path.basename(init) == "ukrun-init"
     assert os.access(init, os.X_OK)
 
 
 def test_a_missing_init_says_to_reinstall(monkeypatch, tmp_path):
-    monkeypatch.setattr(pid1, "__file__", str(tmp_path / "pid1.py"))
-    with pytest.raises(pid1.InitProgramError) as e:
-        pid1.init_program()
+    monkeypatch.setattr(process, "__file__", str(tmp_path / "kernel" / "process.py"))
+    with pytest.raises(process.InitProgramError) as e:
+        process.init_program()
     assert str(e.value) == ("ukrun's init %s is missing (reinstall ukrun)"
                             % (tmp_path / "ukrun-init"))
     assert e.value.exit_status == 1
@@ -368,15 +368,16 @@ def test_a_missing_init_says_to_reinstall(monkeypatch, tmp_path):
 @pytest.mark.parametrize("make", [lambda p: p.write_bytes(b"\x7fELF"), lambda p: p.mkdir()])
 def test_an_init_that_is_not_an_executable_file_says_to_reinstall(monkeypatch, tmp_path, make):
     make(tmp_path / "ukrun-init")  # mode 0644 (root may execute any file with an x bit)
-    monkeypatch.setattr(pid1, "__file__", str(tmp_path / "pid1.py"))
-    with pytest.raises(pid1.InitProgramError, match=r"^ukrun's init .* \(reinstall ukrun\)$"):
-        pid1.init_program()
+    monkeypatch.setattr(process, "__file__", str(tmp_path / "kernel" / "process.py"))
+    with pytest.raises(process.InitProgramError, match=r"^ukrun's init .* \(reinstall ukrun\)$"):
+        process.init_program()
 
 
-def test_importing_pid1_loads_nothing_but_ukrun_errors():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(pid1.__file__)))
-    code = ("import os, sys; before = set(sys.modules); import ukrun.pid1; "
+def test_importing_the_process_module_loads_nothing_but_ukrun_errors():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(process.__file__))))
+    code = ("import os, sys; before = set(sys.modules); import ukrun.kernel.process; "
             "print(' '.join(sorted(set(sys.modules) - before)))")
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                          check=True, timeout=WAIT, env=dict(os.environ, PYTHONPATH=root)).stdout
-    assert out.split() == ["ukrun", "ukrun._version", "ukrun.errors", "ukrun.pid1"]
+    assert out.split() == ["ukrun", "ukrun._version", "ukrun.errors", "ukrun.kernel",
+                           "ukrun.kernel.process"]

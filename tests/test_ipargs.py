@@ -1,4 +1,4 @@
-"""ukrun.ipargs: every family's network words for IPv4-only, dual-stack and IPv6-only
+"""ukrun.guest.formats: every family's network words for IPv4-only, dual-stack and IPv6-only
 containers, Calico's /32 with an on-link gateway, a link-local IPv6 gateway, no gateway, two
 interfaces and 0/1/3 DNS servers; the template language; fuzzing. Pure: no namespace needed."""
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
@@ -8,8 +8,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ukrun.errors import UsageError
-from ukrun.ipargs import (DNS, FORMATS, KERNEL_PARAMS, PLACEHOLDERS, GuestNet, build,
-                          check_template, notes)
+from ukrun.guest.formats import DNS, FORMATS, KERNEL_PARAMS, GuestNet, build, notes
+from ukrun.guest.formats.template import PLACEHOLDERS, check_template
 
 V4 = GuestNet("eth0", "tap0", mac="02:42:ac:11:00:02", mtu=1500,
               ipv4=IPv4Interface("172.17.0.2/16"), gateway4=IPv4Address("172.17.0.1"),

@@ -6,7 +6,8 @@ import pytest
 
 from nsutil import in_netns
 from snapshots import snapshot
-from ukrun.runner import Options, apply, plan
+from ukrun.planning import Options, plan
+from ukrun.runner import apply
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from ukrun.targets import TARGETS
+from ukrun.guest.targets import TARGETS
 from wheelutil import build_wheel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -15,8 +15,10 @@ from test_cli import kernel_file, report, standin, ukrun  # noqa: F401 (fixtures
 from test_exec import RAW_CLI
 from test_runner import Guest, _fail_at, ping, spt  # noqa: F401 (fixture)
 from ukrun.errors import NetworkError, NotExecutableError, UsageError
-from ukrun.runner import apply, inspect, plan
-from ukrun.tap import open_tap
+from ukrun.report import inspect
+from ukrun.runner import apply
+from ukrun.planning import plan
+from ukrun.kernel.tap import open_tap
 
 NET1_IP, NET1_HOST, NET1_MAC = "10.0.0.2", "10.0.0.1", "02:00:0a:00:00:02"
 BOTH = ("eth0", "net1")
@@ -188,14 +190,14 @@ def test_frames_cross_both_wirings(wiring, docker_host, multus, programs):
 
 @pytest.mark.parametrize("mode", ["direct", "forked"])
 def test_an_exec_that_fails_gives_both_back(mode, multus, programs, monkeypatch):
-    from ukrun import caps, handover, runner
+    from ukrun.kernel import caps, signals
+    from ukrun import runner
 
     def refuse(*args):  # this is pytest's own process: it must never be replaced
         raise OSError(errno.ENOEXEC, "Exec format error")
 
-    for name in ("prepare_execve", "drop_to"):  # pytest keeps its capabilities
-        monkeypatch.setattr(caps, name, lambda *a, **k: None)
-    monkeypatch.setattr(handover, "reset_signals", lambda: None)
+    monkeypatch.setattr(caps, "drop", lambda *a, **k: None)  # pytest keeps its capabilities
+    monkeypatch.setattr(signals, "reset_signals", lambda: None)
     monkeypatch.setattr(runner.os, "execve", refuse)
     before = snapshot(multus)
     with in_netns(multus.name):

@@ -6,12 +6,13 @@ from ipaddress import IPv4Address, IPv6Address, ip_interface, ip_network
 import pytest
 from nsutil import in_netns
 
-from ukrun import netconf
-from ukrun._ffi import lib
+from ukrun.network import discovery as netconf
+from ukrun.kernel.ffi import lib
 from ukrun.errors import DiscoveryError
-from ukrun.netconf import Snapshot, config, discover
-from ukrun.record import Record
-from ukrun.rtnl import Address, Link, Route, Rtnl
+from ukrun.network.discovery import Snapshot, config, discover
+from ukrun.network.record import Record
+from ukrun.kernel.rtnl_objects import Address, Link, Route
+from ukrun.kernel.rtnl import Rtnl
 
 
 def discover_in(ns, interface="eth0"):

@@ -10,13 +10,14 @@ from hypothesis import strategies as st
 
 import sysheaders
 from sysheaders import lib as hdr
-from ukrun._ffi import lib
-from ukrun.netlink import (IFADDRMSG, IFINFOMSG, NLA_ALIGN, NLMSG_ALIGN, NLMSGERR, NLMSGHDR,
-                           RTA_ALIGN, RTATTR, RTMSG, TCMSG, Attr, Attrs, Done, Header, IfAddrMsg,
-                           IfInfoMsg, Message, NetlinkParseError, NlMsgErr, RtMsg, TcMsg,
-                           attr_nested, attr_scalar, attr_string, attr_u32, encode, pack_attr,
-                           parse, parse_attrs)
-from ukrun.rtnl_objects import TC_MIRRED, TC_U32_KEY, TC_U32_SEL
+from ukrun.kernel.ffi import lib
+from ukrun.kernel.netlink import (NLA_ALIGN, NLMSG_ALIGN, NLMSGERR, NLMSGHDR, RTA_ALIGN, RTATTR,
+                                  Attr, Attrs, Message, NetlinkParseError, attr_nested,
+                                  attr_scalar, attr_string, attr_u32, encode, pack_attr,
+                                  parse_attrs)
+from ukrun.kernel.netlink_bodies import (IFADDRMSG, IFINFOMSG, RTMSG, TCMSG, Done, Header,
+                                         IfAddrMsg, IfInfoMsg, NlMsgErr, RtMsg, TcMsg, parse)
+from ukrun.kernel.rtnl_objects import TC_MIRRED, TC_U32_KEY, TC_U32_SEL
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "data", "netlink_replies.json")
 with open(FIXTURE) as _f:
@@ -336,7 +337,7 @@ def test_an_uncapped_error_of_kernels_before_4_12_still_echoes():
 
 def read_everything(messages):
     """Call every reader on every attribute, as a caller might: only NetlinkParseError may escape."""
-    from ukrun import rtnl_objects as objects
+    from ukrun.kernel import rtnl_objects as objects
 
     converters = {IfInfoMsg: [objects.link_from_message], IfAddrMsg: [objects.address_from_message],
                   RtMsg: [objects.route_from_message],

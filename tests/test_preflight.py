@@ -1,5 +1,5 @@
-"""Will execve take the program (ukrun.programs, through ukrun.preflight; ukrun.execrules and
-ukrun.binfmt).
+"""Will execve take the program (ukrun.guest.programs, through ukrun.preflight; ukrun.guest.execrules and
+ukrun.guest.binfmt).
 
 Every case is a real file, and every case a check flags is also shown to fail a real execve
 (or, for what the program meets after the drop, a real open/execve by a process without
@@ -21,11 +21,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from test_elf import PT_LOAD, make_elf
-from ukrun import binfmt, execrules, preflight, programs
-from ukrun._ffi import lib
-from ukrun.elf import ET_DYN, ET_EXEC, PT_INTERP
+from ukrun.guest import binfmt, execrules, programs
+from ukrun import preflight
+from ukrun.kernel.ffi import lib
+from ukrun.guest.elf import ET_DYN, ET_EXEC, PT_INTERP
 from ukrun.errors import NotExecutableError, NotFoundError, UkrunError
-from ukrun.binfmt import ShebangError
+from ukrun.guest.binfmt import ShebangError
 
 OTHER = 12345
 # What the program has once ukrun has dropped its capabilities: root without the DAC ones.
@@ -113,7 +114,7 @@ def true_with_loader(tmp_path):
 
 
 def preflight_loader(path):
-    from ukrun import elf
+    from ukrun.guest import elf
 
     return elf.read_elf(path).interpreter
 
@@ -122,12 +123,12 @@ def preflight_loader(path):
 
 def test_real_executables_pass():
     for path in ("/bin/true", sys.executable, shutil.which("setpriv") or "/bin/true"):
-        assert preflight.check_program_image(path, "tender") == path
+        assert programs.check_program_image(path, "tender") == path
 
 
 def test_script_with_an_existing_interpreter_passes(tmp_path):
     script = write(tmp_path / "run", b"#!/bin/sh\nexit 0\n")
-    assert preflight.check_program_image(script, "unikernel") == script
+    assert programs.check_program_image(script, "unikernel") == script
     assert execve_errno([script]) is None
 
 
@@ -158,7 +159,7 @@ def test_script_with_an_existing_interpreter_passes(tmp_path):
 ], ids=lambda v: v if isinstance(v, str) and " " not in v else None)
 def test_files_execve_refuses(tmp_path, name, data, error, message, errno_):
     path = write(tmp_path / name, data)
-    e = flags(preflight.check_program_image, path, "unikernel")
+    e = flags(programs.check_program_image, path, "unikernel")
     assert type(e) is error and message in e.message, e
     assert e.message.startswith("unikernel %s " % path)
     assert "\n" not in str(e) and e.hint
@@ -167,7 +168,7 @@ def test_files_execve_refuses(tmp_path, name, data, error, message, errno_):
 
 def test_crlf_message_names_the_fix(tmp_path):
     path = write(tmp_path / "crlf", b"#!/bin/sh\r\nexit 0\r\n")
-    e = flags(preflight.check_program_image, path, "unikernel")
+    e = flags(programs.check_program_image, path, "unikernel")
     assert e.exit_status == 127
     assert str(e) == ("unikernel %s has DOS line endings: its #! line names '/bin/sh\\r' "
                       "(convert it: sed -i 's/\\r$//' %s)" % (path, path))
@@ -176,7 +177,7 @@ def test_crlf_message_names_the_fix(tmp_path):
 def test_crlf_after_an_argument(tmp_path):
     # execve itself succeeds (the interpreter exists); env then looks for "sh\r" and fails.
     path = write(tmp_path / "crlf", b"#!/usr/bin/env sh\r\nexit 0\r\n")
-    e = flags(preflight.check_program_image, path, "unikernel")
+    e = flags(programs.check_program_image, path, "unikernel")
     assert type(e) is NotExecutableError and "its #! line ends in \\r" in e.message
     assert subprocess.run([path], capture_output=True).returncode == 127
 
@@ -184,7 +185,7 @@ def test_crlf_after_an_argument(tmp_path):
 def test_script_whose_interpreter_cannot_be_executed_either(tmp_path):
     inner = write(tmp_path / "inner", b"just text\n")
     outer = write(tmp_path / "outer", b"#!%s\n" % inner.encode())
-    e = flags(preflight.check_program_image, outer, "unikernel")
+    e = flags(programs.check_program_image, outer, "unikernel")
     assert type(e) is NotExecutableError
     assert e.message == ("unikernel %s's interpreter %s is not an ELF executable or a script"
                          % (outer, inner))
@@ -194,27 +195,27 @@ def test_script_whose_interpreter_cannot_be_executed_either(tmp_path):
 def test_interpreters_are_followed_to_a_real_program(tmp_path):
     inner = write(tmp_path / "inner", b"#!/bin/sh\nexit 0\n")
     outer = write(tmp_path / "outer", b"#!%s\n" % inner.encode())
-    assert preflight.check_program_image(outer, "unikernel") == outer
+    assert programs.check_program_image(outer, "unikernel") == outer
     assert execve_errno([outer]) is None
 
 
 def test_missing_and_directory(tmp_path):
-    e = flags(preflight.check_program_image, str(tmp_path / "absent"), "tender")
+    e = flags(programs.check_program_image, str(tmp_path / "absent"), "tender")
     assert type(e) is NotFoundError and e.exit_status == 127
     assert execve_errno([str(tmp_path / "absent")]) == errno.ENOENT
-    e = flags(preflight.check_program_image, str(tmp_path), "tender")
+    e = flags(programs.check_program_image, str(tmp_path), "tender")
     assert type(e) is NotExecutableError and e.message.endswith("is a directory")
     assert execve_errno([str(tmp_path)]) == errno.EACCES
-    e = flags(preflight.check_program_image, "/dev/null", "tender")
+    e = flags(programs.check_program_image, "/dev/null", "tender")
     assert type(e) is NotExecutableError and "not a regular file" in e.message
-    e = flags(preflight.check_program_image, "/bin/true\0", "tender")
+    e = flags(programs.check_program_image, "/bin/true\0", "tender")
     assert type(e) is NotExecutableError and "is not a path" in e.message
 
 
 def test_truncated_elf(tmp_path):
     head = open("/bin/true", "rb").read(40)
     path = write(tmp_path / "cut", head)
-    e = flags(preflight.check_program_image, path, "unikernel")
+    e = flags(programs.check_program_image, path, "unikernel")
     assert type(e) is NotExecutableError
     assert e.message == "unikernel %s is not a valid ELF executable: truncated ELF header" % path
     assert execve_errno([path]) == errno.ENOEXEC
@@ -222,7 +223,7 @@ def test_truncated_elf(tmp_path):
 
 def test_elf_cut_after_its_header(tmp_path):
     path = write(tmp_path / "cut", open("/bin/true", "rb").read(100))
-    e = flags(preflight.check_program_image, path, "unikernel")
+    e = flags(programs.check_program_image, path, "unikernel")
     assert "truncated program headers" in e.message
     assert execve_errno([path]) in (errno.EIO, errno.ENOEXEC)
 
@@ -235,7 +236,7 @@ def test_elf_for_another_machine(tmp_path):
     if os.uname().machine != "x86_64":
         pytest.skip("the crafted foreign ELF is for aarch64 and this test expects x86_64")
     path = write(tmp_path / "arm", aarch64_elf())
-    e = flags(preflight.check_program_image, path, "unikernel")
+    e = flags(programs.check_program_image, path, "unikernel")
     assert type(e) is NotExecutableError and e.exit_status == 126
     assert str(e) == ("unikernel %s is a 64-bit aarch64 program; this machine is x86_64 "
                       "(use the build for x86_64)" % path)
@@ -246,21 +247,21 @@ def test_elf_in_the_other_byte_order(tmp_path):
     if sys.byteorder != "little" or os.uname().machine != "x86_64":
         pytest.skip("expects little-endian x86_64")
     path = write(tmp_path / "be", make_elf(little=False, phdrs=[(PT_LOAD, 0, 0)]))
-    e = flags(preflight.check_program_image, path, "unikernel")
+    e = flags(programs.check_program_image, path, "unikernel")
     assert "64-bit x86-64 (other byte order) program" in e.message
     assert execve_errno([path]) == errno.ENOEXEC
 
 
 def test_relocatable_object(tmp_path):
     path = write(tmp_path / "o", make_elf(e_type=1, phnum=1))
-    e = flags(preflight.check_program_image, path, "unikernel")
+    e = flags(programs.check_program_image, path, "unikernel")
     assert "not an executable but a relocatable object" in e.message
     assert execve_errno([path]) == errno.ENOEXEC
 
 
 def test_missing_loader_is_named(true_with_loader):
     path, fake = true_with_loader
-    e = flags(preflight.check_program_image, path, "tender")
+    e = flags(programs.check_program_image, path, "tender")
     assert type(e) is NotFoundError and e.exit_status == 127
     assert e.message == "tender %s needs the loader %s, which is not here" % (path, fake)
     # What the user would otherwise see: ENOENT for a file that is plainly there.
@@ -286,7 +287,7 @@ def test_missing_loader_hint_says_which_c_library(tmp_path, loader, hint):
     if os.path.exists(loader):
         pytest.skip("%s exists here" % loader)
     path = dynamic_elf(tmp_path, loader)
-    e = flags(preflight.check_program_image, path, "tender")
+    e = flags(programs.check_program_image, path, "tender")
     assert type(e) is NotFoundError and hint in e.hint
     assert execve_errno([path]) == errno.ENOENT
 
@@ -294,7 +295,7 @@ def test_missing_loader_hint_says_which_c_library(tmp_path, loader, hint):
 def test_loader_that_is_not_executable(tmp_path):
     loader = write(tmp_path / "ld.so", b"\x7fELF", mode=0o644)
     path = dynamic_elf(tmp_path, loader)
-    e = flags(preflight.check_program_image, path, "tender")
+    e = flags(programs.check_program_image, path, "tender")
     assert type(e) is NotExecutableError and "loader %s is not an executable file" % loader \
         in e.message
     assert execve_errno([path]) == errno.EACCES
@@ -311,7 +312,7 @@ def test_unreadable_image_is_left_to_execve(tmp_path, monkeypatch):
         return real_open(p, *args)
 
     monkeypatch.setattr(os, "open", refuse)
-    assert preflight.check_program_image(path, "unikernel") == path
+    assert programs.check_program_image(path, "unikernel") == path
 
 
 @given(st.binary(max_size=700))
@@ -326,7 +327,7 @@ def test_unreadable_image_is_left_to_execve(tmp_path, monkeypatch):
 def test_arbitrary_files_raise_only_ukrun_errors(tmp_path, data):
     path = write(tmp_path / "fuzz", data)
     try:
-        preflight.check_program_image(path, "unikernel")
+        programs.check_program_image(path, "unikernel")
     except (NotFoundError, NotExecutableError) as e:
         assert "\n" not in str(e)
 
@@ -467,7 +468,7 @@ def fake_binfmt_misc(tmp_path, monkeypatch, status, **entries):
 def test_a_file_binfmt_misc_takes_is_not_refused(tmp_path, monkeypatch):
     path = write(tmp_path / "arm", aarch64_elf())
     fake_binfmt_misc(tmp_path, monkeypatch, "enabled", qemu_aarch64=QEMU_AARCH64)
-    assert preflight.check_program_image(path, "unikernel") == path
+    assert programs.check_program_image(path, "unikernel") == path
 
 
 def test_binfmt_misc_disabled_or_not_matching(tmp_path, monkeypatch):
@@ -475,16 +476,16 @@ def test_binfmt_misc_disabled_or_not_matching(tmp_path, monkeypatch):
         pytest.skip("the crafted foreign ELF is for aarch64")
     path = write(tmp_path / "arm", aarch64_elf())
     fake_binfmt_misc(tmp_path, monkeypatch, "disabled", qemu_aarch64=QEMU_AARCH64)
-    assert flags(preflight.check_program_image, path, "unikernel")
+    assert flags(programs.check_program_image, path, "unikernel")
     text = write(tmp_path / "text", b"hello\n")
     fake_binfmt_misc(tmp_path, monkeypatch, "enabled", mono=MONO, qemu=QEMU_AARCH64)
-    assert flags(preflight.check_program_image, text, "unikernel")
+    assert flags(programs.check_program_image, text, "unikernel")
 
 
 def test_an_unreadable_binfmt_entry_counts_as_a_claim(tmp_path, monkeypatch):
     fake_binfmt_misc(tmp_path, monkeypatch, "enabled", odd="enabled\nsomething new\n")
     path = write(tmp_path / "text", b"hello\n")
-    assert preflight.check_program_image(path, "unikernel") == path
+    assert programs.check_program_image(path, "unikernel") == path
 
 
 def test_the_real_binfmt_misc_is_read_without_error():
@@ -505,7 +506,7 @@ def test_runnable_machines():
 
 
 def test_this_machine_runs_its_own_programs():
-    from ukrun import elf
+    from ukrun.guest import elf
 
     info = elf.read_elf(sys.executable)
     runs = execrules.runnable_machines(os.uname().machine, lib)
@@ -526,7 +527,7 @@ def test_machine_names_are_those_of_elf_h():
 def test_0700_file_of_another_uid(shared_dir):
     path = write_owned(shared_dir, "guest", 0o700, OTHER, OTHER)
     assert os.access(path, os.R_OK)  # why the old check passed: root's CAP_DAC_OVERRIDE
-    e = flags(preflight.check_usable_unprivileged, path, "unikernel")
+    e = flags(programs.check_usable_unprivileged, path, "unikernel")
     assert type(e) is NotExecutableError and e.exit_status == 126
     assert str(e) == ("unikernel %s gives uid 0 no read (r) permission once ukrun drops its "
                       "capabilities (mode 0700, owner 12345:12345) (chmod o+r %s, or chown it)"
@@ -541,7 +542,7 @@ def test_directory_without_search_for_others(shared_dir):
     os.mkdir(d, 0o700)
     os.chown(d, OTHER, OTHER)
     path = write_owned(d, "guest", 0o755, 0, 0, data=open("/bin/true", "rb").read())
-    e = flags(preflight.check_usable_unprivileged, path, "unikernel")
+    e = flags(programs.check_usable_unprivileged, path, "unikernel")
     assert type(e) is NotExecutableError
     assert "directory %s gives uid 0 no search (x) permission" % d in e.message
     assert e.hint == "chmod o+x %s, or chown it" % d
@@ -552,12 +553,12 @@ def test_directory_without_search_for_others(shared_dir):
 @needs_setpriv
 def test_script_the_interpreter_cannot_read_after_the_drop(shared_dir):
     path = write_owned(shared_dir, "guest.sh", 0o711, OTHER, OTHER, data=b"#!/bin/sh\nexit 0\n")
-    e = flags(preflight.check_program_image, path, "unikernel")
+    e = flags(programs.check_program_image, path, "unikernel")
     assert type(e) is NotExecutableError and "no read (r) permission" in e.message
     # The kernel still execs it (exec needs x only); /bin/sh then cannot open it.
     ran = subprocess.run(NO_DAC + [path], capture_output=True, text=True)
     assert ran.returncode != 0 and "denied" in ran.stderr
-    assert preflight.check_program_image(path, "unikernel", keep=frozenset({lib.CAP_DAC_OVERRIDE}))
+    assert programs.check_program_image(path, "unikernel", keep=frozenset({lib.CAP_DAC_OVERRIDE}))
 
 
 @needs_root
@@ -565,8 +566,8 @@ def test_script_the_interpreter_cannot_read_after_the_drop(shared_dir):
 def test_dropped_execve_needs_the_x_bit_for_these_ids(shared_dir):
     path = write_owned(shared_dir, "tender", 0o744, OTHER, OTHER,
                        data=open("/bin/true", "rb").read())
-    assert preflight.check_program_image(path, "tender") == path  # direct: execve as root
-    e = flags(preflight.check_program_image, path, "tender", dropped=True)
+    assert programs.check_program_image(path, "tender") == path  # direct: execve as root
+    e = flags(programs.check_program_image, path, "tender", dropped=True)
     assert type(e) is NotExecutableError and "no execute (x) permission" in e.message
     assert probe(NO_DAC, [path])[path] == (True, False)
 
@@ -604,17 +605,17 @@ def test_mode_bits_match_the_kernel(shared_dir, identity):
                                              data=true))
     if identity == "root-without-dac":
         seen = probe(NO_DAC, paths)
-        verdicts = {p: (flags(preflight.check_usable_unprivileged, p, "x") is None,
-                        flags(preflight.check_usable_unprivileged, p, "x", execute=True,
+        verdicts = {p: (flags(programs.check_usable_unprivileged, p, "x") is None,
+                        flags(programs.check_usable_unprivileged, p, "x", execute=True,
                               read=False) is None) for p in paths}
     else:
         # The check runs as that uid too: ukrun started with `docker run --user`.
-        code = ("import sys\nfrom ukrun import preflight\nfrom ukrun.errors import UkrunError\n"
+        code = ("import sys\nfrom ukrun.guest import programs\nfrom ukrun.errors import UkrunError\n"
                 "for p in sys.argv[1:]:\n"
                 "    r = []\n"
                 "    for kw in ({}, {'execute': True, 'read': False}):\n"
                 "        try:\n"
-                "            preflight.check_usable_unprivileged(p, 'x', **kw)\n"
+                "            programs.check_usable_unprivileged(p, 'x', **kw)\n"
                 "            r.append('1')\n"
                 "        except UkrunError:\n"
                 "            r.append('0')\n"
@@ -658,7 +659,7 @@ def test_a_posix_acl_gets_the_benefit_of_the_doubt(shared_dir):
     except OSError as e:
         pytest.skip("no POSIX ACLs on %s: %s" % (shared_dir, e.strerror))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o740  # the group bits are now the mask
-    assert preflight.check_usable_unprivileged(path, "unikernel") == path
+    assert programs.check_usable_unprivileged(path, "unikernel") == path
     assert probe(NO_DAC, [path])[path][0]  # and uid 0 can indeed read it
 
 
@@ -666,9 +667,9 @@ def test_a_posix_acl_gets_the_benefit_of_the_doubt(shared_dir):
 def test_keeping_dac_capabilities(shared_dir):
     path = write_owned(shared_dir, "guest", 0o700, OTHER, OTHER)
     dac, read_search = lib.CAP_DAC_OVERRIDE, lib.CAP_DAC_READ_SEARCH
-    assert preflight.check_usable_unprivileged(path, "u", keep=frozenset({dac})) == path
-    assert preflight.check_usable_unprivileged(path, "u", keep=frozenset({read_search})) == path
-    assert flags(preflight.check_usable_unprivileged, path, "u", execute=True,
+    assert programs.check_usable_unprivileged(path, "u", keep=frozenset({dac})) == path
+    assert programs.check_usable_unprivileged(path, "u", keep=frozenset({read_search})) == path
+    assert flags(programs.check_usable_unprivileged, path, "u", execute=True,
                  keep=frozenset({read_search}))
 
 
@@ -677,7 +678,7 @@ def test_relative_paths_are_searched_from_the_working_directory(shared_dir, monk
     os.mkdir("sub", 0o755)
     write_owned(shared_dir, "sub/guest", 0o644, 0, 0)
     assert programs._directories_on("sub/guest")[:2] == [".", "./sub"]
-    assert preflight.check_usable_unprivileged("sub/guest", "u") == "sub/guest"
+    assert programs.check_usable_unprivileged("sub/guest", "u") == "sub/guest"
 
 
 def test_symlinked_directories_are_searched_at_their_target(shared_dir):
@@ -710,10 +711,10 @@ def test_limits_are_those_of_the_headers():
 
 def test_one_string_at_and_over_max_arg_strlen():
     ok = [TRUE, "a" * (MOST - 1)]
-    assert preflight.check_exec_size(ok, {}) is None
+    assert programs.check_exec_size(ok, {}) is None
     assert execve_errno(ok) is None
     over = [TRUE, "--ipv4=10.0.0.2/24", "a" * MOST]
-    e = flags(preflight.check_exec_size, over, {})
+    e = flags(programs.check_exec_size, over, {})
     assert type(e) is UkrunError and e.exit_status == 1
     assert e.message == ("argument 2 ('aaaaaaaaaaaaaaaaaaaaaaaa'...) is %d bytes with its NUL, "
                          "1 over the kernel's limit of %d for one string" % (MOST + 1, MOST))
@@ -722,7 +723,7 @@ def test_one_string_at_and_over_max_arg_strlen():
 
 def test_an_environment_variable_over_max_arg_strlen():
     env = {"BIG": "x" * MOST}
-    e = flags(preflight.check_exec_size, [TRUE], env)
+    e = flags(programs.check_exec_size, [TRUE], env)
     assert "environment variable BIG is %d bytes" % (MOST + 5) in e.message
     assert execve_errno([TRUE], env=env) == errno.E2BIG
 
@@ -751,7 +752,7 @@ def largest_fitting(stack, env=()):
     low, high = 1024, 8 * 1024 * 1024
     while low < high:
         mid = (low + high + 1) // 2
-        if flags(preflight.check_exec_size, argv_of(mid, env=env), env, stack_limit=stack):
+        if flags(programs.check_exec_size, argv_of(mid, env=env), env, stack_limit=stack):
             high = mid - 1
         else:
             low = mid
@@ -788,11 +789,11 @@ def test_check_exec_size_at_the_boundary():
     env = ["PATH=/bin", "HOME=/"]
     environ = dict(s.split("=", 1) for s in env)
     fits = argv_of(space, env=env)
-    assert preflight.check_exec_size(fits, env) is None
-    assert preflight.check_exec_size(fits, environ) is None
+    assert programs.check_exec_size(fits, env) is None
+    assert programs.check_exec_size(fits, environ) is None
     assert execve_errno(fits, env=environ) is None
     over = argv_of(space + 1, env=env)
-    e = flags(preflight.check_exec_size, over, env)
+    e = flags(programs.check_exec_size, over, env)
     assert type(e) is UkrunError
     assert e.message.startswith("the arguments and environment take %d bytes, 1 over the "
                                 "kernel's limit of %d" % (space + 1, space))
@@ -803,32 +804,32 @@ def test_check_exec_size_at_the_boundary():
 def test_exec_path_other_than_argv0_is_counted():
     space = execrules.arg_space(programs._stack_limit())
     argv = argv_of(space)
-    assert preflight.check_exec_size(argv, {}, path=TRUE) is None
+    assert programs.check_exec_size(argv, {}, path=TRUE) is None
     # argv[0] need not be the path: a longer path costs the difference.
-    assert flags(preflight.check_exec_size, argv, {}, path="/usr/bin/../bin/true")
+    assert flags(programs.check_exec_size, argv, {}, path="/usr/bin/../bin/true")
 
 
 def test_an_empty_argv_is_a_caller_error():
     with pytest.raises(ValueError):
-        preflight.check_exec_size([], {})
+        programs.check_exec_size([], {})
 
 
 def test_nul_bytes_are_refused():
-    e = flags(preflight.check_exec_size, [TRUE, "a\0b"], {})
+    e = flags(programs.check_exec_size, [TRUE, "a\0b"], {})
     assert "argument 1 ('a\\x00b') contains a NUL byte" in e.message
     with pytest.raises(ValueError):
         os.execve(TRUE, [TRUE, "a\0b"], {})  # what would have happened, after the wiring
 
 
 def test_messages_name_the_path_and_environment_variables():
-    e = flags(preflight.check_exec_size, [TRUE], {"A": "x\0y"})
+    e = flags(programs.check_exec_size, [TRUE], {"A": "x\0y"})
     assert e.message == "environment variable A contains a NUL byte, which execve cannot pass"
-    e = flags(preflight.check_exec_size, [TRUE], ["A=1", "B=2\0"])
+    e = flags(programs.check_exec_size, [TRUE], ["A=1", "B=2\0"])
     assert e.message.startswith("environment variable B contains a NUL byte")
-    e = flags(preflight.check_exec_size, [TRUE], {}, path="/bin/\0true")
+    e = flags(programs.check_exec_size, [TRUE], {}, path="/bin/\0true")
     assert e.message == "the program path contains a NUL byte, which execve cannot pass"
     big = "x" * (MOST // 2)
-    e = flags(preflight.check_exec_size, [TRUE], {"AAA": big, "BBB": big + "x", "CCC": big},
+    e = flags(programs.check_exec_size, [TRUE], {"AAA": big, "BBB": big + "x", "CCC": big},
               stack_limit=65536)
     assert e.message.endswith("the longest is environment variable BBB, %d bytes"
                               % (len(big) + 5))
@@ -845,16 +846,16 @@ def test_exec_bytes_counts_an_empty_argv_as_one():
 
 def test_under_a_small_stack_limit_the_stack_itself_is_the_limit():
     argv = argv_of(70000)
-    e = flags(preflight.check_exec_size, argv, {}, stack_limit=65536)
+    e = flags(programs.check_exec_size, argv, {}, stack_limit=65536)
     assert "over the kernel's stack limit of 65536" in e.message
-    assert preflight.check_exec_size(argv, {}, stack_limit=256 * 1024) is None
+    assert programs.check_exec_size(argv, {}, stack_limit=256 * 1024) is None
 
 
 # --- the stack limit, from /proc/self/limits (no resource module on a run) ------------------
 
 STACK_PROBE = r"""
 import resource, sys
-from ukrun import programs
+from ukrun.guest import programs
 soft = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_STACK, (resource.RLIM_INFINITY if soft == -1 else soft,
                                            resource.getrlimit(resource.RLIMIT_STACK)[1]))
@@ -873,7 +874,7 @@ def test_the_stack_limit_is_the_kernels(soft):
 
 
 def test_the_stack_limit_is_read_without_the_resource_module():
-    code = "import sys; from ukrun import programs; programs._stack_limit(); " \
+    code = "import sys; from ukrun.guest import programs; programs._stack_limit(); " \
            "print('resource' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ukrun._ffi import lib
-from ukrun.rtnl_objects import Link
-from ukrun.ipargs import GuestNet, build
-from ukrun.targets import TARGETS, Launch
-from ukrun.record import ALIAS_MAX, Record, RecordError
-from ukrun.wiring import View, Wanted, bridge_mark, check_record_against, plan_steps
+from ukrun.kernel.ffi import lib
+from ukrun.kernel.rtnl_objects import Link
+from ukrun.guest.formats import GuestNet, build
+from ukrun.guest.targets import TARGETS, Launch
+from ukrun.network.record import ALIAS_MAX, Record, RecordError
+from ukrun.network.wiring import View, Wanted, bridge_mark, check_record_against, plan_steps
 
 MAC = "02:42:ac:1e:00:02"
 GOOD = "ukrun:1 i=eth0 w=tc b= 4=172.30.0.2/16 g=172.30.0.1 o=0 m=%s e=%s" % (MAC, MAC)
@@ -33,7 +33,7 @@ def record(**fields):
     return Record(**{**base, **fields})
 
 
-# --- what a valid record is, checked independently of ukrun.wiring ------------------------
+# --- what a valid record is, checked independently of ukrun.network.wiring ------------------------
 
 _MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
@@ -109,6 +109,18 @@ def test_valid_records_round_trip(rec):
     assert rec.check("tap0") is rec
 
 
+def test_a_tap_handed_over_as_an_fd_is_recorded_as_such():
+    rec = Record.from_alias(GOOD, tap="tap0")
+    assert rec.handed_as == "name" and rec.version == "1"
+    by_fd = Record(*[getattr(rec, f) for f in ("interface", "wiring", "bridge", "ipv4",
+                                               "gateway4", "gateway4_onlink", "guest_mac",
+                                               "interface_mac", "ipv6", "gateway6")],
+                   handed_as="fd")
+    alias = by_fd.to_alias()
+    assert alias.startswith("ukrun:3 ") and " 6= h= t=fd " in alias
+    assert Record.from_alias(alias, tap="tap0") == by_fd
+
+
 @pytest.mark.parametrize("alias", [None, "", "my tap", "ukrun", "UKRUN:1", " ukrun:1"])
 def test_an_alias_that_is_not_ours_is_no_record(alias):
     assert Record.from_alias(alias, tap="tap0") is None
@@ -121,11 +133,19 @@ def _bad(old, new):
 
 # One case per check: the alias, and what the message must say after "record on tap0: ".
 BAD = {
-    "empty": ("ukrun:", "version '' is not one of 1, 2"),
+    "empty": ("ukrun:", "version '' is not one of 1, 2, 3"),
     "json": ('ukrun:{"v":1,"i":"eth0"}', "a JSON record, but not the one ukrun wrote"),
     "json junk": ('ukrun:{"v":1', "not JSON nor words"),
-    "version": (_bad("ukrun:1 ", "ukrun:3 "), "version '3' is not one of 1, 2"),
+    "version": (_bad("ukrun:1 ", "ukrun:4 "), "version '4' is not one of 1, 2, 3"),
     "version 2 without its words": (_bad("ukrun:1 ", "ukrun:2 "), "6= h= missing"),
+    # How the tap went to the guest: a forged form is refused, and so is the by-name form
+    # under version 3 (ukrun writes that one as version 1 or 2).
+    "handed as": (_bad("ukrun:1 i=eth0", "ukrun:3 i=eth0").replace(" o=0 ", " o=0 6= h= t=pipe "),
+                  "t='pipe' is not one of name, fd"),
+    "handed by name as version 3": (
+        _bad("ukrun:1 i=eth0", "ukrun:3 i=eth0").replace(" o=0 ", " o=0 6= h= t=name "),
+        "not written the way ukrun writes it"),
+    "version 1 with the fd word": (_bad("o=0", "o=0 t=fd"), "'t=fd' is not one of the words"),
     "version 1 with a v2 word": (_bad("o=0", "o=0 6=2001:db8::2/64"), "'6=2001:db8::2/64' is"
                                  " not one of the words"),
     "only a version": ("ukrun:1", "i= w= b= 4= g= o= m= e= missing"),
@@ -442,7 +462,7 @@ def test_a_records_mac_and_address_reach_the_argv_only_checked(alias, target, ta
 # --- real namespaces: a forged record on tap0 -------------------------------------------------
 
 def options(programs, target="spt", **kw):
-    from ukrun.runner import Options
+    from ukrun.planning import Options
 
     exe, kernel = programs
     tender = dict(qemu=exe) if target in ("qemu", "kvm") else dict(tender=exe)
@@ -468,7 +488,8 @@ def refused(ns, opts):
     from nsutil import in_netns
     from snapshots import snapshot
     from ukrun.errors import UkrunError
-    from ukrun.runner import apply, plan
+    from ukrun.runner import apply
+    from ukrun.planning import plan
 
     before = snapshot(ns)
     with in_netns(ns.name), pytest.raises((RecordError, UkrunError)) as failed:
@@ -483,7 +504,8 @@ def refused(ns, opts):
 
 def first_run(ns, programs, **kw):
     from nsutil import in_netns
-    from ukrun.runner import apply, plan
+    from ukrun.runner import apply
+    from ukrun.planning import plan
 
     with in_netns(ns.name):
         apply(plan(options(programs, **kw))).close()
@@ -524,7 +546,8 @@ def test_a_forged_guest_mac_never_reaches_the_command_line(target, neighbour, pr
 
 def test_a_bridge_ukrun_made_is_marked_and_taken_down_only_while_marked(neighbour, programs):
     from nsutil import in_netns
-    from ukrun.runner import apply, plan
+    from ukrun.runner import apply
+    from ukrun.planning import plan
 
     first_run(neighbour, programs, wiring="bridge")
     assert neighbour.ip_json("-d", "link", "show", "br0")[0]["ifalias"] == bridge_mark("tap0")

@@ -1,12 +1,12 @@
-"""ukrun.resolv: resolv.conf as Docker, Kubernetes and systemd write it, and which servers a
+"""ukrun.network.resolv: resolv.conf as Docker, Kubernetes and systemd write it, and which servers a
 guest can use. Pure functions: no namespace needed."""
 from ipaddress import IPv6Address, ip_address
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ukrun.resolv import (ExtServer, Resolv, format_resolv_conf, parse_ext_servers,
-                          parse_resolv_conf, usable_nameservers)
+from ukrun.network.resolv import (ExtServer, Resolv, format_resolv_conf, parse_ext_servers,
+                                  parse_resolv_conf, usable_nameservers)
 
 A = ip_address
 
@@ -251,7 +251,7 @@ def test_any_text_parses_and_gives_usable_servers(text, ipv4, ipv6):
     assert isinstance(resolv, Resolv)
     assert len(set(servers)) == len(servers)
     for server in servers:
-        assert ip_address(str(server)) == server  # an address (a ukrun.inet one)
+        assert ip_address(str(server)) == server  # an address (a ukrun.kernel.inet one)
         assert not (server.is_loopback or server.is_unspecified or server.is_multicast)
         assert getattr(server, "scope_id", None) is None
         assert (server.version == 4 and ipv4) or (server.version == 6 and ipv6)

@@ -14,15 +14,17 @@ import threading
 import pytest
 
 import ukrun
-import ukrun.rtnl
+import ukrun.kernel.rtnl
 import ukrun.runner
-import ukrun.survey
+import ukrun.report
+import ukrun.network.survey
 from nsutil import in_netns
 from snapshots import snapshot, wiring_state
 from ukrun.errors import NetworkError, PrivilegeError, UsageError
-from ukrun.runner import Options, apply, plan
-from ukrun.steps import Kernel
-from ukrun.tap import open_tap
+from ukrun.planning import Options, plan
+from ukrun.runner import apply
+from ukrun.network.executor import Kernel
+from ukrun.kernel.tap import open_tap
 
 GUEST_IP = "172.30.0.2"
 
@@ -70,7 +72,7 @@ def test_plan_changes_nothing(wiring, rich, programs):
 
 def test_inspect_says_what_a_run_would_not_hand_over(rich):
     with in_netns(rich.name):
-        data = ukrun.runner.inspect("eth0")
+        data = ukrun.report.inspect("eth0")
     assert data["ipv4"] == "172.30.0.2/16"
     assert data["ipv6"] == "2001:db8::2/64" and data["gateway6"] == "2001:db8::1"
     assert any("172.30.0.9/16" in n for n in data["notes"])
@@ -79,19 +81,19 @@ def test_inspect_says_what_a_run_would_not_hand_over(rich):
 
 def _requests(monkeypatch, call) -> list:
     """The netlink requests ``call()`` sends, by what they ask for."""
-    from ukrun._ffi import lib
+    from ukrun.kernel.ffi import lib
 
     kinds = {lib.RTM_GETLINK: "links", lib.RTM_GETADDR: "addresses",
              lib.RTM_GETROUTE: "routes", lib.RTM_GETQDISC: "qdiscs",
              lib.RTM_GETTFILTER: "filters"}
     sent = []
-    real = ukrun.rtnl.Rtnl._exchange
+    real = ukrun.kernel.rtnl.Rtnl._exchange
 
     def counting(self, type_, *args):
         sent.append(kinds.get(type_, type_))
         return real(self, type_, *args)
 
-    monkeypatch.setattr(ukrun.rtnl.Rtnl, "_exchange", counting)
+    monkeypatch.setattr(ukrun.kernel.rtnl.Rtnl, "_exchange", counting)
     try:
         call()
     finally:
@@ -104,11 +106,11 @@ READ_ONCE = ["links", "addresses", "routes"]
 
 def test_a_plan_reads_the_kernel_once(container, programs, monkeypatch):
     # (Not counting the moment a restart waits for a just-started guest to open its tap.)
-    wait, ukrun.survey.TAKEOVER_WAIT = ukrun.survey.TAKEOVER_WAIT, 0
+    wait, ukrun.network.survey.TAKEOVER_WAIT = ukrun.network.survey.TAKEOVER_WAIT, 0
     try:
         _reads_once(container, programs, monkeypatch)
     finally:
-        ukrun.survey.TAKEOVER_WAIT = wait
+        ukrun.network.survey.TAKEOVER_WAIT = wait
 
 
 def _reads_once(container, programs, monkeypatch):
@@ -121,14 +123,14 @@ def _reads_once(container, programs, monkeypatch):
         apply(plan(spt(programs))).close()
         assert _requests(monkeypatch, lambda: plan(spt(programs))) == READ_ONCE + [
             "qdiscs", "filters", "filters"]  # eth0's and tap0's ingress
-        assert _requests(monkeypatch, lambda: ukrun.runner.inspect("eth0")) == READ_ONCE
+        assert _requests(monkeypatch, lambda: ukrun.report.inspect("eth0")) == READ_ONCE
 
 
 @pytest.mark.parametrize("allow", [False, True])
 def test_a_physical_nic_is_refused_unless_allowed(allow, container, programs, monkeypatch):
     # Nothing with a parent device can enter a test namespace here: eth0 is made to report
     # one, as a virtio NIC's link does (IFLA_PARENT_DEV_NAME).
-    from ukrun import rtnl_objects
+    from ukrun.kernel import rtnl_objects
 
     real = rtnl_objects.link_from_message
 
@@ -138,7 +140,7 @@ def test_a_physical_nic_is_refused_unless_allowed(allow, container, programs, mo
             link = type(link)(**dict(vars(link), parent_dev="virtio2", parent_bus="virtio"))
         return link
 
-    monkeypatch.setattr(ukrun.rtnl, "link_from_message", with_parent)
+    monkeypatch.setattr(ukrun.kernel.rtnl, "link_from_message", with_parent)
     before = snapshot(container)
     with in_netns(container.name):
         if allow:
@@ -156,7 +158,7 @@ def test_apply_then_undo_restores_everything(wiring, tap_fd, rich, programs):
     before = snapshot(rich)
     with in_netns(rich.name):
         applied = apply(plan(spt(programs, wiring=wiring, tap_fd=tap_fd)))
-        assert (applied.tap_fd is not None) == tap_fd
+        assert bool(applied.tap_fds) == tap_fd
         wired = snapshot(rich)
         applied.undo()
     assert any(link["ifname"] == "tap0" for link in wired["links"])
@@ -224,7 +226,8 @@ def test_a_refused_step_is_a_privilege_error(container, programs, monkeypatch):
 @pytest.mark.parametrize("mode", ["direct", "forked", "dropped"])
 def test_a_failed_drop_gives_the_network_back(mode, container, programs, monkeypatch):
     """If the capability drop fails, nothing is exec'd and the network is given back."""
-    from ukrun import caps, runner
+    from ukrun.kernel import caps
+    from ukrun import runner
 
     def refuse(*args, **kw):
         raise PrivilegeError("dropping capabilities: capset: Operation not permitted")
@@ -232,8 +235,7 @@ def test_a_failed_drop_gives_the_network_back(mode, container, programs, monkeyp
     def no_exec(*args):  # this is pytest's own process: it must never be replaced
         raise AssertionError("execve reached")
 
-    monkeypatch.setattr(caps, "drop_to", refuse)
-    monkeypatch.setattr(caps, "prepare_execve", refuse)
+    monkeypatch.setattr(caps, "drop", refuse)
     monkeypatch.setattr(os, "execve", no_exec)
     before = snapshot(container)
     with in_netns(container.name):
@@ -269,7 +271,7 @@ def test_a_second_run_finds_what_the_first_moved(rich, programs):
         apply(first).close()
         wired = wiring_state(rich)
         second = plan(spt(programs, mac="random"))
-        assert second.network.source == "recorded"
+        assert second.handovers[0].network.source == "recorded"
         assert [s.op for s in second.steps] == ["disable_offloads"]
         assert second.argv == first.argv  # same address, gateway and (random) MAC
         apply(second).close()

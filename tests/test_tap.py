@@ -1,4 +1,4 @@
-"""ukrun.tap against the kernel, inside test namespaces, with `ip` and `ethtool` as witnesses."""
+"""ukrun.kernel.tap against the kernel, inside test namespaces, with `ip` and `ethtool` as witnesses."""
 import errno
 import fcntl
 import json
@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 import sysheaders
 from nsutil import in_netns
 from sysheaders import lib as hdr
-from ukrun import tap
-from ukrun._ffi import lib
-from ukrun.netlink import Attr, pack_attr
+from ukrun.kernel import tap
+from ukrun.kernel.ffi import lib
+from ukrun.kernel.netlink import Attr, pack_attr
 
 
 def link_names(netns):
@@ -83,7 +83,7 @@ def child_fds():
 
 ATTACH = r"""
 import json, sys
-from ukrun import caps, tap
+from ukrun.kernel import caps, tap
 result = {"effective": sorted(caps.current().effective)}
 with tap.open_tap(sys.argv[1]) as t:
     result["attached"] = t.name
@@ -165,9 +165,9 @@ def test_longest_valid_name_is_accepted():
 
 
 def test_one_name_rule_for_taps_and_netlink():
-    import ukrun.ifname
-    import ukrun.rtnl
-    assert tap.validate_ifname is ukrun.ifname.validate_ifname is ukrun.rtnl.validate_ifname
+    import ukrun.kernel.ifname
+    import ukrun.kernel.rtnl
+    assert tap.validate_ifname is ukrun.kernel.ifname.validate_ifname is ukrun.kernel.ifname.validate_ifname
 
 
 @pytest.mark.parametrize("name, raw", [
@@ -223,7 +223,7 @@ TREE = os.path.dirname(os.path.dirname(os.path.abspath(tap.__file__)))
 ATTACH_EACH = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from ukrun.tap import open_tap
+from ukrun.kernel.tap import open_tap
 result = {}
 for name in sys.argv[2:]:
     try:
@@ -342,7 +342,7 @@ def test_bad_owners_are_refused_before_any_syscall(monkeypatch, uid, error):
 # --- tap_problem: what the kernel reports, judged as a guest would find it ---------------------
 
 def links_of(netns):
-    from ukrun.rtnl import Rtnl
+    from ukrun.kernel.rtnl import Rtnl
 
     with in_netns(netns.name), Rtnl() as rtnl:
         return {link.name: link for link in rtnl.links()}
@@ -414,7 +414,7 @@ def test_tap_problem_of_what_is_no_persistent_tap(netns):
 
 
 def fake_tun(tun_data, kind="tun"):
-    from ukrun.rtnl_objects import Link
+    from ukrun.kernel.rtnl_objects import Link
 
     return Link(7, "tap0", "02:00:00:00:00:07", 1500, 0, None, kind, None, tun_data=tun_data)
 

@@ -3,7 +3,7 @@ import ipaddress
 
 import pytest
 
-from ukrun.targets import TAP_FD, TARGETS, Launch, Nic
+from ukrun.guest.targets import TAP_FD, TARGETS, Launch, Nic
 
 IP = ("--ipv4=172.30.0.2/16", "--ipv4-gateway=172.30.0.1")
 MAC = "02:42:ac:1e:00:02"

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ukrun.wiring import (Record, RecordError, View, Wanted, bridge_mark, parse_mac, plan_steps,
-                          random_mac)
+from ukrun.network.record import Record, RecordError
+from ukrun.network.wiring import View, Wanted, bridge_mark, plan_steps
+from ukrun.kernel.mac import parse_mac, random_mac
 
 MAC = "02:42:ac:1e:00:02"
 NEW_MAC = "0a:00:00:00:00:01"

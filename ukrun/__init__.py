@@ -13,7 +13,7 @@ The library does everything the ``ukrun`` command does (the CLI only parses and 
   unikernel; returns only by raising a ``ukrun.errors.UkrunError``.
 - ``dockerfile(target, unikernel, tender=None, base=None, args=(), context=".", sdist=None,
   run_options=()) -> str``: the Dockerfile ``ukrun dockerfile`` prints, after checking every
-  file it names (``ukrun.docker`` has the details).
+  file it names (``ukrun.docker_build`` has the details).
 - ``docker_args(target) -> list``: the ``docker run`` flags this host needs for a target,
   after opening its devices; ``ukrun.docker.ARP_NOTE`` is the note the CLI prints with them.
 
@@ -22,14 +22,14 @@ The public API is loaded lazily so that ``import ukrun`` (and the CLI) stay chea
 from ukrun._version import __version__
 
 _LAZY = {
-    "discover": "ukrun.netconf",
-    "NetConfig": "ukrun.netconf",
+    "discover": "ukrun.network.discovery",
+    "NetConfig": "ukrun.network.discovery",
     "run": "ukrun.runner",
-    "plan": "ukrun.runner",
+    "plan": "ukrun.planning",
     "apply": "ukrun.runner",
-    "Plan": "ukrun.runner",
-    "Options": "ukrun.runner",
-    "dockerfile": "ukrun.docker",
+    "Plan": "ukrun.planning",
+    "Options": "ukrun.planning",
+    "dockerfile": "ukrun.docker_build",
     "docker_args": "ukrun.docker",
 }
 

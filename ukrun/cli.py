@@ -5,28 +5,21 @@
     ukrun dockerfile | docker-args ...            (ukrun.docker)
 
 Everything after UNIKERNEL goes to the unikernel untouched, even words that start with '-'
-(ukrun.options.split_at_unikernel finds UNIKERNEL). A run's command line is parsed by
-ukrun.options without argparse; help, the other commands and every error go through the
+(ukrun.run_line.split_at_unikernel finds UNIKERNEL). A run's command line is parsed by
+ukrun.run_line without argparse; help, the other commands and every error go through the
 argparse parser in ukrun.parser. Both read ukrun.options' table, and ``field_values`` hands
-what they parsed to ``runner.Options`` whatever options the table holds. Only the option
+what they parsed to ``planning.Options`` whatever options the table holds. Only the option
 table and the pure targets are imported here; the runner (cffi, netlink) loads once a run
 starts.
 """
 from __future__ import annotations
 
-import os
 import sys
 
-if os.getpid() == 1:
-    # A namespace's init drops every signal it has no handler for, unless it is blocked:
-    # blocked, `docker stop` stays pending until the program (or ukrun's init) takes it.
-    import _signal
-
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
-
 from ukrun.errors import UkrunError, UsageError
-from ukrun.options import fast_parse, field_values
-from ukrun.targets import TARGETS
+from ukrun.run_line import fast_parse
+from ukrun.options import field_values
+from ukrun.guest.targets import TARGETS
 
 
 def get_parser():
@@ -54,13 +47,15 @@ def _print_json(value) -> None:
 
 
 def _docker_command(ns) -> int:
+    if ns.command == "dockerfile":
+        from ukrun import docker_build
+
+        sys.stdout.write(docker_build.dockerfile(ns.target, ns.unikernel, tender=ns.tender,
+                                                 base=ns.base, args=ns.args, context=ns.context,
+                                                 sdist=ns.sdist, run_options=ns.run_option))
+        return 0
     from ukrun import docker
 
-    if ns.command == "dockerfile":
-        sys.stdout.write(docker.dockerfile(ns.target, ns.unikernel, tender=ns.tender,
-                                           base=ns.base, args=ns.args, context=ns.context,
-                                           sdist=ns.sdist, run_options=ns.run_option))
-        return 0
     for flag in docker.docker_args(ns.target):
         print(flag)
     print(docker.ARP_NOTE, file=sys.stderr)
@@ -80,8 +75,10 @@ def execute(ns) -> int:
     if ns.verbose:
         runner.log_to_stderr()
     if ns.dry_run:
-        options = runner.Options(ns.command, ns.unikernel, tuple(ns.args), **field_values(ns))
-        _print_json(runner.plan_for_run(options).to_json())  # the same text, no ipaddress
+        from ukrun import planning
+
+        options = planning.Options(ns.command, ns.unikernel, tuple(ns.args), **field_values(ns))
+        _print_json(planning.plan_for_run(options).to_json())  # the same text, no ipaddress
         return 0
     runner.run(ns.command, ns.unikernel, tuple(ns.args), **field_values(ns))
     return 1  # run() returns only by raising

@@ -1,6 +1,6 @@
 """The errors a run reports to its user: one line each, with the exit status the CLI uses.
 
-Kernel calls raise OSError (from ``ukrun._ffi.check``) or ``ukrun.rtnl.NetlinkError``;
+Kernel calls raise OSError (from ``ukrun.kernel.ffi.check``) or ``ukrun.kernel.rtnl.NetlinkError``;
 the runner turns what the user must act on into one of these, with a hint saying what to do.
 """
 

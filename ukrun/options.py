@@ -21,7 +21,7 @@ words the error. tests/test_cli.py checks that both agree wherever ``fast_parse`
 from __future__ import annotations
 
 from ukrun.errors import UsageError
-from ukrun.targets import IP_ARG_FORMATS, QEMU_CPU, QEMU_MEM, TARGETS
+from ukrun.guest.targets import IP_ARG_FORMATS, QEMU_CPU, QEMU_MEM, TARGETS
 
 DESCRIPTION = ("Run a unikernel as a container's main process: hand it the container's network "
                "(eth0's address, gateway and MAC) through a tap device, drop capabilities and "
@@ -38,7 +38,7 @@ TARGET_HELP = {
 
 
 def _check_ip_template(template) -> None:
-    from ukrun.ipargs import check_template  # only when one is given
+    from ukrun.guest.formats.template import check_template  # only when one is given
 
     check_template(template)
 
@@ -123,7 +123,7 @@ def _positive_mb(value) -> None:
 
 
 def _interface_name(value) -> None:
-    from ukrun.ifname import validate_ifname  # its limits come through cffi: on a run only
+    from ukrun.kernel.ifname import validate_ifname  # its limits come through cffi: on a run only
 
     validate_ifname(value)
 
@@ -132,7 +132,7 @@ def _mac(value) -> None:
     if not isinstance(value, str):
         raise TypeError("%r is not a MAC address" % (value,))
     if value not in ("inherit", "random"):
-        from ukrun.record import parse_mac
+        from ukrun.kernel.mac import parse_mac
 
         parse_mac(value)
 
@@ -345,32 +345,6 @@ def value_flags(options) -> set:
     return {flag for option in options if option.takes_value for flag in option.flags}
 
 
-def split_at_unikernel(takes_value: set, words: list, flags=()):
-    """(ukrun's words, [UNIKERNEL, ARG...]); options with a value become --opt=value.
-
-    ``takes_value``: the flags that take a value; the next word is the value, even when it
-    starts with '-' (--tender-arg -initrd), unless it is one of ukrun's own options
-    (``takes_value`` or ``flags``): "--tender --dry-run" is a slip, and joined it would turn a
-    dry run into a real one. The option is then left without its value, for argparse to refuse.
-    """
-    own = frozenset(takes_value) | frozenset(flags)
-    head, i = [], 0
-    while i < len(words):
-        word = words[i]
-        if word == "--":
-            return head, words[i + 1:]
-        if not word.startswith("-") or word == "-":
-            return head, words[i:]
-        if word in takes_value and i + 1 < len(words) and (
-                words[i + 1].partition("=")[0] not in own):
-            head.append("%s=%s" % (word, words[i + 1]))
-            i += 2
-        else:
-            head.append(word)
-            i += 1
-    return head, []
-
-
 class Namespace:
     """What a parse yields: one attribute per option, as argparse's Namespace has."""
 
@@ -379,37 +353,3 @@ class Namespace:
 
     def __repr__(self):
         return "Namespace(%s)" % ", ".join("%s=%r" % kv for kv in sorted(vars(self).items()))
-
-
-def fast_parse(argv: list):
-    """The namespace for ``TARGET [OPTION]... UNIKERNEL [ARG]...``, or None when argv is
-    anything else (no target, --help, an option or value argparse would refuse): for those,
-    argparse parses and words the error."""
-    if not argv or argv[0] not in TARGETS:
-        return None
-    options = run_options(argv[0])
-    head, rest = split_at_unikernel(value_flags(options), argv[1:], all_flags(options))
-    if not rest:
-        return None
-    by_flag = {flag: option for option in options for flag in option.flags}
-    values = {option.dest: option.cli_default for option in options}
-    for word in head:
-        flag, equals, text = word.partition("=")
-        option = by_flag.get(flag)
-        if option is None or option.takes_value != bool(equals):
-            return None
-        if not option.takes_value:
-            values[option.dest] = True
-            continue
-        if option.choices is not None and text not in option.choices:
-            return None
-        if option.convert is not None:
-            try:
-                text = option.convert(text)
-            except ValueError:
-                return None
-        if option.action == "append":
-            values[option.dest] = (values[option.dest] or []) + [text]
-        else:
-            values[option.dest] = text
-    return Namespace(command=argv[0], unikernel=rest[0], args=rest[1:], **values)

@@ -1,9 +1,9 @@
 """The argparse parser of the whole command line, built from ukrun.options' table.
 
 It serves --help, the man page (argparse-manpage reads ``get_parser()``), the commands besides
-a run (inspect, dockerfile, docker-args) and every command line ``options.fast_parse`` leaves
+a run (inspect, dockerfile, docker-args) and every command line ``run_line.fast_parse`` leaves
 to it, which it parses the same way and words the error for. ``dockerfile`` and
-``docker-args`` are declared here too, from ukrun.targets' table; ukrun.docker returns what
+``docker-args`` are declared here too, from ukrun.guest.targets' table; ukrun.docker returns what
 they print, and ukrun.cli prints it.
 """
 from __future__ import annotations
@@ -14,8 +14,9 @@ from ukrun import docker  # pure: no cffi, no netlink
 from ukrun._version import __version__
 from ukrun.errors import UsageError
 from ukrun.options import (DESCRIPTION, TARGET_HELP, Option, all_flags, run_options,
-                           split_at_unikernel, value_flags)
-from ukrun.targets import TARGETS
+                           value_flags)
+from ukrun.run_line import split_at_unikernel
+from ukrun.guest.targets import TARGETS
 
 
 class Parser(argparse.ArgumentParser):

@@ -5,20 +5,12 @@ thing is wrong (2 options, 127 not found, 126 not executable, 77 privilege or de
 """
 from __future__ import annotations
 
-import errno
 import os
-import stat
 
-from ukrun.errors import NotExecutableError, NotFoundError, PrivilegeError, UsageError
-from ukrun.handover import LOCK_NAME
-# Will execve take the program: its own module, as it is most of a preflight; exported here.
-from ukrun.programs import (check_exec_size, check_program_image,  # noqa: F401
-                            check_usable_unprivileged)
+from ukrun.errors import NotExecutableError, NotFoundError, UsageError
+from ukrun.guest.targets import TARGETS
+from ukrun.kernel.nslock import LOCK_NAME
 from ukrun.options import field_options, per_interface
-from ukrun.targets import TARGETS
-
-KVM_DEVICE = "/dev/kvm"
-NET_ADMIN = "CAP_NET_ADMIN"
 
 DEFAULT_KEPT = "CAP_NET_BIND_SERVICE"
 
@@ -31,8 +23,8 @@ def kept_capabilities(names, notes=None, state=None) -> frozenset:
     NET_ADMIN (Kubernetes ``drop: [ALL]``) must still run; only a capability asked for by name
     has to be held.
     """
-    from ukrun import caps
-    from ukrun.caps import cap_number
+    from ukrun.kernel import caps
+    from ukrun.kernel.caps import cap_number
 
     if names is None:
         default = cap_number(DEFAULT_KEPT)
@@ -95,52 +87,6 @@ def check_readable(path: str, what: str) -> str:
     if not os.access(path, os.R_OK):
         raise NotExecutableError("%s %s cannot be read" % (what, path))
     return path
-
-
-def open_device(path: str) -> None:
-    """Open ``path`` read-write and close it, as ukrun or the tender will (existing is not
-    enough): OSError when it cannot, ENODEV when it is not a character device. The one probe
-    behind a run's preflight and ``ukrun docker-args``, which word its failure each their way."""
-    if not stat.S_ISCHR(os.stat(path).st_mode):
-        raise OSError(errno.ENODEV, "not a character device", path)
-    os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
-
-
-def check_device(path: str, hint: str) -> None:
-    """``path`` is a character device this process can open read-write."""
-    try:
-        open_device(path)
-    except FileNotFoundError:
-        raise PrivilegeError("%s not found" % path, hint) from None
-    except OSError as e:
-        raise PrivilegeError("cannot open %s: %s" % (path, e.strerror), hint) from None
-
-
-def check_tun() -> None:
-    from ukrun.tap import TUN_DEVICE
-
-    check_device(TUN_DEVICE, "docker run --device /dev/net/tun")
-
-
-def check_kvm(target: str) -> None:
-    check_device(KVM_DEVICE, "the %s target needs KVM: docker run --device /dev/kvm" % target)
-
-
-def check_capabilities(kept: frozenset, state=None) -> None:
-    """CAP_NET_ADMIN to wire the network, and every capability to keep after the drop
-    (``state``: this thread's caps.CapState, read when None)."""
-    from ukrun import caps
-
-    state = state or caps.current()
-    if caps.cap_number(NET_ADMIN) not in state.effective:
-        raise PrivilegeError("%s is required to wire the network" % NET_ADMIN,
-                             "docker run --cap-add=NET_ADMIN")
-    # capset can only keep what is permitted, and inheritable only what is still bounded.
-    missing = kept - (state.permitted & state.bounding)
-    if missing:
-        raise PrivilegeError("cannot keep %s: this process does not hold it"
-                             % caps.describe(missing),
-                             "grant it to the container, or pass --keep-cap none")
 
 
 def _check_value(option, value) -> None:

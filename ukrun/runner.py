@@ -1,15 +1,30 @@
-"""One run: discover, preflight, plan, apply (with undo), drop privileges, execve.
+"""Carrying out a plan (ukrun.planning): apply it (with undo), drop privileges, execve.
 
-``plan(options)`` reads the kernel once (one ukrun.netconf snapshot, which discovery and the
-plan both read; ukrun.survey) and checks everything but changes nothing;
-``apply(plan)`` makes the changes, undoing them all on any error;
-``run(...)`` does both, drops capabilities, closes stray fds and becomes the unikernel.
+``apply(plan)`` makes the changes, undoing them all on any error; ``run(...)`` plans, applies,
+drops capabilities, closes stray fds and becomes the program. When it fails after it started
+changing things, the network is given back (``give_back``) and the error says so.
 
-A run hands over one interface or several (--interface, repeatable): each gets its own tap,
-wiring, restart record and guest device, and one undo log covers them all.
+Three ways to exec (``Plan.exec_mode``, chosen in the plan):
+
+- ``direct``: this process becomes the program. The bounding, inheritable and ambient sets are
+  set to the kept ones first (ukrun.kernel.caps), so execve hands the program exactly those
+  while this process keeps CAP_NET_ADMIN until execve has replaced it: an execve that returns
+  gives the network back. Needs CAP_SETPCAP.
+- ``forked``: the program becomes a child that drops its capabilities and execs; a
+  close-on-exec pipe tells this process whether that execve worked (EOF: it did; bytes: why
+  not; ukrun.kernel.process). On failure the network is given back; on success this process
+  drops every capability and execs ukrun-init, which still owns the child, forwards signals to
+  it, reaps zombies and exits with its status. Used when ukrun is PID 1 (the kernel drops a
+  signal to a namespace's init that has no handler for it, so a tender that installs none
+  would ignore ``docker stop``) and when CAP_SETPCAP is missing.
+- ``dropped``: capabilities are dropped, then execve (``--init never`` without CAP_SETPCAP):
+  the program replaces ukrun, but a failed execve can no longer give the network back.
+
+Runs in one network namespace are serialized by ukrun.kernel.nslock.
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -19,17 +34,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-from ukrun import handover, preflight
-from ukrun.errors import NetworkError, PrivilegeError, UkrunError
-from ukrun.guestnet import KERNEL_PARAMS, NO_DNS, TAKES_DNS, GuestNet, mirage
-from ukrun.netconf import NetConfig
-from ukrun.options import field_options, items, per_interface
-from ukrun.survey import handover_notes, read_kernel
-from ukrun.targets import TAP_FD, Launch, Nic, Target
-from ukrun._ffi import lib
-from ukrun.valueclass import fresh, value_class
-from ukrun.wiring import (Record, RecordError, View, Wanted, parse_mac, plan_steps,
-                          random_mac)
+from ukrun.errors import (NetworkError, NotExecutableError, NotFoundError, PrivilegeError,
+                          UkrunError, UsageError)
+from ukrun.guest.targets import TAP_FD
+from ukrun.kernel import caps, process, signals
+from ukrun.kernel.tap import await_carrier
+from ukrun.options import items
+from ukrun.kernel.nslock import NamespaceLock
+from ukrun.planning import Options, Plan, plan_for_run
 
 # Steps and notes go to stderr under -v (log_to_stderr), and to the "ukrun" logger when the
 # program has loaded logging: importing it just in case would cost every run ~2 ms.
@@ -49,281 +61,15 @@ def _say(message: str) -> None:
         logging.getLogger("ukrun").info("%s", message)
 
 
-def _declare_options():
-    """``Options``: ``target``, ``unikernel``, ``args``, then one field for each option of
-    ukrun.options' table that a run reads, with the table's default."""
-    annotations = {"target": "str", "unikernel": "str", "args": "Sequence[str]"}
-    namespace = {"__module__": __name__, "__qualname__": "Options", "args": ()}
-    for option in field_options():
-        annotations[option.dest] = "object"
-        namespace[option.dest] = option.default
-    namespace["__annotations__"] = annotations
-    namespace["__doc__"] = (
-        "What a run is asked to do: ``Options(target, unikernel, args=(), %s)``. Each keyword "
-        "is the option of ``ukrun TARGET`` of that name (``keep_caps`` is --keep-cap, "
-        "``tender_args`` --tender-arg), with the same default; ``keep_caps`` None keeps "
-        "NET_BIND_SERVICE when this process holds it. ``interface``, ``tap``, ``bridge``, "
-        "``mac`` and ``net_name`` take one value per interface, as a tuple (or one value "
-        "alone): the Nth pairs with the Nth interface, and one not given is its default for "
-        "that position (tap1, br1, inherit, service1 for the second)." % ", ".join(
-            "%s=%r" % (option.dest, option.default) for option in field_options()))
-    return value_class(type("Options", (), namespace))
-
-
-Options = _declare_options()
-
-
-@value_class(frozen=True)
-class Handover:
-    """One interface a run hands over: ``each``, its options (``interface``, ``tap``,
-    ``bridge``, ``mac``, ``net_name``, ``position``: ukrun.options.per_interface); ``network``,
-    what it holds; ``guest_mac``, the MAC the guest's device gets (None: the guest picks one);
-    ``tap_fd``, the fd its tap is handed over as (None: by name); ``device``, the guest's own
-    name for it (the Solo5 net name, eth0, eth1... in a Linux guest; None: unknown);
-    ``steps``, the wiring's (ukrun.wiring.plan_steps), which touch its own links alone."""
-
-    each: object
-    network: NetConfig
-    guest_mac: str | None
-    tap_fd: int | None
-    device: str | None
-    steps: tuple = ()
-
-    @property
-    def tap(self) -> str:
-        return self.each.tap
-
-    def to_json(self) -> dict:
-        from ukrun.report import handover_json
-
-        return handover_json(self)
-
-
-@value_class
-class Plan:
-    options: Options
-    target: Target
-    handovers: tuple  # one Handover per interface, in --interface order
-    argv: list[str]
-    keep_caps: frozenset
-    notes: list[str] = fresh(list)
-    exec_mode: str = "direct"  # ukrun.handover.EXEC_MODES
-    init_program: str | None = None  # the init a forked exec becomes
-    dns: object = None  # ukrun.guestnet.DNS: the nameservers and search domains handed over
-
-    @property
-    def steps(self) -> list:
-        """Every interface's steps, in order."""
-        return [step for h in self.handovers for step in h.steps]
-
-    # The first interface's, as a plan of one interface has always said.
-    @property
-    def network(self) -> NetConfig:
-        return self.handovers[0].network
-
-    @property
-    def guest_mac(self) -> str | None:
-        return self.handovers[0].guest_mac
-
-    @property
-    def tap_fd(self) -> int | None:
-        return self.handovers[0].tap_fd
-
-    def to_json(self) -> dict:
-        """What --dry-run prints (ukrun.report.plan_json)."""
-        from ukrun.report import plan_json
-
-        return plan_json(self)
-
-
-# --- plan ---------------------------------------------------------------------------------
-
-def resolve_programs(o: Options, target: Target, keep: frozenset = frozenset(),
-                     exec_mode: str = "direct") -> str | None:
-    """Check the unikernel and find the tender; returns the tender's path (None for unix).
-
-    What is exec'd must be an executable this machine runs (``preflight.check_program_image``),
-    and what a tender loads must stay readable once the capabilities are dropped. Execve runs
-    without CAP_DAC_OVERRIDE except in exec mode direct, where ukrun still holds it.
-    """
-    dropped = exec_mode != "direct"
-    if target.default_tender is None:
-        preflight.check_executable(o.unikernel, "unikernel")
-        preflight.check_program_image(o.unikernel, "unikernel", keep=keep, dropped=dropped)
-        return None
-    preflight.check_readable(o.unikernel, "unikernel")
-    preflight.check_usable_unprivileged(o.unikernel, "unikernel", keep=keep)
-    if target.name in ("qemu", "kvm"):
-        program = preflight.find_program(o.qemu or target.default_tender, "QEMU")
-    else:
-        program = preflight.find_program(o.tender or target.default_tender, "tender")
-    return preflight.check_program_image(program, "QEMU" if target.name in ("qemu", "kvm")
-                                         else "tender", keep=keep, dropped=dropped)
-
-
-def guest_device(target: Target, each) -> str | None:
-    """The guest's own name for interface ``each``: the Solo5 net name, ethN in a Linux
-    guest under QEMU (virtio devices come up in command-line order); None when unknown."""
-    if target.name in ("hvt", "spt"):
-        return each.net_name
-    return "eth%d" % each.position if target.name in ("qemu", "kvm") else None
-
-
-def guest_nets(handovers) -> tuple:
-    """What the guest's network words describe (ukrun.guestnet.GuestNet), one per interface."""
-    return tuple(GuestNet(h.network.interface, h.tap, h.guest_mac, h.network.mtu,
-                          h.network.ipv4, h.network.gateway4, h.network.gateway4_onlink,
-                          h.network.ipv6, h.network.gateway6, h.device) for h in handovers)
-
-
-def guest_words(o: Options, nets, dns) -> tuple:
-    """The guest's network words for ``o.ip_args`` (ukrun.ipargs.build); the default
-    format's straight from ukrun.guestnet, without loading every other format."""
-    if o.ip_args == "mirage":
-        return mirage(nets, dns)
-    from ukrun import ipargs
-
-    return ipargs.build(o.ip_args, nets, dns, o.ip_template)
-
-
-def choose_guest_mac(o: Options, each, target: Target, network: NetConfig, previous, notes):
-    if not target.sets_mac:
-        notes.append("the %s target cannot set the guest's MAC: --mac %s is ignored"
-                     % (o.target, each.mac))
-        return None
-    if each.mac == "inherit":
-        return previous.guest_mac if previous and previous.guest_mac else network.mac
-    if each.mac == "random":
-        # A restart keeps the random MAC the first run chose: neighbours already cached it.
-        if previous and previous.guest_mac and previous.guest_mac != previous.interface_mac:
-            return previous.guest_mac
-        return random_mac()
-    return parse_mac(each.mac)
-
-
-def _wanted(o: Options, each, view: View, network: NetConfig, guest_mac,
-            hold_tap: bool) -> Wanted:
-    bridge = each.bridge if o.wiring == "bridge" else None
-    record = Record(each.interface, o.wiring, bridge, network.ipv4, network.gateway4,
-                    network.gateway4_onlink, guest_mac, network.mac, network.ipv6,
-                    network.gateway6)
-    try:
-        record.check(each.tap)  # what a restart must read back
-    except RecordError as e:
-        raise UkrunError("cannot hand %s over: %s" % (each.interface, e.problem),
-                         "ukrun hands over a unicast host address with its gateway") from None
-    current_mac = view.links[each.interface].mac
-    # A bridge keeps frames for a port's own MAC: the interface must not share the guest's.
-    new_mac = random_mac() if o.wiring == "bridge" and guest_mac == current_mac else None
-    return Wanted(o.wiring, each.interface, each.tap, each.bridge, network.mtu, record,
-                  new_mac, hold_tap)
-
-
-def _handover(o: Options, target: Target, each, view: View, network: NetConfig,
-              notes: list) -> Handover:
-    """What one interface's handover is made of; its notes go to ``notes``."""
-    notes += handover_notes(network)
-    if not view.links[each.interface].up:
-        notes.append("%s is administratively down: this run sets it up (and down again if it "
-                     "fails)" % each.interface)
-    guest_mac = choose_guest_mac(o, each, target, network, view.previous, notes)
-    by_fd = target.tap_fd == "always" or o.tap_fd
-    tap_fd = TAP_FD + each.position if by_fd else None
-    steps = plan_steps(_wanted(o, each, view, network, guest_mac, by_fd), view)
-    return Handover(each, network, guest_mac, tap_fd, guest_device(target, each), tuple(steps))
-
-
-def plan(options: Options) -> Plan:
-    """Discover and check everything; return the steps and the command line. Changes nothing.
-    The plan's networks and DNS servers hold ipaddress objects (``plan_for_run`` is the same
-    plan as a run carries it, with ukrun.inet's)."""
-    from ukrun import inet
-
-    p = plan_for_run(options)
-    p.handovers, p.dns = inet.public(p.handovers), inet.public(p.dns)
-    return p
-
-
-def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
-    """``plan`` without the conversion to ipaddress objects, which a run does not need.
-    ``with_notes`` False (a run no one hears): what only the notes would use is not read, so
-    DNS comes from resolv.conf only when the guest's words can name it (guestnet.TAKES_DNS)."""
-    from ukrun import caps
-    from ukrun.rtnl import Rtnl
-
-    o = options
-    target = preflight.check_options(o)
-    each = per_interface(o, target)
-    notes = []
-    state = caps.current()  # the capabilities every check below reads: one look at /proc
-    keep = preflight.kept_capabilities(o.keep_caps, notes, state)
-    exec_mode = handover.choose_exec_mode(o.init, os.getpid() == 1, caps.can_bound_execve(state))
-    tender = resolve_programs(o, target, keep, exec_mode)
-    preflight.check_tun()
-    if target.needs_kvm:
-        preflight.check_kvm(o.target)
-    preflight.check_capabilities(keep, state)
-    problem = caps.ambient_problem(keep)
-    if problem:
-        raise PrivilegeError(problem, caps.AMBIENT_HINT)
-    init_program = None
-    if exec_mode == "forked":
-        from ukrun.pid1 import init_program as find_init
-
-        init_program = find_init()
-    elif exec_mode == "dropped":
-        notes.append("without CAP_SETPCAP and with --init never, capabilities are dropped "
-                     "before execve: an execve that fails cannot give %s back"
-                     % ", ".join(e.interface for e in each))
-    with Rtnl() as rtnl:
-        found = read_kernel(rtnl, o, each, notes)
-    handovers = [_handover(o, target, e, view, network, notes)
-                 for e, (view, network) in zip(each, found)]
-    nets = guest_nets(handovers)
-    if with_notes or o.ip_args in TAKES_DNS:
-        from ukrun.report import read_dns
-
-        dns, dns_notes = read_dns([h.network for h in handovers])
-    else:
-        dns, dns_notes = NO_DNS, []
-    if with_notes:
-        from ukrun import ipargs
-
-        notes += dns_notes + list(ipargs.notes(o.ip_args, nets, dns))
-    ip_args = guest_words(o, nets, dns)
-    first = handovers[0]
-    launch = Launch(unikernel=o.unikernel, args=tuple(o.args), ip_args=ip_args,
-                    ip_args_first=o.ip_args in KERNEL_PARAMS, tap=first.tap,
-                    tap_fd=first.tap_fd, mac=first.guest_mac, tender=tender,
-                    tender_args=tuple(o.tender_args), net_name=first.each.net_name, mem=o.mem,
-                    cpu=o.cpu, more_nics=tuple(Nic(h.tap, h.tap_fd, h.guest_mac, h.each.net_name)
-                                               for h in handovers[1:]))
-    argv = target.build(launch)
-    preflight.check_exec_size(argv, os.environ)
-    return Plan(o, target, tuple(handovers), argv, keep, notes, exec_mode, init_program, dns)
-
-
-def inspect(interface="eth0") -> dict:
-    """What ``ukrun inspect`` prints (ukrun.report.inspect)."""
-    from ukrun.report import inspect
-
-    return inspect(interface)
-
-
 # --- apply ----------------------------------------------------------------------------------
 
 class Applied:
-    """What ``apply`` changed: ``undo()`` reverts it; ``tap_fd`` is the tap to hand over."""
+    """What ``apply`` changed: ``undo()`` reverts it; ``tap_fds``, the taps to hand over."""
 
     def __init__(self, plan: Plan, kernel, done: list):
         self.plan = plan
         self.kernel = kernel
         self.done = done  # for each interface, the steps done
-
-    @property
-    def tap_fd(self) -> int | None:
-        """The first interface's tap, held open (None: it goes by name)."""
-        return next(iter(self.tap_fds.values()), None)
 
     @property
     def tap_fds(self) -> dict:
@@ -364,8 +110,8 @@ def _undo(kernel, done: list) -> list:
 
 def apply(plan: Plan) -> Applied:
     """Carry out ``plan.steps``; on any error undo what was done (``_undo``) and raise."""
-    from ukrun.rtnl import Rtnl
-    from ukrun.steps import Kernel
+    from ukrun.kernel.rtnl import Rtnl
+    from ukrun.network.executor import Kernel
 
     kernel = Kernel(Rtnl())
     done = [[] for _ in plan.handovers]
@@ -383,8 +129,6 @@ def apply(plan: Plan) -> Applied:
         kernel.close_taps()
         kernel.rtnl.close()
         if isinstance(e, OSError) and step is not None:
-            from ukrun.failures import step_failed
-
             raise step_failed(step, e, failures) from e
         raise
     return Applied(plan, kernel, done)
@@ -407,25 +151,14 @@ def _say_exec(argv) -> None:
 
 def _exec_here(applied: Applied):
     """Become the program (exec modes direct and dropped). Returns only by raising."""
-    from ukrun import caps
-
     p = applied.plan
     direct = p.exec_mode == "direct"
-    if not direct:
-        # Dropped: a failed execve is worded by a process that may no longer be able to read
-        # ukrun's package (a venv only root's capabilities open), so the words load first.
-        from ukrun import failures  # noqa: F401
     try:
         _check_not_stopped(p)
-        if direct:
-            caps.prepare_execve(p.keep_caps, ambient=caps.ambient_wanted())
-        else:
-            caps.drop_to(p.keep_caps, ambient=caps.ambient_wanted())
+        caps.drop(p.keep_caps, ambient=caps.ambient_wanted(), keep_own=direct)
     except BaseException as e:
         # A failed drop leaves CAP_NET_ADMIN held, so the network can still be given back.
         if isinstance(e, UkrunError):
-            from ukrun.failures import give_back
-
             raise give_back(applied, e)
         try:
             applied.undo()
@@ -433,17 +166,15 @@ def _exec_here(applied: Applied):
             _say(str(undo_error))
         raise
     tap_fds = applied.tap_fds
-    handover.hand_fds(tap_fds)
+    process.hand_fds(tap_fds)
     _say_exec(p.argv)
-    handover.flush_stdio()
+    process.flush_stdio()
     try:
         if direct:
             _check_not_stopped(p)  # a stop request that came in meanwhile
-        handover.reset_signals()
+        signals.reset_signals()
         os.execve(p.argv[0], p.argv, os.environ)
     except OSError as e:
-        from ukrun.failures import exec_failed
-
         error = exec_failed(p, e, given_back=direct)
     except UkrunError as e:
         error = e
@@ -451,15 +182,13 @@ def _exec_here(applied: Applied):
         os.close(fd)  # the program's copies of the taps: the undo deletes the taps
     if not direct:
         raise error
-    from ukrun.failures import give_back
-
     raise give_back(applied, error)
 
 
 def _check_not_stopped(p: Plan) -> None:
     """UkrunError (exit 128 + the signal, as a shell reports it) when a signal that ends a
     process came in during the run: in place, the program would not get it, ukrun would."""
-    signum = handover.pending_stop()
+    signum = signals.pending_stop()
     if signum is not None:
         error = UkrunError("signal %d came in before %s started: not starting it"
                            % (signum, p.argv[0]))
@@ -471,59 +200,45 @@ def _await_reader(applied: Applied, timeout: float = 1.0) -> None:
     """Wait (bounded) until the guest holds its taps, so that a run waiting for the namespace
     lock finds them busy rather than records it would take over; not once a stop request is
     pending (``docker stop``), which the init must forward without delay."""
-    import time
-
-    rtnl = applied.kernel.rtnl
-    waiting = [h.tap for h in applied.plan.handovers]
-    deadline = time.monotonic() + timeout
-    while waiting and time.monotonic() < deadline and handover.pending_stop() is None:
-        waiting = [tap for tap in waiting if not rtnl.link(tap).flags & lib.IFF_LOWER_UP]
-        if waiting:
-            time.sleep(0.002)
+    await_carrier(applied.kernel.rtnl, [h.tap for h in applied.plan.handovers], timeout,
+                  give_up=lambda: signals.pending_stop() is not None)
 
 
 def _exec_forked(applied: Applied):
     """Fork the program; give the network back if its execve fails, else become its init."""
-    from ukrun import caps
 
     p = applied.plan
     tap_fds = applied.tap_fds
 
     def prepare():  # in the child, right before its execve
-        caps.drop_to(p.keep_caps, ambient=caps.ambient_wanted())
-        handover.hand_fds(tap_fds)
-        handover.reset_signals()
+        caps.drop(p.keep_caps, ambient=caps.ambient_wanted())
+        process.hand_fds(tap_fds)
+        signals.reset_signals()
 
     _say_exec(p.argv)
-    pid, report = handover.fork_exec(p.argv, os.environ, prepare)
+    pid, report = process.fork_exec(p.argv, os.environ, prepare)
     if report:
-        from ukrun.failures import child_failed, give_back
-
-        handover.reap(pid)
+        process.reap(pid)
         raise give_back(applied, child_failed(p, report))
     try:
         applied.kernel.close_taps()  # the child has its own copy
         _await_reader(applied)
         applied.kernel.rtnl.close()
-        # As in exec mode dropped: once the init's execve fails there may be no reading the
-        # package any more.
-        from ukrun import failures  # noqa: F401
-        caps.drop_to(frozenset())  # the init holds nothing
+        caps.drop(frozenset())  # the init holds nothing
     except BaseException as e:
         os.kill(pid, 9)
-        handover.reap(pid)
+        process.reap(pid)
         if isinstance(e, UkrunError):
             e.hint = "the guest was stopped; %s" % (e.hint or "")
         raise
-    handover.hand_fds({})
+    process.hand_fds({})
     _say("%s runs as pid %d under %s" % (p.argv[0], pid, p.init_program))
-    handover.flush_stdio()
+    process.flush_stdio()
     try:
         os.execve(p.init_program, [p.init_program, str(pid)], os.environ)
     except OSError as e:
         os.kill(pid, 9)  # first: whatever else fails, no guest is left without its init
-        handover.reap(pid)
-        from ukrun.failures import handed_text
+        process.reap(pid)
 
         raise UkrunError("executing %s: %s" % (p.init_program, e.strerror),
                          "the guest was stopped and %s; reinstall ukrun"
@@ -531,7 +246,7 @@ def _exec_forked(applied: Applied):
 
 
 def exec_applied(applied: Applied):
-    """Hand the process over to the plan's command line (ukrun.handover). Never returns:
+    """Hand the process over to the plan's command line (ukrun.kernel.process). Never returns:
     raises UkrunError when the program cannot be started, after giving the network back
     (but in exec mode dropped)."""
     if applied.plan.exec_mode == "forked":
@@ -543,19 +258,19 @@ def exec_applied(applied: Applied):
 def run(target: str, unikernel: str, args: Sequence[str] = (), **options):
     """Hand the container's network to ``unikernel`` and exec it; returns only by raising.
 
-    Runs in one network namespace are serialized (handover.NamespaceLock); signals that
+    Runs in one network namespace are serialized (ukrun.kernel.nslock); signals that
     arrive meanwhile stay pending until the program (or ukrun's init) can take them.
     """
     o = Options(target=target, unikernel=unikernel, args=tuple(args), **options)
     if o.verbose:
         log_to_stderr()
-    mask = handover.block_signals()
+    mask = signals.block_signals()
     # Where the taps may go (TAP_FD + N for interface N), so that no socket or tap a run opens
     # lands there before the taps are dup2()'d onto them.
     reserved = [fd for fd in range(TAP_FD, TAP_FD + len(items(o.interface)))
-                if handover.reserve_fd(fd)]
+                if process.reserve_fd(fd)]
     try:
-        with handover.NamespaceLock():
+        with NamespaceLock():
             p = plan_for_run(o, with_notes=_heard())
             for note in p.notes:
                 _say(note)
@@ -566,4 +281,75 @@ def run(target: str, unikernel: str, args: Sequence[str] = (), **options):
                 os.close(fd)
             except OSError:
                 pass
-        handover.restore_signals(mask)
+        signals.restore_signals(mask)
+
+
+# --- what a run says when it fails after changing things ------------------------------------
+
+def listed(names) -> str:
+    return ", ".join(names)
+
+
+def given_back_text(handovers) -> str:
+    """"eth0 was given back", or "eth0, net1 were given back"."""
+    return "%s %s given back" % (listed(h.each.interface for h in handovers),
+                                 "was" if len(handovers) == 1 else "were")
+
+
+def handed_text(handovers) -> str:
+    """"eth0 stays handed over to tap0", or "eth0, net1 stay handed over to tap0, tap1"."""
+    return "%s %s handed over to %s" % (listed(h.each.interface for h in handovers),
+                                        "stays" if len(handovers) == 1 else "stay",
+                                        listed(h.tap for h in handovers))
+
+
+def _reason(e: OSError) -> str:
+    reason = e.strerror or str(e)
+    ext_ack = getattr(e, "ext_ack", None)
+    return "%s (%s)" % (reason, ext_ack) if ext_ack else reason
+
+
+def step_failed(step, e: OSError, failures: list) -> UkrunError:
+    """A wiring step failed with ``e``; ``failures``: what its undo could not revert."""
+    hint = ("undoing failed too, the namespace is half-wired: %s" % "; ".join(failures)
+            if failures else "everything done before was undone")
+    kind = PrivilegeError if e.errno in (errno.EPERM, errno.EACCES) else NetworkError
+    return kind("%s: %s" % (step.text, _reason(e)), hint)
+
+
+def exec_failed(plan, e: OSError, given_back: bool) -> UkrunError:
+    """The plan's execve failed with ``e``; ``given_back``: the network will be."""
+    message = "executing %s: %s" % (plan.argv[0], e.strerror or e)
+    hint = None if given_back else "%s; the next run reuses it" % handed_text(plan.handovers)
+    if e.errno == errno.ENOENT:
+        return NotFoundError(message, hint)
+    if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EPERM, errno.ETXTBSY):
+        return NotExecutableError(message, hint)
+    return UkrunError(message, hint)
+
+
+def child_failed(plan, report: bytes) -> UkrunError:
+    """The error a forked child reported instead of exec'ing (ukrun.kernel.process.encode_failure)."""
+    errno_, status, message = process.decode_failure(report)
+    if errno_ is not None:
+        return exec_failed(plan, OSError(errno_, os.strerror(errno_)), given_back=True)
+    kinds = {cls.exit_status: cls for cls in (UsageError, PrivilegeError, NotExecutableError,
+                                              NotFoundError)}
+    error = kinds.get(status, UkrunError)(message)
+    error.exit_status = status
+    return error
+
+
+def give_back(applied, error: UkrunError) -> UkrunError:
+    """Undo the wiring after ``error``; say so in the error when that fails too."""
+    handovers = applied.plan.handovers
+    given_back = given_back_text(handovers)
+    try:
+        applied.undo()
+        outcome = given_back
+    except UkrunError as undo_error:
+        outcome = "giving %s back failed: %s" % (listed(h.each.interface for h in handovers),
+                                                 undo_error)
+    if not error.hint or given_back not in error.hint:
+        error.hint = "%s; %s" % (error.hint, outcome) if error.hint else outcome
+    return error

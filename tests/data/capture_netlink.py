@@ -19,9 +19,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 from nsutil import DockerHost, in_netns, unique  # noqa: E402
 from sysheaders import lib as hdr  # noqa: E402
 
-from ukrun._ffi import lib  # noqa: E402
-from ukrun.netlink import (IfAddrMsg, IfInfoMsg, Message, RtMsg, TcMsg, attr_nested,  # noqa: E402
-                           attr_string, encode, parse)
+from ukrun.kernel.ffi import lib  # noqa: E402
+from ukrun.kernel.netlink import Message, attr_nested, attr_string, encode
+from ukrun.kernel.netlink_bodies import IfAddrMsg, IfInfoMsg, RtMsg, TcMsg, parse
 
 OUT = os.path.join(HERE, "netlink_replies.json")
 SCOPES = {"global": lib.RT_SCOPE_UNIVERSE, "link": hdr.RT_SCOPE_LINK, "host": hdr.RT_SCOPE_HOST}
