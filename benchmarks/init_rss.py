@@ -58,7 +58,8 @@ while True:
 
 
 def shipped_init(install):
-    return run(install.python, "-c", "import ukrun.kernel.process; print(ukrun.kernel.process.init_program())",
+    return run(install.python, "-c", "try:\n from ukrun.kernel.process import init_program\n"
+               "except ImportError:\n from ukrun.pid1 import init_program\nprint(init_program())",
                cwd=WORKDIR).stdout.strip()
 
 

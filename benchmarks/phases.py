@@ -32,15 +32,20 @@ ns = cli.parse(["unix", sys.argv[1]])
 mark("build the parser, parse argv")
 from ukrun import runner
 try:
-    from ukrun.kernel import process as handover
-except ImportError:  # an older ukrun, without the namespace lock
-    handover = None
+    from ukrun.kernel.nslock import NamespaceLock
+except ImportError:  # an older ukrun: the lock in ukrun.handover, or none at all
+    NamespaceLock = getattr(__import__("ukrun.handover").handover, "NamespaceLock", None) \
+        if os.path.exists(os.path.join(os.path.dirname(runner.__file__), "handover.py")) else None
+try:
+    from ukrun import planning  # Options and plan_for_run; before it, the runner had them
+except ImportError:
+    planning = runner
 mark("import ukrun.runner")
-lock = handover.NamespaceLock() if handover else None
+lock = NamespaceLock() if NamespaceLock else None
 mark("take the namespace lock")
-plan_for_run = getattr(runner, "plan_for_run", runner.plan)
+plan_for_run = getattr(planning, "plan_for_run", planning.plan)
 field_values = getattr(cli, "field_values", None) or cli._options  # _options: 31a5ef5's name
-plan = plan_for_run(runner.Options(ns.command, ns.unikernel, tuple(ns.args), **field_values(ns)))
+plan = plan_for_run(planning.Options(ns.command, ns.unikernel, tuple(ns.args), **field_values(ns)))
 mark("plan (rtnl/netlink/cffi imports, discover, preflight)")
 applied = runner.apply(plan)
 mark("apply (netlink, tap)")

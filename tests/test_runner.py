@@ -411,3 +411,63 @@ def test_a_down_interface_is_brought_up_as_a_recorded_step(wiring, container, pr
         assert "UP" in container.ip_json("link", "show", "eth0")[0]["flags"]
         applied.undo()
     assert snapshot(container) == before
+
+
+# --- how the tap went to the guest decides whether a restart waits ------------------------------
+
+def _waits(monkeypatch):
+    """The taps each plan waited on for a guest to open them (survey's carrier wait)."""
+    waited = []
+
+    def await_carrier(rtnl, taps, timeout, every=True, give_up=None):
+        waited.append((tuple(taps), timeout))
+        return frozenset()
+
+    monkeypatch.setattr(ukrun.network.survey, "await_carrier", await_carrier)
+    return waited
+
+
+@pytest.mark.parametrize("tap_fd", [False, True], ids=["by name", "as an fd"])
+def test_a_restart_waits_only_for_a_guest_that_opens_its_tap_by_name(tap_fd, container,
+                                                                      programs, monkeypatch):
+    waited = _waits(monkeypatch)
+    with in_netns(container.name):
+        apply(plan(spt(programs, tap_fd=tap_fd))).close()
+        record = container.ip_json("-d", "link", "show", "tap0")[0]["ifalias"]
+        again = plan(spt(programs, tap_fd=tap_fd))
+    assert record.startswith("ukrun:3 ") == tap_fd and (" t=fd " in record) == tap_fd
+    assert again.handovers[0].network.source == "recorded"
+    if tap_fd:
+        assert waited == []  # no reader on a tap handed as an fd: no guest, at once
+        assert not any("by name" in n for n in again.notes)
+    else:
+        assert waited == [(("tap0",), ukrun.network.survey.TAKEOVER_WAIT)]
+        assert any("tap0 went to the guest by name: waiting up to" in n for n in again.notes)
+
+
+def test_a_guest_holding_its_tap_as_an_fd_is_never_taken_over(container, programs):
+    # A guest just exec'd with its tap as an fd holds it from before the run's lock went: a
+    # second run finds the tap with carrier and changes nothing.
+    with in_netns(container.name):
+        applied = apply(plan(spt(programs, tap_fd=True)))
+        held = applied.tap_fds  # what the guest inherits
+        assert held
+        applied.kernel.rtnl.close()  # the run is over; the guest keeps its fd
+        before = snapshot(container)
+        with pytest.raises(NetworkError, match="already handed to a running guest"):
+            plan(spt(programs, tap_fd=True))
+        assert snapshot(container) == before
+        applied.kernel.close_taps()
+
+
+def test_a_forged_record_that_claims_the_fd_form_is_refused(container, programs):
+    with in_netns(container.name):
+        apply(plan(spt(programs))).close()
+        alias = container.ip_json("-d", "link", "show", "tap0")[0]["ifalias"]
+        forged = alias.replace("ukrun:1 ", "ukrun:3 ").replace(" o=0 ", " o=0 6= h= t=pipe ")
+        container.ip("link", "set", "tap0", "alias", forged)
+        before = snapshot(container)
+        with pytest.raises(NetworkError) as e:
+            plan(spt(programs))
+        assert "record on tap0: t='pipe' is not one of name, fd" in str(e.value)
+        assert snapshot(container) == before
