@@ -1,4 +1,4 @@
-"""Attacks on issue 10's promises, as a hostile pod neighbour and a hurried operator would make
+"""Attacks on what a run promises (nothing lost, foreign links untouched, the record is input), as a hostile pod neighbour and a hurried operator would make
 them, through the real CLI in docker-like containers (nsutil; never the machine's namespace).
 
 Each attack that still breaks a promise is a test marked ``xfail(strict=True, raises=

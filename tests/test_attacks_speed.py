@@ -1,4 +1,4 @@
-"""Attacks on issue 13's speed changes: cold code loaded only on failure, the stack limit read
+"""Attacks on what keeps a run fast: cold code loaded only on failure, the stack limit read
 from /proc/self/limits, runs without the cycle collector, netlink replies read in part, and
 the image step that gives the installed script its -S back.
 

@@ -1,4 +1,4 @@
-"""The ukrun command line (issue 3): parsing, messages and exit statuses, and real runs of the
+"""The ukrun command line: parsing, messages and exit statuses, and real runs of the
 console script inside docker-like containers with a stand-in unikernel that reports what it got.
 """
 import json
@@ -428,7 +428,7 @@ def report(proc):
 
 
 def expected_argv(target, standin, kernel_file, mac, tap="tap0", fd=False):
-    """Issue 3's command lines, written out here rather than taken from ukrun.guest.targets."""
+    """The documented command lines, written out here rather than taken from ukrun.guest.targets."""
     if target == "unix":
         return [standin, "--interface=" + tap, "a", "-b", "--c=d"] + IP_ARGS
     if target in ("hvt", "spt"):

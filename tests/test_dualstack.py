@@ -1,4 +1,4 @@
-"""Dual stack, DNS and every --ip-args format end to end (issue 12, one interface): real guests
+"""Dual stack, DNS and every --ip-args format end to end (one interface): real guests
 started through the `ukrun` CLI in docker-like containers that hold IPv6 too.
 
 The Docker-host namespace's docker0 holds 172.30.0.1/16, 2001:db8::1/64 and fe80::1/64, so a

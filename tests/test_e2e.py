@@ -58,7 +58,7 @@ def uguest_argv(target, wiring, uguest, unikernel, *guest_args, options=()):
 
 
 def assert_dropped(status, extra_fds=(), fds=None):
-    """What issue 3 promises the exec'd program: only the kept capability, no_new_privs."""
+    """What the exec'd program is promised: only the kept capability, no_new_privs."""
     kept = 1 << NET_BIND_SERVICE
     for mask in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"):
         assert int(status[mask], 16) == kept, (mask, status)

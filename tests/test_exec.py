@@ -1,4 +1,4 @@
-"""The exec step, run for real through the CLI in docker-like containers (issue 10 part 1, 2, 4):
+"""The exec step, run for real through the CLI in docker-like containers:
 a program that cannot be exec'd leaves the namespace exactly as it was, in every exec mode;
 the program gets exactly the kept capabilities and a default signal state; as PID 1 ukrun
 stays as a small init that forwards `docker stop`'s signal; runs in one namespace are

@@ -1,4 +1,4 @@
-"""IPv6 in docker-like containers (issue 12): eth0's own IPv6 stack leaves the wire to the guest
+"""IPv6 in docker-like containers: eth0's own IPv6 stack leaves the wire to the guest
 (no link-local address, so no DAD, router solicitations or MLD from it), its IPv6 routes move
 with its addresses, and all of it comes back on undo.
 """

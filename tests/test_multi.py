@@ -1,4 +1,4 @@
-"""Several interfaces in one run (issue 12, "Several interfaces"): a docker-like container with
+"""Several interfaces in one run: a docker-like container with
 eth0 and a Multus pod's second interface net1. Each gets its own tap, wiring, record and guest
 device; one undo log gives both back, whatever fails; a restart takes both records over; the
 tenders' command lines name each device; frames cross both wirings.

@@ -1,5 +1,5 @@
 """The restart record on the tap's alias is input: anything holding CAP_NET_ADMIN in the pod can
-write it (issue 10, part 3). Every field is checked; a record never makes ukrun touch a link it
+write it. Every field is checked; a record never makes ukrun touch a link it
 did not make, and never puts an unchecked word on a command line.
 
 Pure first (tables and hypothesis, with independent validity checks), then real namespaces:
