@@ -13,9 +13,9 @@ PYTEST_ARGS ?=
 all: build
 
 # apt-get runs only when a package is missing, so repeated runs stay fast; docker.io's service is
-# kept from starting in the machine's own namespace (tests/engine/apt-install says how).
+# kept from starting in the machine's own namespace (tests/support/engine/apt-install says how).
 sysdeps:
-	@tests/engine/apt-install $(SYSPKGS)
+	@tests/support/engine/apt-install $(SYSPKGS)
 
 $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ test: sysdeps build
 	$(VPY) -m pytest $(PYTEST_ARGS) tests
 
 demo: sysdeps build
-	$(VPY) tests/demo.py
+	$(VPY) tests/support/demo.py
 
 bench: sysdeps build
 	$(VPY) benchmarks/run.py

@@ -6,12 +6,12 @@ import re
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from clirun import report, ukrun
 from nsutil import in_netns, kvm_usable
 from snapshots import redirects, snapshot, wiring_state
 from ukrun import cli
@@ -374,58 +374,6 @@ def test_the_cli_path_stays_cheap():
 IP_ARGS = ["--ipv4=172.30.0.2/16", "--ipv4-gateway=172.30.0.1"]
 NET_BIND_SERVICE = "0000000000000400"  # bit 10
 EMPTY = "0000000000000000"
-
-STANDIN = textwrap.dedent("""\
-    #!{python}
-    # A stand-in unikernel/tender: reports its argv, capabilities and fds as JSON, then exits.
-    import json, os, sys
-    fds = {{}}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            fds[name] = os.readlink("/proc/self/fd/" + name)
-        except OSError:  # the fd listdir used, closed by now
-            pass
-    status = {{}}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key.startswith("Cap") or key == "NoNewPrivs":
-                status[key] = value.strip()
-    iffs = {{}}  # the tap each inherited tun fd is attached to
-    for fd in sorted(fds):
-        if int(fd) > 2 and fds[fd] == "/dev/net/tun":
-            with open("/proc/self/fdinfo/" + fd) as f:
-                iffs[fd] = [l.split()[1] for l in f if l.startswith("iff:")]
-    print(json.dumps({{"argv": sys.argv, "status": status, "fds": fds, "iffs": iffs,
-                      "iff3": iffs.get("3"), "env": os.environ.get("UKRUN_TEST_MARK")}}))
-""")
-
-
-@pytest.fixture
-def standin(tmp_path):
-    path = tmp_path / "standin"
-    path.write_text(STANDIN.format(python=sys.executable))
-    path.chmod(0o755)
-    return str(path)
-
-
-@pytest.fixture
-def kernel_file(tmp_path):
-    """A unikernel for the targets that hand it to a tender or QEMU (never executed here)."""
-    path = tmp_path / "unikernel.bin"
-    path.write_bytes(b"\x7fELF not really")
-    return str(path)
-
-
-def ukrun(container, ukrun_exe, *argv, env=None):
-    full_env = dict(os.environ, UKRUN_TEST_MARK="kept", **(env or {}))
-    return container.exec(ukrun_exe, *argv, check=False, env=full_env)
-
-
-def report(proc):
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
 
 def expected_argv(target, standin, kernel_file, mac, tap="tap0", fd=False):
     """The documented command lines, written out here rather than taken from ukrun.guest.targets."""

@@ -4,7 +4,7 @@
     engine.docker("run", ...)          # every call goes to this engine's socket only
     engine.stop()                      # containers, dockerd, namespace, directories
 
-dockerd runs as `ip netns exec NS tests/engine/in-cgroups dockerd ...`, so docker0 and every
+dockerd runs as `ip netns exec NS tests/support/engine/in-cgroups dockerd ...`, so docker0 and every
 container's veth live in NS and nothing reaches the machine's own namespace. Its bridge and
 address pools are inside 172.30.0.0/16; its DNS server is its own bridge address, where nothing
 listens, so a resolver inside a container fails at once instead of trying the machine's.
@@ -29,8 +29,7 @@ import time
 from nsutil import Netns, run, unique
 from wheelutil import build_wheel
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from tree import ROOT, SUPPORT as HERE
 CACHE = os.path.join(ROOT, ".cache", "engine")
 WRAPPER = os.path.join(HERE, "engine", "in-cgroups")
 

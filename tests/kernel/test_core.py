@@ -12,7 +12,7 @@ import ukrun._build
 import ukrun._core
 from ukrun.kernel.ffi import check, ffi, lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tree import ROOT
 CSRC = os.path.join(ROOT, "csrc")
 
 

@@ -7,13 +7,11 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from elfs import PT_LOAD, make_elf
 from ukrun.guest import elf
 from ukrun.guest.elf import ET_CORE, ET_DYN, ET_EXEC, ET_REL, PT_DYNAMIC, PT_INTERP, ElfError
 
 HELLO_C = "int main(void) { return 0; }\n"
-PT_LOAD = 1
-
-
 @pytest.fixture(scope="module")
 def binaries(tmp_path_factory):
     """static, static-pie, dynamic (glibc) and musl-loader executables, built here with gcc."""
@@ -26,26 +24,6 @@ def binaries(tmp_path_factory):
         subprocess.run(["gcc", "-O0", "-o", str(d / name), str(d / "hello.c")] + extra,
                        check=True, capture_output=True)
     return d
-
-
-def make_elf(cls=64, little=True, e_type=ET_EXEC, phdrs=(), phentsize=None, phnum=None,
-             payload=b"", machine=62):
-    """An ELF header, program headers (p_type, p_offset, p_filesz) and a payload after them."""
-    order = "<" if little else ">"
-    ehsize, phsize = (64, 56) if cls == 64 else (52, 32)
-    ident = elf.ELFMAG + bytes([elf.ELFCLASS64 if cls == 64 else elf.ELFCLASS32,
-                                elf.ELFDATA2LSB if little else elf.ELFDATA2MSB, 1]) + bytes(9)
-    fmt = "HHIQQQIHHHHHH" if cls == 64 else "HHIIIIIHHHHHH"
-    header = ident + struct.pack(order + fmt, e_type, machine, 1, 0, ehsize, 0, 0, ehsize,
-                                 phsize if phentsize is None else phentsize,
-                                 len(phdrs) if phnum is None else phnum, 0, 0, 0)
-    table = b""
-    for p_type, p_offset, p_filesz in phdrs:
-        if cls == 64:
-            table += struct.pack(order + "IIQQQQQQ", p_type, 0, p_offset, 0, 0, p_filesz, 0, 0)
-        else:
-            table += struct.pack(order + "IIIIIIII", p_type, p_offset, 0, 0, p_filesz, 0, 0, 0)
-    return header + table + payload
 
 
 def with_interp(path=b"/lib/ld-musl-x86_64.so.1\0", cls=64, little=True, e_type=ET_DYN):

@@ -4,11 +4,9 @@ the program gets exactly the kept capabilities and a default signal state; as PI
 stays as a small init that forwards `docker stop`'s signal; runs in one namespace are
 serialized. Every process is bounded in time and killed with its namespace.
 """
-import json
 import os
 import re
 import signal
-import stat
 import subprocess
 import sys
 import textwrap
@@ -16,6 +14,8 @@ import time
 
 import pytest
 
+from clirun import raw_ukrun
+from files import write
 from guests import install_uguest, udp_echo
 from snapshots import redirects, snapshot
 
@@ -25,34 +25,9 @@ MODES = ("never", "always")  # --init: direct exec, or forked under ukrun's init
 
 # The real CLI in a child Python, with the preflight's program checks taken out, so that the
 # faults below reach execve itself: the last line of defence must hold on its own.
-RAW_CLI = textwrap.dedent("""\
-    import sys
-    from ukrun import planning
-    from ukrun.guest import programs
-    def unchecked(o, target, *rest):
-        return None if target.default_tender is None else (o.tender or o.qemu)
-    planning.resolve_programs = unchecked
-    for name in dir(programs):
-        if name.startswith("check_program") or name in ("check_usable_unprivileged",
-                                                         "check_exec_size"):
-            setattr(programs, name, lambda *a, **k: None)
-    from ukrun.cli import main
-    # BIG:N is an argument of N bytes, made here: too long to pass to this process itself.
-    sys.exit(main(["x" * int(a[4:]) if a.startswith("BIG:") else a for a in sys.argv[1:]]))
-""")
-
-
 def status_of(text):
     """The 'Key:\\tvalue' lines of /proc/PID/status as a dict."""
     return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
-
-
-def write(directory, name, data, mode=0o755):
-    path = os.path.join(directory, name)
-    with open(path, "wb") as f:
-        f.write(data if isinstance(data, bytes) else data.encode())
-    os.chmod(path, mode)
-    return path
 
 
 @pytest.fixture
@@ -80,10 +55,6 @@ BROKEN = {
     "directory": (lambda d: os.path.join(d, "subdir") if os.mkdir(os.path.join(d, "subdir"))
                   is None else None, 126),
 }
-
-
-def raw_ukrun(container, *argv, **kw):
-    return container.exec(sys.executable, "-c", RAW_CLI, *argv, check=False, **kw)
 
 
 def assert_one_line_error(proc, status):

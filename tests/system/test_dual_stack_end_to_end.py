@@ -19,7 +19,8 @@ import pytest
 
 from guests import UkrunRun, http_get, ping, ping_once, stop, udp_echo, vm_guest
 from snapshots import snapshot
-from test_exec import raw_ukrun, write
+from clirun import raw_ukrun
+from files import write
 
 pytestmark = pytest.mark.e2e
 

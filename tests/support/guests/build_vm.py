@@ -1,6 +1,6 @@
 """Build the Linux VM guest for the qemu/kvm targets: a Debian cloud kernel + a busybox initramfs.
 
-    python tests/guests/build_vm.py [--force]     prints {"kernel": ..., "initrd": ...}
+    python tests/support/guests/build_vm.py [--force]     prints {"kernel": ..., "initrd": ...}
 
 Everything comes from Debian packages: the kernel through `apt-get download` (the current one,
 resolved through the `linux-image-cloud-amd64` metapackage), busybox from the installed
@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CACHE = os.path.join(ROOT, ".cache", "guests")
 METAPACKAGE = "linux-image-cloud-amd64"
 BUSYBOX = "/bin/busybox"

@@ -1,11 +1,11 @@
 """ukrun under a real Docker engine: images built from what the project ships, real containers.
 
-One dockerd per session, in a network namespace of its own (tests/engine.py). The images are
+One dockerd per session, in a network namespace of its own (tests/support/engine.py). The images are
 the Debian example (examples/debian/Dockerfile, adapted only in FROM and in where ukrun's wheel
 comes from) and `ukrun dockerfile TARGET --from` that image; every container gets exactly the
 flags `ukrun docker-args TARGET` prints, plus what the test is about. The guests are the test
-suite's: uguest (tests/guests/uguest.py) as the unix unikernel or as a Solo5 tender, the Linux
-VM under QEMU, and tests/engine/pinger.py when a guest must reach out. Traffic flows only
+suite's: uguest (tests/support/guests/uguest.py) as the unix unikernel or as a Solo5 tender, the Linux
+VM under QEMU, and tests/support/engine/pinger.py when a guest must reach out. Traffic flows only
 between the engine's namespace and its containers.
 """
 import datetime
@@ -25,10 +25,10 @@ from nsutil import kvm_usable, run, unique
 
 pytestmark = pytest.mark.engine
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tree import ROOT
 NET_BIND_SERVICE = 1 << 10   # bit 10 of /proc/PID/status's capability masks
 NET_ADMIN = 1 << 12
-GATEWAY = "172.30.0.1"       # the engine's docker0 (tests/engine.py BRIDGE_CIDR)
+GATEWAY = "172.30.0.1"       # the engine's docker0 (tests/support/engine.py BRIDGE_CIDR)
 STOP_LIMIT = 1.0             # seconds from `docker stop` to the container's end
 
 

@@ -1,5 +1,4 @@
 """Each target's command line, against the documented ones and the old runner's (DESIGN.md)."""
-import ipaddress
 
 import pytest
 

@@ -11,9 +11,9 @@ import pytest
 
 from nsutil import in_netns
 from snapshots import snapshot, wiring_state
-from test_cli import kernel_file, report, standin, ukrun  # noqa: F401 (fixtures)
-from test_exec import RAW_CLI
-from test_runner import Guest, _fail_at, ping, spt  # noqa: F401 (fixture)
+from clirun import RAW_CLI, report, ukrun
+from inprocess import fail_at, spt
+from tapguest import Guest, ping
 from ukrun.errors import NetworkError, NotExecutableError, UsageError
 from ukrun.report import inspect
 from ukrun.runner import apply
@@ -129,7 +129,7 @@ def test_a_failure_at_any_step_gives_both_back(wiring, multus, programs, monkeyp
     for index in range(count):
         with in_netns(multus.name):
             p = plan(options)
-            _fail_at(monkeypatch, p.steps[index])
+            fail_at(monkeypatch, p.steps[index])
             with pytest.raises(NetworkError) as failed:
                 apply(p)
         monkeypatch.undo()

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tree import ROOT
 SOURCES = ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "ukrun", "csrc", "man",
            "bin")
 BUILT = shutil.ignore_patterns("__pycache__", "*.so", "_core.c", "_core.o")

@@ -19,7 +19,9 @@ from ukrun.kernel.netlink_bodies import (IFADDRMSG, IFINFOMSG, RTMSG, TCMSG, Don
                                          IfAddrMsg, IfInfoMsg, NlMsgErr, RtMsg, TcMsg, parse)
 from ukrun.kernel.rtnl_objects import TC_MIRRED, TC_U32_KEY, TC_U32_SEL
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "data", "netlink_replies.json")
+from tree import DATA
+
+FIXTURE = os.path.join(DATA, "netlink_replies.json")
 with open(FIXTURE) as _f:
     REPLIES = json.load(_f)
 DATAGRAMS = [bytes.fromhex(h)

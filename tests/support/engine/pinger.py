@@ -2,7 +2,7 @@
 
     pinger --interface=TAP --probe=IP [--probe=IP...] [--probe-seconds=S] --ipv4=IP/N ...
 
-The userspace guest (tests/guests/uguest.py, which it loads from $UGUEST, default
+The userspace guest (tests/support/guests/uguest.py, which it loads from $UGUEST, default
 /unikernel/uguest, the unix image's unikernel) only answers, so it cannot show two unikernel
 containers reaching each other. This one sends an ARP request and an ICMP echo to each probe
 target from the tap, prints ONE JSON line with what answered (MAC, ARP and echo times, in ms),

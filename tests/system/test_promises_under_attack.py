@@ -28,6 +28,7 @@ import pytest
 
 import ukrun
 from nsutil import in_netns
+from files import write
 from snapshots import snapshot, wiring_state
 
 NET_BIND_SERVICE = 1 << 10
@@ -52,14 +53,6 @@ def finding(number, text):
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-def write(directory, name, text, mode=0o755):
-    path = os.path.join(directory, name)
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-    return path
-
 
 def marker_program(directory):
     """A program that leaves a file behind when it runs: (program, the file)."""

@@ -17,8 +17,8 @@ import sys
 import tempfile
 import time
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, TESTS)
+SUPPORT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, SUPPORT)
 
 from guests import (LineReader, http_get, install_dummy_unikernel, install_uguest,  # noqa: E402
                     ping, stop, udp_echo, vm_guest)

@@ -20,9 +20,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from test_elf import PT_LOAD, make_elf
+from elfs import PT_LOAD, make_elf
 from ukrun.guest import binfmt, execrules, programs
-from ukrun import preflight
 from ukrun.kernel.ffi import lib
 from ukrun.guest.elf import ET_DYN, ET_EXEC, PT_INTERP
 from ukrun.errors import NotExecutableError, NotFoundError, UkrunError

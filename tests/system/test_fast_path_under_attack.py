@@ -8,10 +8,8 @@ The others are attacks the changes withstood that no other test makes.
 """
 import importlib.util
 import os
-import re
 import resource
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -19,12 +17,12 @@ import tempfile
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ukrun
 from snapshots import snapshot
-from test_attacks import write
+from files import write
 from ukrun import docker_build
 from ukrun.guest import execrules
 from ukrun.kernel.ffi import lib

@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from nsutil import in_netns
 from sysheaders import lib as hdr
+from tree import DATA
 
 from ukrun.kernel.ffi import lib
 from ukrun.kernel.netlink import (Attr, Attrs, Message, NetlinkParseError, attr_nested,
-                                  attr_scalar, attr_string, attr_u32, encode)
+                                  attr_scalar, attr_string, encode)
 from ukrun.kernel.netlink_bodies import Done, Header, IfInfoMsg, NlMsgErr, TcMsg, parse
 from ukrun.kernel.rtnl_objects import Address, Route
 from ukrun.kernel.rtnl import NetlinkError, Rtnl
@@ -26,7 +27,7 @@ from ukrun.kernel.rtnl_objects import (TunInfo, address_from_message, address_re
 from ukrun.kernel.mac import format_mac, mac_bytes
 from ukrun.valueclass import fields
 
-with open(os.path.join(os.path.dirname(__file__), "data", "netlink_replies.json")) as _f:
+with open(os.path.join(DATA, "netlink_replies.json")) as _f:
     REPLIES = json.load(_f)
 
 

@@ -24,7 +24,7 @@ import zipfile
 import pytest
 
 import ukrun
-from test_valueclass import claimed_pythons, interpreter
+from pythons import claimed_pythons, interpreter
 from wheelutil import ROOT, build_wheel, venv_install
 
 SCRIPT = os.path.join(ROOT, "bin", "ukrun")

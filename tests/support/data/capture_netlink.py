@@ -1,6 +1,6 @@
-"""Record real kernel netlink replies as the hex fixtures of tests/test_netlink.py.
+"""Record real kernel netlink replies as the hex fixtures of tests/kernel/test_netlink.py.
 
-Run as root from the repository: ``.venv/bin/python tests/data/capture_netlink.py``.
+Run as root from the repository: ``.venv/bin/python tests/support/data/capture_netlink.py``.
 It builds a docker-like container in test namespaces (never the machine's own), adds what
 the fixtures should cover (a bridge with an alias, a secondary and an IPv6 address, an
 onlink route, a tc redirect made by tc itself), records every datagram the kernel answers
@@ -106,7 +106,7 @@ def main():
         }
         fixture = {
             "kernel": platform.release(),
-            "made_by": "tests/data/capture_netlink.py",
+            "made_by": "tests/support/data/capture_netlink.py",
             "index": index,
             "dumps": dumps,
             "expect": expect,
