@@ -102,7 +102,7 @@ def bare(snapshot: discovery.Snapshot, link) -> str | None:
     return None if own else link.name
 
 
-def read_kernel(rtnl, o, each: tuple, notes: list | None = None) -> tuple:
+def read_kernel(rtnl, o, each: tuple, notes: list | None = None, wait: bool = True) -> tuple:
     """``survey`` of what the kernel holds now, read once (ukrun.network.discovery.read): a (View,
     NetConfig) for each interface of ``each``.
 
@@ -110,13 +110,15 @@ def read_kernel(rtnl, o, each: tuple, notes: list | None = None) -> tuple:
     run held it open across its execve): no carrier means no guest, at once. A tap handed over
     by name is opened by the guest itself some milliseconds after the earlier run's execve
     (which released the namespace lock): before taking its wiring over, this run waits up to
-    TAKEOVER_WAIT for such a guest to open it, and refuses if one does."""
+    TAKEOVER_WAIT for such a guest to open it, and refuses if one does. ``wait`` False: not
+    (a run that uses a handover as it is and changes nothing: a guest that opens the tap
+    first makes this run's own attach fail, EBUSY)."""
     interfaces = tuple(e.interface for e in each)
     snapshot = discovery.read(rtnl, interfaces, tc_links=interfaces + tuple(e.tap for e in each))
     found = survey(snapshot, o, each, notes)
     taken = [e for e, (view, _) in zip(each, found)
              if view.previous is not None and view.previous.handed_as == "name"]
-    if taken:
+    if taken and wait:
         if notes is not None:
             notes.append("%s went to the guest by name: waiting up to %g s for a guest that "
                          "may still be opening it" % (", ".join(e.tap for e in taken),
