@@ -356,6 +356,8 @@ def plan_handover(interface="eth0", tap=None, wiring: str = "tc", owner: int | N
     caps.check_capabilities(frozenset())
     notes = []
     with Rtnl() as rtnl:
-        found = read_kernel(rtnl, o, each, notes)
+        # A record found on the tap must be one this handover's guest can attach to.
+        found = read_kernel(rtnl, o, each, notes,
+                            attacher=(owner, set() if group is None else {group}))
     return tuple(_handover(o, target, e, view, network, notes, (owner, group))
                  for e, (view, network) in zip(each, found))

@@ -118,3 +118,33 @@ def release_steps(snapshot, interface: str, tap: str, gen_mode: int | None = Non
         [str(a.interface) for a in addresses] + ["default via %s" % r.gateway for r in routes])),
         interface=interface, addresses=addresses, routes=routes))
     return steps
+
+
+def handover_problem(snapshot, interface: str, tap: str) -> str | None:
+    """What is missing from the handover of ``interface`` to ``tap`` in ``snapshot`` (what
+    CNI CHECK reports), or None when it is all there: ukrun's record on the tap, the tap
+    persistent, the interface without a global address, and the wiring (both redirects, or
+    both enslaved to ukrun's bridge)."""
+    record = recorded(snapshot, interface, tap)
+    if record is None:
+        return "%s holds no record of a handover of %s" % (tap, interface)
+    link, tap_link = snapshot.link(interface), snapshot.link(tap)
+    if link is None:
+        return "%s is gone" % interface
+    info = tap_link.tun
+    if info is not None and info.persist is False:
+        return "%s is not persistent" % tap
+    if any(a.index == link.index and a.scope == lib.RT_SCOPE_UNIVERSE
+           for a in snapshot.addresses):
+        return "%s holds a global address again" % interface
+    if record.wiring == "tc":
+        redirects = {(index, f.redirect_to) for index, filters in snapshot.filters.items()
+                     for f in filters if f.redirect_to}
+        for source, target in ((link, tap_link), (tap_link, link)):
+            if (source.index, target.index) not in redirects:
+                return "nothing redirects %s's frames to %s" % (source.name, target.name)
+        return None
+    bridge = snapshot.link(record.bridge)
+    if bridge is None or any(port.master != bridge.index for port in (link, tap_link)):
+        return "%s and %s are not both enslaved to %s" % (interface, tap, record.bridge)
+    return None
