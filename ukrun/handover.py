@@ -1,7 +1,7 @@
 """The handover without the exec: what ``ukrun cni`` and ``ukrun hook`` do for a pod whose
 guest a later, unprivileged ``ukrun TARGET ...`` starts, and how they give it back.
 
-``hand_over`` is a run's plan (ukrun.planning.plan_handover: the same checks, survey and
+``hand_over`` is a run's plan (ukrun.handover.plan_handover: the same checks, survey and
 wiring steps) carried out by the run's ``ukrun.runner.apply``, under the run's namespace lock:
 a persistent tap given to the pod's uid/gid, the wiring, the record, the interface's
 addresses moved. It returns the ``Applied``, whose ``undo()`` reverts it exactly in this
@@ -33,14 +33,48 @@ class HandoverPlan:
         return [step for h in self.handovers for step in h.steps]
 
 
+# The target a handover for no particular guest is planned as: one that sets the guest's MAC,
+# so that the record says eth0's (the guest of a later run inherits it, as an hvt run's does).
+HANDOVER_TARGET = "spt"
+
+
+def plan_handover(interface="eth0", tap=None, wiring: str = "tc", owner: int | None = None,
+                  group: int | None = None) -> tuple:
+    """The Handovers (ukrun.planning.Handover, one per interface) that hand ``interface``
+    (one name or a tuple) over to its tap, for a guest that a later run starts: a run's
+    checks, survey and wiring (ukrun.planning.handover_for), a new tap given to ``owner`` and
+    ``group`` (None: none), the record written, the tap left closed. Changes nothing;
+    ``hand_over`` carries it out. Needs CAP_NET_ADMIN."""
+    from ukrun import preflight
+    from ukrun.kernel import caps, devices
+    from ukrun.kernel.rtnl import Rtnl
+    from ukrun.network.survey import read_kernel
+    from ukrun.options import per_interface
+    from ukrun.planning import Options, handover_for
+
+    fields = dict(interface=interface, wiring=wiring, keep_caps=("none",))
+    if tap is not None:
+        fields["tap"] = tap
+    o = Options(HANDOVER_TARGET, "", **fields)
+    target = preflight.check_options(o)
+    each = per_interface(o, target)
+    devices.check_tun()
+    caps.check_capabilities(frozenset())
+    notes = []
+    with Rtnl() as rtnl:
+        # A record found on the tap must be one this handover's guest can attach to.
+        found = read_kernel(rtnl, o, each, notes,
+                            attacher=(owner, set() if group is None else {group}))
+    return tuple(handover_for(o, target, e, view, network, notes, (owner, group))
+                 for e, (view, network) in zip(each, found))
+
+
 def hand_over(interface="eth0", tap=None, wiring: str = "tc", owner: int | None = None,
               group: int | None = None) -> Applied:
     """Hand ``interface`` over to its tap, for a guest started later (needs CAP_NET_ADMIN).
     ``owner``/``group``: the uid/gid that alone may attach to the tap without CAP_NET_ADMIN;
     with neither, any process of the namespace that can open /dev/net/tun may. A second call
     finds the first one's record and changes nothing more (a restart takes it over)."""
-    from ukrun.planning import plan_handover
-
     with NamespaceLock():
         handovers = plan_handover(interface, tap, wiring, owner, group)
         applied = apply(HandoverPlan(handovers))

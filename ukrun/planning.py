@@ -225,7 +225,7 @@ def _wanted(o: Options, each, view: View, network: NetConfig, guest_mac,
                   new_mac, hold_tap, *owner)
 
 
-def _handover(o: Options, target: Target, each, view: View, network: NetConfig,
+def handover_for(o: Options, target: Target, each, view: View, network: NetConfig,
               notes: list, owner: tuple = (None, None), wire: bool = True) -> Handover:
     """What one interface's handover is made of; its notes go to ``notes``. ``owner``: the
     (uid, gid) a new tap is given (None: none). ``wire`` False: the interface was handed over
@@ -245,18 +245,14 @@ def _handover(o: Options, target: Target, each, view: View, network: NetConfig,
     return Handover(each, network, guest_mac, tap_fd, guest_device(target, each), tuple(steps))
 
 
-# What a run without CAP_NET_ADMIN that finds no handover says.
-NO_HANDOVER = ("CAP_NET_ADMIN is required to wire the network, and no handover to %s was "
-               "found")
-NO_HANDOVER_HINT = ("grant NET_ADMIN (docker run --cap-add=NET_ADMIN), or install ukrun's CNI "
-                    "plugin (ukrun-cni) or OCI hook (ukrun hook) on the node to hand it over")
-
-
 def _check_handed_over(each, found) -> None:
     """A run without CAP_NET_ADMIN: every interface must have been handed over before."""
-    missing = [e for e, (view, _) in zip(each, found) if view.previous is None]
+    missing = [e.tap for e, (view, _) in zip(each, found) if view.previous is None]
     if missing:
-        raise PrivilegeError(NO_HANDOVER % ", ".join(e.tap for e in missing), NO_HANDOVER_HINT)
+        raise PrivilegeError(
+            "CAP_NET_ADMIN is required to wire the network, and no handover to %s was found"
+            % ", ".join(missing), "grant NET_ADMIN (docker run --cap-add=NET_ADMIN), or "
+            "install ukrun's CNI plugin (ukrun-cni) or OCI hook (ukrun hook) on the node")
 
 
 def plan(options: Options) -> Plan:
@@ -305,7 +301,7 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
         found = read_kernel(rtnl, o, each, notes, wait=wire)
     if not wire:
         _check_handed_over(each, found)
-    handovers = [_handover(o, target, e, view, network, notes, (os.geteuid(), None), wire)
+    handovers = [handover_for(o, target, e, view, network, notes, (os.geteuid(), None), wire)
                  for e, (view, network) in zip(each, found)]
     nets = guest_nets(handovers)
     if with_notes or o.ip_args in TAKES_DNS:
@@ -329,35 +325,3 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
 
 
 
-
-# --- a handover alone (ukrun cni, ukrun hook) --------------------------------------------
-
-# The target a handover for no particular guest is planned as: one that sets the guest's MAC,
-# so that the record says eth0's (the guest of a later run inherits it, as an hvt run's does).
-HANDOVER_TARGET = "spt"
-
-
-def plan_handover(interface="eth0", tap=None, wiring: str = "tc", owner: int | None = None,
-                  group: int | None = None) -> tuple:
-    """The Handovers (ukrun.planning.Handover, one per interface) that hand ``interface``
-    (one name or a tuple) over to its tap, for a guest that a later run starts: the same
-    checks, survey and wiring as a run, a new tap given to ``owner`` and ``group`` (None:
-    none), the record written, the tap left closed. Changes nothing; ukrun.runner.hand_over
-    carries it out. Needs CAP_NET_ADMIN."""
-    from ukrun.kernel.rtnl import Rtnl
-
-    fields = dict(interface=interface, wiring=wiring, keep_caps=("none",))
-    if tap is not None:
-        fields["tap"] = tap
-    o = Options(HANDOVER_TARGET, "", **fields)
-    target = preflight.check_options(o)
-    each = per_interface(o, target)
-    devices.check_tun()
-    caps.check_capabilities(frozenset())
-    notes = []
-    with Rtnl() as rtnl:
-        # A record found on the tap must be one this handover's guest can attach to.
-        found = read_kernel(rtnl, o, each, notes,
-                            attacher=(owner, set() if group is None else {group}))
-    return tuple(_handover(o, target, e, view, network, notes, (owner, group))
-                 for e, (view, network) in zip(each, found))

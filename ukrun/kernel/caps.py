@@ -210,8 +210,8 @@ NET_ADMIN = "CAP_NET_ADMIN"
 
 
 def can_wire(state=None) -> bool:
-    """Whether this thread holds CAP_NET_ADMIN, effective: what wiring the network takes.
-    Without it a run can only use a handover made before (ukrun cni, ukrun hook)."""
+    # Whether this thread holds CAP_NET_ADMIN, effective: what wiring the network takes.
+    # Without it a run can only use a handover made before (ukrun cni, ukrun hook).
     return cap_number(NET_ADMIN) in (state or current()).effective
 
 

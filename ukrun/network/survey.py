@@ -111,9 +111,8 @@ def read_kernel(rtnl, o, each: tuple, notes: list | None = None, wait: bool = Tr
     run held it open across its execve): no carrier means no guest, at once. A tap handed over
     by name is opened by the guest itself some milliseconds after the earlier run's execve
     (which released the namespace lock): before taking its wiring over, this run waits up to
-    TAKEOVER_WAIT for such a guest to open it, and refuses if one does. ``wait`` False: not
-    (a run that uses a handover as it is and changes nothing: a guest that opens the tap
-    first makes this run's own attach fail, EBUSY)."""
+    TAKEOVER_WAIT for such a guest to open it, and refuses if one does; not with ``wait``
+    False (a run that changes nothing: a second guest's attach fails, EBUSY)."""
     interfaces = tuple(e.interface for e in each)
     snapshot = discovery.read(rtnl, interfaces, tc_links=interfaces + tuple(e.tap for e in each))
     found = survey(snapshot, o, each, notes, attacher)
@@ -144,7 +143,7 @@ def survey(snapshot: discovery.Snapshot, o, each: tuple, notes: list | None = No
     discovered from the same snapshot. Pure; refuses an interface that is no container's, a
     record that does not validate, names taken by something else, and a tap a guest holds.
     ``attacher``: the (euid, groups) the guest attaches to a tap with; None: this process's
-    (a handover for a later guest names that guest's: ukrun.planning.plan_handover)."""
+    (a handover for a later guest names that guest's: ukrun.handover.plan_handover)."""
     if attacher is None:
         attacher = (os.geteuid(), {os.getegid(), *os.getgroups()})
     by_name = {link.name: link for link in snapshot.links}

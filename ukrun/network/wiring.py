@@ -158,14 +158,14 @@ def tap_steps(want: Wanted, view: View) -> list:
 
 
 def hold_steps(tap: str) -> list:
-    """Open ``tap`` to hand it over as an fd; undone by closing it. Its owner (or group)
-    attaches without CAP_NET_ADMIN: the one step a run without it takes (used_steps)."""
+    # Open the tap to hand it over as an fd; its owner (and group) need no CAP_NET_ADMIN:
+    # the one step a run without it takes (ukrun.planning.handover_for).
     return [_step("hold_tap", "keep %s open to hand it over as an fd" % tap,
                   [_step("close_tap", "close %s" % tap, name=tap)], name=tap)]
 
 
 def _owned(want: Wanted) -> str:
-    """" for uid 1000 and gid 1000": who alone may attach to the new tap."""
+    # " for uid 1000 and gid 1000": who alone may attach to the new tap.
     who = [what % n for what, n in (("uid %d", want.owner), ("gid %d", want.group))
            if n is not None]
     return " for %s" % " and ".join(who) if who else " that any process here may attach to"
