@@ -4,30 +4,16 @@ forged record. Chained after Debian's bridge plugin in namespaces the test makes
 """
 import json
 import os
-import sys
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import cnihost  # noqa: E402
-from cnihost import PodNetwork  # noqa: E402
 from snapshots import snapshot  # noqa: E402
 
 from ukrun import cni  # noqa: E402
 
 needs_plugins = pytest.mark.skipif(cnihost.missing() is not None, reason=str(cnihost.missing()))
-
-
-@pytest.fixture
-def pod(tmp_path):
-    network = PodNetwork(tmp_path)
-    try:
-        network.add_bridge()
-        yield network
-    finally:
-        network.delete()
 
 
 def refused(pod, config, code, words, command="ADD"):

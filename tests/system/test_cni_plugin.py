@@ -13,29 +13,16 @@ from a missing one.
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import cnihost  # noqa: E402
-from cnihost import OTHER_UID, POD_IP, POD_UID, SYSTEM_PYTHON, PodNetwork  # noqa: E402
+from cnihost import OTHER_UID, POD_IP, POD_UID, SYSTEM_PYTHON  # noqa: E402
 from guests import LineReader, ping, stop, udp_echo  # noqa: E402
 from snapshots import snapshot  # noqa: E402
 
 pytestmark = pytest.mark.skipif(cnihost.missing() is not None, reason=str(cnihost.missing()))
-
-
-@pytest.fixture
-def pod(tmp_path):
-    network = PodNetwork(tmp_path)
-    try:
-        network.add_bridge()
-        yield network
-    finally:
-        network.delete()
 
 
 def exactly(snap):
