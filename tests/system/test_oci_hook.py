@@ -68,3 +68,28 @@ def test_runc_create_runtime_hook(pod):
     finally:
         subprocess.run([RUNC, "delete", "-f", name], capture_output=True, timeout=30)
         shutil.rmtree(bundle, ignore_errors=True)
+
+
+@pytest.mark.parametrize("state, words", [
+    (b"{", "not JSON"), (b"[]", "not a JSON object"), (b'{"pid": "1"}', "not a process id"),
+    (b'{"pid": -4}', "not a process id"), (b'{"status": "creating"}', "holds no pid"),
+])
+def test_hook_refuses_a_bad_state_in_one_line(state, words):
+    ukrun_exe = os.path.join(os.path.dirname(sys.executable), "ukrun")
+    proc = subprocess.run([ukrun_exe, "hook"], input=state, capture_output=True, timeout=30)
+    assert proc.returncode == 2, proc
+    err = proc.stderr.decode()
+    assert err.count("\n") == 1 and err.startswith("ukrun: error: ") and words in err, err
+
+
+def test_hook_reads_the_bundles_user_and_namespace(tmp_path):
+    from ukrun import oci_hook
+
+    (tmp_path / "config.json").write_text(json.dumps({
+        "process": {"user": {"uid": 1000, "gid": 1001}},
+        "linux": {"namespaces": [{"type": "network", "path": "/run/netns/kept"}]}}))
+    state = {"pid": 0, "bundle": str(tmp_path)}
+    assert oci_hook.container_user(state) == (1000, 1001)
+    assert oci_hook.namespace_path(state) == "/run/netns/kept"
+    assert oci_hook.namespace_path(dict(state, pid=42)) == "/proc/42/ns/net"
+    assert oci_hook.container_user({"bundle": str(tmp_path / "none")}) == (None, None)
