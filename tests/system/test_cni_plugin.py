@@ -8,7 +8,8 @@ leaves a persistent tap that only the pod's uid and gid may attach to; the guest
 node; a restart reuses the handover at once; another uid cannot attach (the kernel refuses,
 and ukrun refuses first, in one line); DEL gives the namespace back exactly as the bridge
 plugin left it, twice in a row, and with the namespace gone; CHECK tells a complete handover
-from a missing one.
+from a missing one; a tap handed to a tender as an fd by the unprivileged run itself; and
+the same-process undo of ``ukrun.handover.hand_over``.
 """
 import json
 import os
@@ -153,3 +154,36 @@ def test_del_with_the_namespace_gone(pod):
     assert (code, result) == (0, None), err
     code, result, err = pod.ukrun("DEL", pod.ukrun_config(), netns="")
     assert (code, result) == (0, None), err
+
+
+def test_tap_as_an_fd_without_a_capability(pod):
+    """spt with --tap-fd: the unprivileged run opens the tap itself (its owner needs no
+    capability) and hands it to the tender as fd 3."""
+    assert pod.ukrun("ADD", pod.ukrun_config())[0] == 0
+    unikernel = os.path.join(pod.shared, "unikernel.spt")
+    with open(unikernel, "w") as f:
+        f.write("a Solo5 unikernel stand-in\n")
+    os.chmod(unikernel, 0o644)
+    argv = pod.as_pod_user() + [SYSTEM_PYTHON, "-m", "ukrun", "spt", "--tap-fd", "--tender",
+                                pod.guest(), unikernel, "--exit-after=30"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = ready(LineReader(proc))
+        assert "3" in line["fds"], line["fds"]  # the tap, inherited
+        assert any(word.startswith("--net:service=@") for word in line["argv"]), line["argv"]
+        ping(pod.node, POD_IP, timeout=10)
+    finally:
+        stop(proc)
+
+
+def test_same_process_undo_is_exact(pod):
+    """ukrun.handover.hand_over's Applied.undo(), in the process that made it."""
+    from nsutil import in_netns
+    from ukrun import handover
+
+    before = exactly(snapshot(pod.pod))
+    with in_netns(pod.pod.name):
+        applied = handover.hand_over("eth0", "tap0", "tc", POD_UID, POD_UID)
+        assert pod.pod.ip_json("-4", "addr", "show", "eth0") == []  # moved
+        applied.undo()
+    assert exactly(snapshot(pod.pod)) == before
