@@ -24,7 +24,7 @@ from ukrun.kernel.mac import parse_mac, random_mac
 from ukrun.network.discovery import NetConfig
 from ukrun.network.record import Record, RecordError
 from ukrun.network.survey import handover_notes, read_kernel
-from ukrun.network.wiring import View, Wanted, plan_steps
+from ukrun.network.wiring import View, Wanted, hold_steps, plan_steps
 from ukrun.options import field_options, items, per_interface
 from ukrun.valueclass import fresh, value_class
 
@@ -208,7 +208,7 @@ def choose_guest_mac(o: Options, each, target: Target, network: NetConfig, previ
 
 
 def _wanted(o: Options, each, view: View, network: NetConfig, guest_mac,
-            hold_tap: bool) -> Wanted:
+            hold_tap: bool, owner: tuple) -> Wanted:
     bridge = each.bridge if o.wiring == "bridge" else None
     record = Record(each.interface, o.wiring, bridge, network.ipv4, network.gateway4,
                     network.gateway4_onlink, guest_mac, network.mac, network.ipv6,
@@ -222,21 +222,37 @@ def _wanted(o: Options, each, view: View, network: NetConfig, guest_mac,
     # A bridge keeps frames for a port's own MAC: the interface must not share the guest's.
     new_mac = random_mac() if o.wiring == "bridge" and guest_mac == current_mac else None
     return Wanted(o.wiring, each.interface, each.tap, each.bridge, network.mtu, record,
-                  new_mac, hold_tap)
+                  new_mac, hold_tap, *owner)
 
 
-def _handover(o: Options, target: Target, each, view: View, network: NetConfig,
-              notes: list) -> Handover:
-    """What one interface's handover is made of; its notes go to ``notes``."""
+def handover_for(o: Options, target: Target, each, view: View, network: NetConfig,
+              notes: list, owner: tuple = (None, None), wire: bool = True) -> Handover:
+    """What one interface's handover is made of; its notes go to ``notes``. ``owner``: the
+    (uid, gid) a new tap is given (None: none). ``wire`` False: the interface was handed over
+    already (view.previous) and nothing is changed; the one step is opening the tap to hand
+    it over as an fd, which its owner may do without CAP_NET_ADMIN."""
     notes += handover_notes(network)
-    if not view.links[each.interface].up:
+    if wire and not view.links[each.interface].up:
         notes.append("%s is administratively down: this run sets it up (and down again if it "
                      "fails)" % each.interface)
     guest_mac = choose_guest_mac(o, each, target, network, view.previous, notes)
     by_fd = target.tap_fd == "always" or o.tap_fd
     tap_fd = TAP_FD + each.position if by_fd else None
-    steps = plan_steps(_wanted(o, each, view, network, guest_mac, by_fd), view)
+    if wire:
+        steps = plan_steps(_wanted(o, each, view, network, guest_mac, by_fd, owner), view)
+    else:
+        steps = hold_steps(each.tap) if by_fd else []
     return Handover(each, network, guest_mac, tap_fd, guest_device(target, each), tuple(steps))
+
+
+def _check_handed_over(each, found) -> None:
+    """A run without CAP_NET_ADMIN: every interface must have been handed over before."""
+    missing = [e.tap for e, (view, _) in zip(each, found) if view.previous is None]
+    if missing:
+        raise PrivilegeError(
+            "CAP_NET_ADMIN is required to wire the network, and no handover to %s was found"
+            % ", ".join(missing), "grant NET_ADMIN (docker run --cap-add=NET_ADMIN), or "
+            "install ukrun's CNI plugin (ukrun-cni) or OCI hook (ukrun hook) on the node")
 
 
 def plan(options: Options) -> Plan:
@@ -267,7 +283,8 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
     devices.check_tun()
     if target.needs_kvm:
         devices.check_kvm(o.target)
-    caps.check_capabilities(keep, state)
+    wire = caps.can_wire(state)  # else: use what ukrun cni or ukrun hook handed over
+    caps.check_capabilities(keep, state, wire=wire)
     problem = caps.ambient_problem(keep)
     if problem:
         raise PrivilegeError(problem, caps.AMBIENT_HINT)
@@ -281,8 +298,10 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
                      "before execve: an execve that fails cannot give %s back"
                      % ", ".join(e.interface for e in each))
     with Rtnl() as rtnl:
-        found = read_kernel(rtnl, o, each, notes)
-    handovers = [_handover(o, target, e, view, network, notes)
+        found = read_kernel(rtnl, o, each, notes, wait=wire)
+    if not wire:
+        _check_handed_over(each, found)
+    handovers = [handover_for(o, target, e, view, network, notes, (os.geteuid(), None), wire)
                  for e, (view, network) in zip(each, found)]
     nets = guest_nets(handovers)
     if with_notes or o.ip_args in TAKES_DNS:
@@ -302,6 +321,7 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
     argv = target.build(launch)
     programs.check_exec_size(argv, os.environ)
     return Plan(o, target, tuple(handovers), argv, keep, notes, exec_mode, init_program, dns)
+
 
 
 
