@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from ukrun import preflight
-from ukrun.errors import PrivilegeError, UkrunError, UsageError
+from ukrun.errors import DiscoveryError, PrivilegeError, UkrunError
 from ukrun.guest import formats
 from ukrun.guest.formats import KERNEL_PARAMS, NO_DNS, TAKES_DNS, GuestNet
 from ukrun.guest.targets import TAP_FD, Launch, Nic, Target
@@ -245,7 +245,7 @@ def default_interface(links, made: dict) -> tuple:
     """The interface a run hands over when none is named, from the container's ``links``
     (ukrun.kernel.rtnl Links): eth0 when there is one, else the only link that is not
     loopback, ukrun's lock or what an earlier run made (``made``: ukrun.network.survey's
-    ukrun_links); with the note saying so (None for eth0). Pure; UsageError with no such
+    ukrun_links); with the note saying so (None for eth0). Pure; DiscoveryError with no such
     link or several, naming them."""
     if any(link.name == "eth0" for link in links):
         return "eth0", None
@@ -255,9 +255,9 @@ def default_interface(links, made: dict) -> tuple:
         return others[0], ("no eth0: handing over %s, the container's only interface "
                            "besides lo" % others[0])
     if not others:
-        raise UsageError("interface eth0 not found, and the container has no other "
+        raise DiscoveryError("interface eth0 not found, and the container has no other "
                          "interface besides lo", "pass --interface NAME")
-    raise UsageError("no eth0, and the container has %d interfaces: %s"
+    raise DiscoveryError("no eth0, and the container has %d interfaces: %s"
                      % (len(others), ", ".join(others)),
                      "pass --interface NAME (repeatable for several) to say which")
 
