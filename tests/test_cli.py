@@ -48,8 +48,9 @@ def test_defaults_and_options_reach_the_runner():
     assert options["mac"] == ("random",) and options["wiring"] == "bridge"
     defaults = cli.field_values(cli.parse(["unix", "k"]))
     assert defaults["keep_caps"] is None  # NET_BIND_SERVICE when held
+    # None: the plan chooses them from the container's links (planning.choose_names)
     assert (defaults["interface"], defaults["tap"], defaults["bridge"]) == (
-        ("eth0",), ("tap0",), ("br0",))
+        None, None, ("br0",))
     assert (defaults["wiring"], defaults["mac"], defaults["ip_args"]) == (
         "tc", ("inherit",), "mirage")
 
@@ -79,7 +80,9 @@ def test_per_interface_options_default_by_position():
     paired = [o for o in options.OPTIONS if o.nth is not None]
     assert {o.dest for o in paired} == {"tap", "bridge", "mac", "net_name"}
     for option in paired:
-        assert option.action == "append" and option.default == (option.nth(0),), option.flag
+        # --tap's default is None: the plan names the taps (options.default_taps)
+        assert option.action == "append" and option.default == (
+            None if option.dest == "tap" else (option.nth(0),)), option.flag
     nth = {o.dest: [o.nth(n) for n in range(3)] for o in paired}
     assert nth == {"tap": ["tap0", "tap1", "tap2"], "bridge": ["br0", "br1", "br2"],
                    "mac": ["inherit"] * 3, "net_name": ["service", "service1", "service2"]}
@@ -92,7 +95,9 @@ def test_per_interface_options_default_by_position():
     (dict(tap=("a", "b")), "--tap is given 2 times for 1 interface"),
     (dict(interface=("eth0", "net1"), mac=("random",) * 3), "--mac is given 3 times for 2"),
     (dict(interface=("eth0", "eth0")), "--interface, --tap must all be different (eth0 more"),
-    (dict(interface=("eth0", "net1"), tap=("tap1",)),
+    (dict(interface=("eth0", "net1"), tap=("tap1", "tap1")),
+     "--interface, --tap must all be different (tap1 more"),
+    (dict(interface=("eth0", "tap1"), tap=("tap0", "tap1")),
      "--interface, --tap must all be different (tap1 more"),
     (dict(interface=("eth0", "net1"), wiring="bridge", bridge=("br1", "br1")),
      "--interface, --tap, --bridge must all be different (br1 more"),
@@ -608,8 +613,11 @@ PREFLIGHT = {
                           "interface eth9 not found"),
     "interface without IPv4": (["unix", "{standin}"], _no_ipv4, None, 1,
                                "no global IPv4 or IPv6"),
-    "tap name taken": (["unix", "{standin}"], _taken("tap0"), None, 1, "tap0 already exists"),
-    "tap of someone else": (["unix", "{standin}"], _foreign_tap, None, 1, "tap0 already exists"),
+    # A tap named by --tap is refused when taken; the default moves on (test_default_names)
+    "tap name taken": (["unix", "--tap", "tap0", "{standin}"], _taken("tap0"), None, 1,
+                       "tap0 already exists"),
+    "tap of someone else": (["unix", "--tap", "tap0", "{standin}"], _foreign_tap, None, 1,
+                            "tap0 already exists"),
     "bridge name taken": (["unix", "--wiring", "bridge", "{standin}"], _taken("br0"), None, 1,
                           "br0 already exists"),
     "no CAP_NET_ADMIN": (["unix", "{standin}"], None,

@@ -83,9 +83,10 @@ class PodNetwork:
         out = proc.stdout.strip()
         return proc.returncode, json.loads(out) if out else None, proc.stderr
 
-    def add_bridge(self):
+    def add_bridge(self, ifname="eth0"):
+        """The bridge plugin's ADD, naming the pod's interface ``ifname``; its result."""
         code, result, err = self.plugin([os.path.join(CNI_PATH, "bridge")], "ADD",
-                                        self.bridge_config)
+                                        self.bridge_config, ifname=ifname)
         assert code == 0, err
         self.prev_result = result
         return result

@@ -67,6 +67,27 @@ def find_record(links, interface: str, tap: str | None = None,
     return None
 
 
+def ukrun_links(links) -> dict:
+    """What earlier runs left in ``links``: {name of a tap or bridge an earlier run made:
+    the interface its record names, or None when the record does not validate}. A tap counts
+    when its alias is a record; its record's bridge (--wiring bridge) counts too. Neither is a
+    container's interface."""
+    made = {}
+    for link in links:
+        if link.kind != "tun":
+            continue
+        try:
+            record = Record.from_alias(link.alias, tap=link.name)
+        except ValueError:
+            made[link.name] = None  # the survey refuses it on the tap a run names
+            continue
+        if record is not None:
+            made[link.name] = record.interface
+            if record.bridge:
+                made.setdefault(record.bridge, record.interface)
+    return made
+
+
 def _check_names_free(each, wiring: str, by_name: dict, record: Record | None) -> None:
     if each.tap in by_name and record is None:
         raise NetworkError("%s already exists and was not made by ukrun" % each.tap,
@@ -103,7 +124,7 @@ def bare(snapshot: discovery.Snapshot, link) -> str | None:
 
 
 def read_kernel(rtnl, o, each: tuple, notes: list | None = None, wait: bool = True,
-                attacher: tuple | None = None) -> tuple:
+                attacher: tuple | None = None, links=None) -> tuple:
     """``survey`` of what the kernel holds now, read once (ukrun.network.discovery.read): a (View,
     NetConfig) for each interface of ``each``.
 
@@ -112,9 +133,11 @@ def read_kernel(rtnl, o, each: tuple, notes: list | None = None, wait: bool = Tr
     by name is opened by the guest itself some milliseconds after the earlier run's execve
     (which released the namespace lock): before taking its wiring over, this run waits up to
     TAKEOVER_WAIT for such a guest to open it, and refuses if one does; not with ``wait``
-    False (a run that changes nothing: a second guest's attach fails, EBUSY)."""
+    False (a run that changes nothing: a second guest's attach fails, EBUSY). ``links``: the links
+    the caller has just dumped (None: dump them here)."""
     interfaces = tuple(e.interface for e in each)
-    snapshot = discovery.read(rtnl, interfaces, tc_links=interfaces + tuple(e.tap for e in each))
+    snapshot = discovery.read(rtnl, interfaces, tc_links=interfaces + tuple(e.tap for e in each),
+                              links=links)
     found = survey(snapshot, o, each, notes, attacher)
     taken = [e for e, (view, _) in zip(each, found)
              if view.previous is not None and view.previous.handed_as == "name"]

@@ -20,6 +20,8 @@ import _socket  # not socket: see ukrun.kernel.rtnl
 import os
 
 from ukrun.kernel.ffi import lib
+from ukrun.kernel.rtnl_objects import Address, Route
+from ukrun.network.discovery import address_json, route_json
 from ukrun.network.record import WIRINGS, Record, RecordError
 from ukrun.valueclass import fields, fresh, is_value, value_class
 
@@ -44,6 +46,10 @@ def jsonable(value):
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
+    if isinstance(value, Address):  # the keys inspect writes ("address", not "interface")
+        return address_json(value)
+    if isinstance(value, Route):
+        return route_json(value)
     if is_value(value):
         return {k: jsonable(getattr(value, k)) for k in fields(value)}
     if value is None or isinstance(value, (bool, int, str)):
