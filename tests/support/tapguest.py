@@ -5,19 +5,11 @@ import struct
 import subprocess
 import threading
 
+from guests.uguest import checksum
 from nsutil import in_netns
 from ukrun.kernel.tap import open_tap
 
 GUEST_IP = "172.30.0.2"
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def answer(frame: bytes, mac: bytes, ip: bytes, arp: bool):
@@ -34,11 +26,11 @@ def answer(frame: bytes, mac: bytes, ip: bytes, arp: bool):
         if icmp[0] != 8 or frame[30:34] != ip:
             return None
         reply = b"\0\0\0\0" + icmp[4:]
-        reply = reply[:2] + struct.pack("!H", _checksum(reply)) + reply[4:]
+        reply = reply[:2] + struct.pack("!H", checksum(reply)) + reply[4:]
         header = bytearray(frame[14:14 + header_len])
         header[12:16], header[16:20] = frame[30:34], frame[26:30]
         header[8], header[10:12] = 64, b"\0\0"
-        header[10:12] = struct.pack("!H", _checksum(bytes(header)))
+        header[10:12] = struct.pack("!H", checksum(bytes(header)))
         return peer + mac + kind + bytes(header) + reply
     return None
 
