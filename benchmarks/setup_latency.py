@@ -4,7 +4,10 @@ The "unikernel" is csrc/stamp.c: it prints CLOCK_MONOTONIC the moment it runs. c
 started in the container's namespace, reads the same clock just before it forks the variant, so
 nothing but the variant under test lies between the two readings. Peak RSS is the variant's
 ru_maxrss from wait4 in launch (kept across execve, so it is ukrun's or the shell's peak;
-launch is small, so its pages do not hide the variant's).
+launch is small, so its pages do not hide the variant's). Its CPU time (user + system, from the
+same wait4) leaves out the time it waited for a core: on a shared machine the wall-clock medians
+move by milliseconds between rounds, the CPU times far less, so the comparison with the tree
+before (its own cost's growth) is made on both.
 
 ukrun is measured as deployed: installed from its wheel in a fresh plain venv
 (common.deployed(), built once per bench run), not the development venv's editable install,
@@ -77,10 +80,10 @@ def once(host, launch, argv_for):
             proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   timeout=30)
         words = proc.stdout.split()
-        if proc.returncode != 0 or len(words) != 4 or words[3] != b"0":
+        if proc.returncode != 0 or len(words) != 5 or words[3] != b"0":
             raise RuntimeError("%s failed: %r %r" % (argv, proc.stdout, proc.stderr))
-        stamp, t0, maxrss_kb = int(words[0]), int(words[1]), int(words[2])
-        return (stamp - t0) / 1e6, maxrss_kb / 1024.0
+        stamp, t0, maxrss_kb, cpu_us = int(words[0]), int(words[1]), int(words[2]), int(words[4])
+        return (stamp - t0) / 1e6, maxrss_kb / 1024.0, cpu_us / 1e3
     finally:
         host.discard(c)
 
@@ -108,6 +111,7 @@ def main(runs=None):
         pythons["before"] = earlier.python
     times = {k: [] for k in table_of}
     rss = {k: [] for k in table_of}
+    cpu = {k: [] for k in table_of}
     host = Host()
     try:
         for k in table_of:             # one warm-up each (page cache, .pyc)
@@ -116,29 +120,41 @@ def main(runs=None):
             order = list(table_of)
             random.shuffle(order)      # interleaved, in a fresh order each round
             for k in order:
-                ms, mb = once(host, launch, table_of[k])
+                ms, mb, cpu_ms = once(host, launch, table_of[k])
                 times[k].append(ms)
                 rss[k].append(mb)
+                cpu[k].append(cpu_ms)
         breakdown = phases.main(host, stamp, pythons, phase_runs)
     finally:
         host.delete()
-    result = {k: {"ms": stats(times[k]), "peak_rss_mb": max(rss[k]), "samples_ms": times[k]}
-              for k in table_of}
+    result = {k: {"ms": stats(times[k]), "peak_rss_mb": max(rss[k]), "samples_ms": times[k],
+                  "cpu_ms": stats(cpu[k])} for k in table_of}
     base = result[BARE]["ms"]["median"]
+    cpu_base = result[BARE]["cpu_ms"]["median"]
     shell = result[SHELL]["ms"]["median"]
     rows = []
     for k, r in result.items():
         m = r["ms"]
         own = m["median"] - base if k.startswith("ukrun") else None
-        r["own_cost_ms"] = own
+        own_cpu = r["cpu_ms"]["median"] - cpu_base if k.startswith("ukrun") else None
+        r["own_cost_ms"], r["own_cpu_ms"] = own, own_cpu
         rows.append([k, "%.2f" % m["median"], "%.2f" % m["iqr"], "%.2f-%.2f" % (m["min"], m["max"]),
-                     "%.1f" % r["peak_rss_mb"], "%.2f" % own if own is not None else "-",
+                     "%.2f" % r["cpu_ms"]["median"], "%.1f" % r["peak_rss_mb"],
+                     "%.2f" % own if own is not None else "-",
+                     "%.2f" % own_cpu if own_cpu is not None else "-",
                      "%.2fx" % (m["median"] / shell)])
     table("Setup latency: spawn -> unikernel exec, fresh container each run (%d runs, interleaved)"
           "\nukrun and python: %s%s" % (runs, install.describe,
                                         "\nbefore: %s" % earlier.describe if earlier else ""),
-          ["variant", "median ms", "IQR ms", "min-max ms", "peak RSS MB", "ukrun own ms",
-           "vs shell"], rows)
+          ["variant", "median ms", "IQR ms", "min-max ms", "CPU ms", "peak RSS MB",
+           "ukrun own ms", "own CPU ms", "vs shell"], rows)
+    if earlier is not None:
+        now, then = result[TC], result[TC + " (before)"]
+        result["own_cost_growth_ms"] = {"wall": now["own_cost_ms"] - then["own_cost_ms"],
+                                        "cpu": now["own_cpu_ms"] - then["own_cpu_ms"]}
+        print("ukrun's own cost, this tree minus the one before: %+.2f ms wall, %+.2f ms CPU "
+              "(medians of the same interleaved rounds)" % (result["own_cost_growth_ms"]["wall"],
+                                                            result["own_cost_growth_ms"]["cpu"]))
     phases.show(breakdown, phase_runs, {"after": install.describe,
                                         "before": earlier and earlier.describe})
     result["ukrun_phases_ms"] = breakdown
