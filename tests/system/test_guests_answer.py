@@ -7,7 +7,6 @@ removal kills whatever is left), so no test can hang.
 """
 import functools
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -121,14 +120,17 @@ def test_solo5_tap_fd(docker_host, container, start, uguest, unikernel, target):
     assert_traffic(docker_host, container)
 
 
-@pytest.mark.parametrize("wiring,tap_fd", [("tc", False), ("bridge", False), ("tc", True)])
-def test_qemu_linux_guest(docker_host, container, start, wiring, tap_fd):
+@pytest.mark.parametrize("wiring,form", [("tc", None), ("bridge", None), ("tc", "--tap-by-name"),
+                                         ("tc", "--tap-fd")])
+def test_qemu_linux_guest(docker_host, container, start, wiring, form):
+    """QEMU gets its tap as an inherited fd by default (-netdev tap,fd=3) and by name with
+    --tap-by-name; the Linux guest answers ping and HTTP either way."""
     if not shutil.which("qemu-system-x86_64"):
         pytest.skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
     vm = vm_guest()
     began = time.monotonic()
     run = start(container, "qemu", "-v", "--wiring", wiring, "--mem", "256",
-                *(["--tap-fd"] if tap_fd else []),
+                *([form] if form else []),
                 "--tender-arg=-initrd", "--tender-arg=%s" % vm["initrd"], vm["kernel"],
                 "console=ttyS0", "quiet")
     ready = run.vm_ready(timeout=60)
@@ -139,10 +141,16 @@ def test_qemu_linux_guest(docker_host, container, start, wiring, tap_fd):
     body, _ = http_get(docker_host.name, container.ip4, timeout=20)
     assert "ip=%s/%d" % (container.ip4, container.prefix) in body
     assert host_neighbour(docker_host, container.ip4) == container.mac
-    if tap_fd:
-        assert re.search(r"-netdev tap,id=n0,fd=\d+ ", run.stderr()), run.stderr()
+    record = container.ip_json("-d", "link", "show", "tap0")[0]["ifalias"]
+    if form == "--tap-by-name":
+        assert "-netdev tap,id=n0,ifname=tap0,script=no,downscript=no " in run.stderr()
+        assert " t=fd " not in record
+        assert "tap0 goes to the guest by name" in run.stderr()
+    else:
+        assert "-netdev tap,id=n0,fd=3 " in run.stderr(), run.stderr()
+        assert " t=fd " in record and "by name" not in run.stderr()
     print("qemu/%s%s: guest ready %.1fs after ukrun started"
-          % (wiring, " --tap-fd" if tap_fd else "", booted))
+          % (wiring, " " + form if form else "", booted))
 
 
 # -cpu host aborts on some nested hosts (kvm_pvm: "failed to set MSR 0x10a") and other models
