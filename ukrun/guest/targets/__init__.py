@@ -129,7 +129,7 @@ TARGETS = {
     "unix": Target("unix", "unix", None, needs_kvm=False, sets_mac=False, tap_fd="never",
                    max_interfaces=1),
     # Solo5's tenders attach by name unless --tap-fd: their --net:NAME=@FD checks an errno it
-    # never cleared (tenders/common/tap_attach.c since 0.10), so it fails or not by chance.
+    # never cleared (tenders/common/tap_attach.c), so it fails whenever one was left set.
     "hvt": Target("hvt", "solo5", "solo5-hvt", needs_kvm=True, sets_mac=True,
                   tap_fd="optional", tender_file="solo5-hvt"),
     "spt": Target("spt", "solo5", "solo5-spt", needs_kvm=False, sets_mac=True,
