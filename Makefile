@@ -37,7 +37,7 @@ demo: sysdeps build
 	$(VPY) tests/support/demo.py
 
 bench: sysdeps build
-	$(VPY) benchmarks/run.py
+	$(VPY) benchmarks/run.py $(BENCH_SECTIONS)
 
 man: build
 	$(VPY) man/build.py man/ukrun.1

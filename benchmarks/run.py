@@ -2,7 +2,8 @@
 
 Needs root (it makes network namespaces; never touches the machine's own), gcc, iproute2 and,
 for the VM guest, qemu-system-x86_64. Results go to benchmarks/results/<UTC time>.json.
-Sections: run.py [setup] [boot] [datapath] [init] (default: all four). The goals of issue 13
+Sections: run.py [setup] [boot] [datapath] [init] [restart] (default: all five; name one or
+more to run those alone, e.g. `benchmarks/run.py restart`). The goals of issue 13
 close the run, side by side for this checkout and, with UKRUN_BENCH_BEFORE (common.py), the
 ukrun it is compared with.
 UKRUN_BENCH_RUNS=N shortens the setup and init sections for smoke runs (see setup_latency.py).
@@ -20,7 +21,7 @@ sys.path.insert(0, HERE)
 
 import common  # noqa: E402
 
-SECTIONS = ("setup", "boot", "datapath", "init")
+SECTIONS = ("setup", "boot", "datapath", "init", "restart")
 
 
 def machine():
@@ -130,6 +131,9 @@ def main(argv):
     if "init" in wanted:
         import init_rss
         out["init_rss"] = init_rss.main()
+    if "restart" in wanted:
+        import restart
+        out["restart_in_kept_namespace"] = restart.main()
     out["goals"] = goals(out)
     out["seconds"] = time.monotonic() - began
     results = os.path.join(HERE, "results")

@@ -123,7 +123,7 @@ WORDS = ["--interface", "--interface=eth1", "--tap", "tap1", "--tap=", "--wiring
          "--ip-args=none", "--ip-args=x", "--keep-cap", "NET_RAW", "--keep-cap=none",
          "--dry-run", "--dry-run=1", "-v", "-vv", "--verbose", "--tender", "/t", "--qemu=/q",
          "--net-name=service0", "--mem", "64", "--mem=0", "--mem=-5", "--mem= 7", "--mem=x",
-         "--cpu=max", "--tap-fd", "--tender-arg", "-initrd", "--tender-arg=i.cpio", "--tap-f",
+         "--cpu=max", "--tap-fd", "--tap-by-name", "--tender-arg", "-initrd", "--tender-arg=i.cpio", "--tap-f",
          "--help", "-h", "--", "-", "k", "./k.hvt", "-x", "", "--unknown", "--inter=eth0"]
 
 
@@ -182,7 +182,28 @@ def test_each_target_has_its_options():
     assert {"--tender", "--net-name", "--mem", "--tap-fd", "--tender-arg"} <= options["spt"]
     assert {"--qemu", "--mem", "--cpu", "--tender-arg", "--tap-fd"} <= options["qemu"]
     assert "--tap-fd" not in options["ukvm"] and "--tender" in options["ukvm"]
+    # The targets with a choice take both forms' flags; unix and ukvm have none.
+    for name in ("hvt", "spt", "qemu", "kvm"):
+        assert {"--tap-fd", "--tap-by-name"} <= options[name], name
+    assert not {"--tap-fd", "--tap-by-name"} & (options["unix"] | options["ukvm"])
     assert set(parser.targets) == set(TARGETS)
+
+
+@pytest.mark.parametrize("target, fd", [("unix", False), ("hvt", False), ("spt", False),
+                                        ("ukvm", True), ("qemu", True), ("kvm", True)])
+def test_which_targets_take_the_tap_as_an_fd_by_default(target, fd):
+    t = TARGETS[target]
+    assert t.hands_fd() is fd
+    if t.tap_fd in ("optional", "default"):
+        assert t.hands_fd(tap_fd=True) is True and t.hands_fd(tap_by_name=True) is False
+    # The help says the default.
+    helps = {a.option_strings[0]: a.help for a in cli.get_parser().targets[target]._actions
+             if a.option_strings}
+    if "--tap-fd" in helps:
+        on = "(default: on, unless --tap-by-name)" if fd else "(default: off, by name)"
+        assert on in helps["--tap-fd"]
+        assert ("(default: off, as an fd)" if fd else "(default: on, unless --tap-fd)") \
+            in helps["--tap-by-name"]
 
 
 # --- the option table is the one definition (ukrun.options.OPTIONS) -------------------------
@@ -328,6 +349,10 @@ USAGE_ERRORS = {
     "mem zero": (["qemu", "--mem", "0", "k"], "--mem"),
     "mem negative": (["hvt", "--mem=-5", "k"], "--mem"),
     "tap-fd on unix": (["unix", "--tap-fd", "k"], "--tap-fd"),
+    "tap-by-name on unix": (["unix", "--tap-by-name", "k"], "--tap-by-name"),
+    "tap-by-name on ukvm": (["ukvm", "--tap-by-name", "k"], "--tap-by-name"),
+    "tap-fd with tap-by-name": (["qemu", "--tap-fd", "--tap-by-name", "k"],
+                                "--tap-fd and --tap-by-name ask for opposite things"),
     "tender on qemu": (["qemu", "--tender", "x", "k"], "--tender"),
     "cpu on hvt": (["hvt", "--cpu", "max", "k"], "--cpu"),
     "bad mac": (["hvt", "--mac", "02:42:ac:1e:00", "k"], "--mac"),
@@ -380,8 +405,15 @@ IP_ARGS = ["--ipv4=172.30.0.2/16", "--ipv4-gateway=172.30.0.1"]
 NET_BIND_SERVICE = "0000000000000400"  # bit 10
 EMPTY = "0000000000000000"
 
-def expected_argv(target, standin, kernel_file, mac, tap="tap0", fd=False):
-    """The documented command lines, written out here rather than taken from ukrun.guest.targets."""
+# The targets whose guest gets its tap as an inherited fd unless told otherwise.
+FD_BY_DEFAULT = ("ukvm", "qemu", "kvm")
+
+
+def expected_argv(target, standin, kernel_file, mac, tap="tap0", fd=None):
+    """The documented command lines, written out here rather than taken from ukrun.guest.targets.
+    ``fd`` None: the target's default (FD_BY_DEFAULT)."""
+    if fd is None:
+        fd = target in FD_BY_DEFAULT
     if target == "unix":
         return [standin, "--interface=" + tap, "a", "-b", "--c=d"] + IP_ARGS
     if target in ("hvt", "spt"):
@@ -417,8 +449,8 @@ def test_each_target_execs_its_command_line(target, container, ukrun_exe, standi
     for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert status[key] == NET_BIND_SERVICE, (key, status)
     assert status["NoNewPrivs"] == "1"
-    # Only 0, 1, 2 inherited, and the tap for ukvm; the environment passes through.
-    if target == "ukvm":
+    # Only 0, 1, 2 inherited, and the tap where it goes as an fd; the environment passes.
+    if target in FD_BY_DEFAULT:
         assert sorted(got["fds"]) == ["0", "1", "2", "3"]
         assert got["fds"]["3"] == "/dev/net/tun" and got["iff3"] == ["tap0"]
     else:
@@ -435,6 +467,40 @@ def test_tap_fd_hands_over_only_the_tap(target, container, ukrun_exe, standin, k
     assert got["argv"] == expected_argv(target, standin, kernel_file, container.mac, fd=True)
     assert sorted(got["fds"]) == ["0", "1", "2", "3"]
     assert got["fds"]["3"] == "/dev/net/tun" and got["iff3"] == ["tap0"]
+
+
+@pytest.mark.parametrize("mode", ["direct", "forked", "dropped"])
+def test_the_default_fd_reaches_the_program_in_every_exec_mode(mode, container, ukrun_exe,
+                                                                standin, kernel_file):
+    # direct: ukrun execs QEMU itself; forked: a child does, under ukrun-init; dropped: no
+    # CAP_SETPCAP, so ukrun drops before its own execve. Each way QEMU finds the tap at fd 3
+    # and nothing else beyond 0-2.
+    head = {"direct": [], "forked": [],
+            "dropped": ["setpriv", "--inh-caps=-all", "--bounding-set=-setpcap"]}[mode]
+    init = {"direct": "never", "forked": "always", "dropped": "never"}[mode]
+    argv = target_argv("qemu", standin, kernel_file, "-v", "--init", init)
+    proc = container.exec(*head, ukrun_exe, *argv, check=False,
+                          env=dict(os.environ, UKRUN_TEST_MARK="kept"))
+    got = report(proc)
+    assert "-netdev" in got["argv"] and "tap,id=n0,fd=3" in got["argv"]
+    assert sorted(got["fds"]) == ["0", "1", "2", "3"]
+    assert got["fds"]["3"] == "/dev/net/tun" and got["iff3"] == ["tap0"]
+    if mode == "forked":
+        assert "runs as pid" in proc.stderr
+    if mode == "dropped":
+        assert "capabilities are dropped before execve" in proc.stderr
+
+
+@pytest.mark.parametrize("target", ["spt", "qemu"])
+def test_tap_by_name_hands_over_no_fd(target, container, ukrun_exe, standin, kernel_file):
+    proc = ukrun(container, ukrun_exe, *target_argv(target, standin, kernel_file,
+                                                    "--tap-by-name", "-v"))
+    got = report(proc)
+    assert got["argv"] == expected_argv(target, standin, kernel_file, container.mac, fd=False)
+    assert sorted(got["fds"]) == ["0", "1", "2"]
+    # -v says what a restart will do about a tap the guest opens by name.
+    assert "tap0 goes to the guest by name: a later run that finds it without a reader " \
+           "waits up to 1 s" in proc.stderr
 
 
 @pytest.mark.parametrize("keep, mask", [

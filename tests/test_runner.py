@@ -344,21 +344,52 @@ def _waits(monkeypatch):
 
 
 @pytest.mark.parametrize("tap_fd", [False, True], ids=["by name", "as an fd"])
-def test_a_restart_waits_only_for_a_guest_that_opens_its_tap_by_name(tap_fd, container,
-                                                                      programs, monkeypatch):
+def test_a_restart_waits_only_when_its_guest_opens_its_tap_by_name(tap_fd, container,
+                                                                   programs, monkeypatch):
     waited = _waits(monkeypatch)
     with in_netns(container.name):
-        apply(plan(spt(programs, tap_fd=tap_fd))).close()
+        first = plan(spt(programs, tap_fd=tap_fd))
+        apply(first).close()
         record = container.ip_json("-d", "link", "show", "tap0")[0]["ifalias"]
         again = plan(spt(programs, tap_fd=tap_fd))
     assert record.startswith("ukrun:3 ") == tap_fd and (" t=fd " in record) == tap_fd
     assert again.handovers[0].network.source == "recorded"
+    by_name_note = "tap0 goes to the guest by name: a later run that finds it without a " \
+                   "reader waits up to 1 s"
     if tap_fd:
-        assert waited == []  # no reader on a tap handed as an fd: no guest, at once
-        assert not any("by name" in n for n in again.notes)
+        assert waited == []  # it takes the tap first: a late guest finds it busy
+        assert not any("by name" in n or "waits up to" in n for n in first.notes + again.notes)
+        # Opening the tap is the takeover's first step, before anything changes.
+        assert again.handovers[0].steps[0].op == "hold_tap"
     else:
         assert waited == [(("tap0",), ukrun.network.survey.TAKEOVER_WAIT)]
-        assert any("tap0 went to the guest by name: waiting up to" in n for n in again.notes)
+        assert any("tap0: this run's guest opens it by name, so it waits up to 1 s" in n
+                   for n in again.notes)
+        assert any(n.startswith(by_name_note) for n in first.notes)
+
+
+def test_a_forged_fd_form_is_not_believed_by_a_run_that_hands_its_tap_by_name(
+        container, programs, monkeypatch):
+    # "t=fd" would say the tap's guest had it before the earlier run ended; anything with
+    # CAP_NET_ADMIN can write it on a tap a guest is about to open by name. A run whose own
+    # guest opens it by name waits whatever the record says.
+    waited = _waits(monkeypatch)
+    with in_netns(container.name):
+        apply(plan(spt(programs))).close()
+        alias = container.ip_json("-d", "link", "show", "tap0")[0]["ifalias"]
+        container.ip("link", "set", "tap0", "alias", alias.replace("ukrun:1 ", "ukrun:3 ")
+                     .replace(" o=0 ", " o=0 6= h= t=fd "))
+        again = plan(spt(programs))
+    assert again.handovers[0].network.source == "recorded"
+    assert waited == [(("tap0",), ukrun.network.survey.TAKEOVER_WAIT)]
+
+
+def test_an_fd_run_never_waits_even_on_a_by_name_record(container, programs, monkeypatch):
+    waited = _waits(monkeypatch)
+    with in_netns(container.name):
+        apply(plan(spt(programs))).close()
+        again = plan(spt(programs, tap_fd=True))
+    assert waited == [] and again.handovers[0].steps[0].op == "hold_tap"
 
 
 def test_a_guest_holding_its_tap_as_an_fd_is_never_taken_over(container, programs):

@@ -163,7 +163,22 @@ _SOLO5 = ("hvt", "spt")
 _QEMU = ("qemu", "kvm")
 _TENDERS = _SOLO5 + ("ukvm",)  # the targets whose program is a tender: --tender
 _HOSTED = _TENDERS + _QEMU  # the targets whose unikernel another program runs
-_TAP_FD_OPTIONAL = tuple(name for name, t in TARGETS.items() if t.tap_fd == "optional")
+# The targets that may take the tap either way: by name unless --tap-fd ("optional"), or as
+# an fd unless --tap-by-name ("default"). Each takes both flags; the one that asks for the
+# target's default changes nothing (qemu's --tap-fd is what it always did on request).
+_TAP_CHOICE = tuple(name for name, t in TARGETS.items() if t.tap_fd in ("optional", "default"))
+
+
+def _tap_form_help(target, form: str) -> str:
+    by_fd = target.hands_fd()
+    if form == "fd":
+        return ("hand the tap over as an inherited fd (3; the Nth interface's: 3 + N) %s"
+                % ("(default: on, unless --tap-by-name)" if by_fd
+                   else "instead of by name (default: off, by name)"))
+    return ("let the guest open the tap by name%s; a restart that finds the tap without a "
+            "reader then waits up to a second for a guest still opening it (default: %s)"
+            % (" instead of as an fd" if by_fd else "",
+               "off, as an fd" if by_fd else "on, unless --tap-fd"))
 
 
 def _qemu_or(target, qemu_text: str, other: str) -> str:
@@ -257,9 +272,10 @@ OPTIONS = [
                           % _qemu_or(t, str(QEMU_MEM), "the tender's")),
     Option("--cpu", targets=_QEMU, metavar="MODEL",
            help=lambda t: "QEMU CPU model (default: %s)" % QEMU_CPU[t.name]),
-    Option("--tap-fd", targets=_TAP_FD_OPTIONAL, action="store_true", default=False,
-           help="hand the tap over as an inherited fd (3; the Nth interface's: 3 + N) "
-                "instead of by name (default: off, by name)"),
+    Option("--tap-fd", targets=_TAP_CHOICE, action="store_true", default=False,
+           help=lambda t: _tap_form_help(t, "fd")),
+    Option("--tap-by-name", targets=_TAP_CHOICE, action="store_true", default=False,
+           help=lambda t: _tap_form_help(t, "name")),
     Option("--tender-arg", targets=_HOSTED, action="append", dest="tender_args", default=(),
            check=_strings, metavar="ARG",
            help=lambda t: "an argument for the %s (repeatable; default: none)"

@@ -25,7 +25,7 @@ from ukrun.kernel.nslock import LOCK_NAME
 from ukrun.kernel.mac import parse_mac, random_mac
 from ukrun.network.discovery import NetConfig
 from ukrun.network.record import Record, RecordError
-from ukrun.network.survey import handover_notes, read_kernel, ukrun_links
+from ukrun.network.survey import TAKEOVER_WAIT, handover_notes, read_kernel, ukrun_links
 from ukrun.network.wiring import View, Wanted, hold_steps, plan_steps
 from ukrun.options import default_taps, field_options, items, per_interface
 from ukrun.valueclass import fields, fresh, value_class
@@ -238,8 +238,12 @@ def handover_for(o: Options, target: Target, each, view: View, network: NetConfi
         notes.append("%s is administratively down: this run sets it up (and down again if it "
                      "fails)" % each.interface)
     guest_mac = choose_guest_mac(o, each, target, network, view.previous, notes)
-    by_fd = target.tap_fd == "always" or o.tap_fd
+    by_fd = target.hands_fd(o.tap_fd, o.tap_by_name)
     tap_fd = TAP_FD + each.position if by_fd else None
+    if wire and not by_fd:
+        notes.append("%s goes to the guest by name: a later run that finds it without a "
+                     "reader waits up to %g s for a guest still opening it"
+                     % (each.tap, TAKEOVER_WAIT))
     if wire:
         steps = plan_steps(_wanted(o, each, view, network, guest_mac, by_fd, owner), view)
     else:
@@ -347,7 +351,8 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
         links = tuple(rtnl.links())  # one dump: the names are chosen from the survey's links
         o = choose_names(o, links, notes)
         each = per_interface(o, target)
-        found = read_kernel(rtnl, o, each, notes, wait=wire, links=links)
+        found = read_kernel(rtnl, o, each, notes, wait=wire, links=links,
+                            holds_tap=target.hands_fd(o.tap_fd, o.tap_by_name))
     if exec_mode == "dropped":
         notes.append("without CAP_SETPCAP and with --init never, capabilities are dropped "
                      "before execve: an execve that fails cannot give %s back"

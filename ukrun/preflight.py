@@ -122,6 +122,8 @@ def check_options(o):
     each = per_interface(o, target)  # the options of each interface, their names all different
     if not all(isinstance(a, str) for a in o.args):
         raise UsageError("arguments must be strings")
+    if o.tap_fd and o.tap_by_name:
+        raise UsageError("--tap-fd and --tap-by-name ask for opposite things", "pass one")
     if (o.ip_template is None) != (o.ip_args != "template"):
         raise UsageError("--ip-args template and --ip-template go together",
                          "pass both, or neither")

@@ -39,6 +39,7 @@ from ukrun.errors import (NetworkError, NotExecutableError, NotFoundError, Privi
 from ukrun.guest.targets import TAP_FD
 from ukrun.kernel import caps, process, signals
 from ukrun.kernel.tap import await_carrier
+from ukrun.network.survey import TAKEOVER_WAIT
 from ukrun.options import items
 from ukrun.kernel.nslock import NamespaceLock
 from ukrun.planning import Options, Plan, plan_for_run
@@ -196,12 +197,15 @@ def _check_not_stopped(p: Plan) -> None:
         raise error
 
 
-def _await_reader(applied: Applied, timeout: float = 1.0) -> None:
-    """Wait (bounded) until the guest holds its taps, so that a run waiting for the namespace
-    lock finds them busy rather than records it would take over; not once a stop request is
-    pending (``docker stop``), which the init must forward without delay."""
-    await_carrier(applied.kernel.rtnl, [h.tap for h in applied.plan.handovers], timeout,
-                  give_up=lambda: signals.pending_stop() is not None)
+def _await_reader(applied: Applied, timeout: float = TAKEOVER_WAIT) -> None:
+    """Wait (bounded) until the guest holds the taps it opens by name, so that a run waiting
+    for the namespace lock finds them busy rather than records it would take over; not once a
+    stop request is pending (``docker stop``), which the init must forward without delay. A
+    tap handed over as an fd has been the child's since the fork: nothing to wait for."""
+    by_name = [h.tap for h in applied.plan.handovers if h.tap_fd is None]
+    if by_name:
+        await_carrier(applied.kernel.rtnl, by_name, timeout,
+                      give_up=lambda: signals.pending_stop() is not None)
 
 
 def _exec_forked(applied: Applied):

@@ -166,9 +166,35 @@ def test_table_says_what_each_target_needs():
     assert {n for n, t in TARGETS.items() if t.needs_kvm} == {"hvt", "ukvm", "kvm"}
     assert {n for n, t in TARGETS.items() if not t.sets_mac} == {"unix", "ukvm"}
     assert TARGETS["ukvm"].tap_fd == "always" and TARGETS["unix"].tap_fd == "never"
+    # QEMU takes its tap as an fd unless told otherwise; Solo5's tenders by name (its @FD
+    # form checks a stale errno), unless told otherwise.
+    assert {n for n, t in TARGETS.items() if t.tap_fd == "default"} == {"qemu", "kvm"}
+    assert {n for n, t in TARGETS.items() if t.tap_fd == "optional"} == {"hvt", "spt"}
     assert TARGETS["hvt"].default_tender == "solo5-hvt"
     assert TARGETS["spt"].default_tender == "solo5-spt"
     assert TARGETS["ukvm"].default_tender == "/unikernel/ukvm"
     assert TARGETS["unix"].default_tender is None
     assert {n for n, t in TARGETS.items() if t.max_interfaces == 1} == {"unix", "ukvm"}
     assert all(t.max_interfaces is None for n, t in TARGETS.items() if n not in ("unix", "ukvm"))
+
+
+@pytest.mark.parametrize("name, asked, fd", [
+    ("unix", {}, False), ("unix", {"tap_fd": True}, False),
+    ("ukvm", {}, True), ("ukvm", {"tap_by_name": True}, True),
+    ("hvt", {}, False), ("spt", {"tap_fd": True}, True), ("spt", {"tap_by_name": True}, False),
+    ("qemu", {}, True), ("kvm", {}, True), ("qemu", {"tap_by_name": True}, False),
+    ("kvm", {"tap_fd": True}, True),
+])
+def test_how_each_target_takes_its_tap(name, asked, fd):
+    # What a run decides (hands_fd) and the command line that follows from it.
+    assert TARGETS[name].hands_fd(**asked) is fd
+    if name in ("unix", "ukvm"):
+        return
+    argv = TARGETS[name].build(Launch(unikernel="k", tender="t",
+                                      tap_fd=TAP_FD if fd else None))
+    if name in ("qemu", "kvm"):
+        netdev = argv[argv.index("-netdev") + 1]
+        assert netdev == ("tap,id=n0,fd=3" if fd else
+                          "tap,id=n0,ifname=tap0,script=no,downscript=no")
+    else:
+        assert ("--net:service=@3" if fd else "--net:service=tap0") in argv

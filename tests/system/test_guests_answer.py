@@ -7,7 +7,6 @@ removal kills whatever is left), so no test can hang.
 """
 import functools
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -121,14 +120,18 @@ def test_solo5_tap_fd(docker_host, container, start, uguest, unikernel, target):
     assert_traffic(docker_host, container)
 
 
-@pytest.mark.parametrize("wiring,tap_fd", [("tc", False), ("bridge", False), ("tc", True)])
-def test_qemu_linux_guest(docker_host, container, start, wiring, tap_fd):
+@pytest.mark.parametrize("wiring,form", [("tc", None), ("bridge", None), ("tc", "--tap-by-name"),
+                                         ("tc", "--tap-fd"), ("tc", "--init=always")])
+def test_qemu_linux_guest(docker_host, container, start, wiring, form):
+    """QEMU gets its tap as an inherited fd by default (-netdev tap,fd=3), also forked under
+    ukrun-init as a container's PID 1 would have it, and by name with --tap-by-name; the
+    Linux guest answers ping and HTTP either way."""
     if not shutil.which("qemu-system-x86_64"):
         pytest.skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
     vm = vm_guest()
     began = time.monotonic()
     run = start(container, "qemu", "-v", "--wiring", wiring, "--mem", "256",
-                *(["--tap-fd"] if tap_fd else []),
+                *([form] if form else []),
                 "--tender-arg=-initrd", "--tender-arg=%s" % vm["initrd"], vm["kernel"],
                 "console=ttyS0", "quiet")
     ready = run.vm_ready(timeout=60)
@@ -139,10 +142,41 @@ def test_qemu_linux_guest(docker_host, container, start, wiring, tap_fd):
     body, _ = http_get(docker_host.name, container.ip4, timeout=20)
     assert "ip=%s/%d" % (container.ip4, container.prefix) in body
     assert host_neighbour(docker_host, container.ip4) == container.mac
-    if tap_fd:
-        assert re.search(r"-netdev tap,id=n0,fd=\d+ ", run.stderr()), run.stderr()
+    record = container.ip_json("-d", "link", "show", "tap0")[0]["ifalias"]
+    if form == "--tap-by-name":
+        assert "-netdev tap,id=n0,ifname=tap0,script=no,downscript=no " in run.stderr()
+        assert " t=fd " not in record
+        assert "tap0 goes to the guest by name" in run.stderr()
+    else:
+        assert "-netdev tap,id=n0,fd=3 " in run.stderr(), run.stderr()
+        assert " t=fd " in record and "by name" not in run.stderr()
     print("qemu/%s%s: guest ready %.1fs after ukrun started"
-          % (wiring, " --tap-fd" if tap_fd else "", booted))
+          % (wiring, " " + form if form else "", booted))
+
+
+def test_qemu_restart_in_the_kept_namespace_takes_over_at_once(docker_host, container, start):
+    """The VM's container restarts in its namespace (a pod's): the second run finds the
+    record on tap0, the tap without its reader since the first QEMU ended, and takes it over
+    without waiting; the new guest answers on the same address and MAC."""
+    if not shutil.which("qemu-system-x86_64"):
+        pytest.skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+    vm = vm_guest()
+    argv = ["qemu", "-v", "--mem", "256", "--tender-arg=-initrd",
+            "--tender-arg=%s" % vm["initrd"], vm["kernel"], "console=ttyS0", "quiet"]
+    first = start(container, *argv)
+    first.vm_ready(timeout=60)
+    stop(first.proc)
+    began = time.monotonic()
+    again = start(container, *argv)
+    ready = again.vm_ready(timeout=60)
+    assert ready == {"ip": "%s/%d" % (container.ip4, container.prefix),
+                     "gw": container.gateway, "mac": container.mac}
+    assert_traffic(docker_host, container, udp=False)
+    err = again.stderr()
+    assert "no guest has it open: this run takes it over" in err
+    assert "waits up to" not in err and "-netdev tap,id=n0,fd=3 " in err
+    print("qemu restart: guest ready %.1fs after the second ukrun started"
+          % (time.monotonic() - began))
 
 
 # -cpu host aborts on some nested hosts (kvm_pvm: "failed to set MSR 0x10a") and other models

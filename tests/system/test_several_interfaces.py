@@ -241,7 +241,7 @@ def test_taps_as_fds_go_to_3_and_4(multus, ukrun_exe, standin, kernel_file):
 def test_qemu_gets_one_netdev_per_interface(tap_fd, multus, ukrun_exe, standin, kernel_file):
     got = report(ukrun(multus, ukrun_exe, "qemu", "--qemu", standin, "--interface", "eth0",
                        "--interface", "net1", "--tap", "tapa", "--tap", "tapb",
-                       *(["--tap-fd"] if tap_fd else []), kernel_file))
+                       *([] if tap_fd else ["--tap-by-name"]), kernel_file))
     argv = got["argv"]
     pairs = [argv[i:i + 4] for i, word in enumerate(argv) if word == "-device"]
     netdevs = (["tap,id=n0,fd=3", "tap,id=n1,fd=4"] if tap_fd else

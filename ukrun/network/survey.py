@@ -123,39 +123,43 @@ def bare(snapshot: discovery.Snapshot, link) -> str | None:
     return None if own else link.name
 
 
+# Why a run waits, and which. A tap that an earlier run handed over by name is opened by its
+# guest some milliseconds after that run's execve (which released the namespace lock), so no
+# reader on it does not yet mean no guest. A run that hands its taps over as fds opens a tap it
+# takes over as its first step (ukrun.network.wiring.plan_steps): the kernel lets one process
+# attach, so whichever of this run and a guest still opening the tap comes second gets EBUSY,
+# and no wiring changes under a guest that has the tap; such a run never waits. A run whose
+# guest opens its tap by name lets go of it before its execve and cannot settle the race so:
+# it waits, whatever the record says of how the tap went (anything with CAP_NET_ADMIN can
+# write "t=fd" on a tap a guest is about to open by name).
 def read_kernel(rtnl, o, each: tuple, notes: list | None = None, wait: bool = True,
-                attacher: tuple | None = None, links=None) -> tuple:
+                attacher: tuple | None = None, links=None, holds_tap: bool = False) -> tuple:
     """``survey`` of what the kernel holds now, read once (ukrun.network.discovery.read): a (View,
-    NetConfig) for each interface of ``each``.
-
-    A tap recorded as handed over by fd had a reader from before the earlier run ended (that
-    run held it open across its execve): no carrier means no guest, at once. A tap handed over
-    by name is opened by the guest itself some milliseconds after the earlier run's execve
-    (which released the namespace lock): before taking its wiring over, this run waits up to
-    TAKEOVER_WAIT for such a guest to open it, and refuses if one does; not with ``wait``
-    False (a run that changes nothing: a second guest's attach fails, EBUSY). ``links``: the links
-    the caller has just dumped (None: dump them here)."""
+    NetConfig) for each interface of ``each``. Unless ``holds_tap`` (the run hands its taps
+    over as fds), it waits up to TAKEOVER_WAIT for a guest to open a tap that carries a
+    record, and refuses if one does; not with ``wait`` False (a run that changes nothing).
+    ``links``: the links the caller has just dumped (None: dump them here)."""
     interfaces = tuple(e.interface for e in each)
     snapshot = discovery.read(rtnl, interfaces, tc_links=interfaces + tuple(e.tap for e in each),
                               links=links)
     found = survey(snapshot, o, each, notes, attacher)
-    taken = [e for e, (view, _) in zip(each, found)
-             if view.previous is not None and view.previous.handed_as == "name"]
-    if taken and wait:
+    taken = [e for e, (view, _) in zip(each, found) if view.previous is not None]
+    if taken and wait and not holds_tap:
         if notes is not None:
-            notes.append("%s went to the guest by name: waiting up to %g s for a guest that "
-                         "may still be opening it" % (", ".join(e.tap for e in taken),
-                                                      TAKEOVER_WAIT))
+            notes.append("%s: this run's guest opens it by name, so it waits up to %g s for a "
+                         "guest an earlier run may have just started to open it first"
+                         % (", ".join(e.tap for e in taken), TAKEOVER_WAIT))
         held = await_carrier(rtnl, [e.tap for e in taken], TAKEOVER_WAIT, every=False)
         for e in taken:
             if e.tap in held:
-                raise _live_guest(e)
+                raise _live_guest(e, "a guest opened it while this run waited up to %g s "
+                                     "for one" % TAKEOVER_WAIT)
     return found
 
 
-def _live_guest(each) -> NetworkError:
-    return NetworkError("%s is already handed to a running guest (%s has a reader)"
-                        % (each.interface, each.tap),
+def _live_guest(each, how: str = "") -> NetworkError:
+    return NetworkError("%s is already handed to a running guest (%s has a reader%s)"
+                        % (each.interface, each.tap, ": " + how if how else ""),
                         "one guest per interface: stop the other container first")
 
 

@@ -160,7 +160,8 @@ def tap_steps(want: Wanted, view: View) -> list:
                            undo, name=tap, mtu=want.mtu))
     # Solo5 >= 0.11 turns these off itself but needs CAP_NET_ADMIN, gone by the time it runs.
     steps.append(_step("disable_offloads", "turn off GRO/GSO/TSO on %s" % tap, name=tap))
-    return steps + (hold_steps(tap) if want.hold_tap else [])
+    # A tap taken over was opened first (plan_steps).
+    return steps + (hold_steps(tap) if want.hold_tap and old is None else [])
 
 
 def hold_steps(tap: str) -> list:
@@ -378,7 +379,11 @@ def plan_steps(want: Wanted, view: View) -> list:
         raise ValueError("unknown wiring %r (choose from %s)" % (want.wiring, ", ".join(WIRINGS)))
     check_record_against(view.previous, view, want.tap)
     build = tc_steps if want.wiring == "tc" else bridge_steps
-    return leftover_steps(want, view) + teardown_steps(want, view) + build(want, view)
+    # A tap taken over to be handed as an fd is opened before anything changes: a guest an
+    # earlier run started that opens it by name then finds it busy (EBUSY), or this step
+    # does and the run changes nothing (why such a run does not wait: survey.read_kernel).
+    first = hold_steps(want.tap) if want.hold_tap and want.tap in view.links else []
+    return first + leftover_steps(want, view) + teardown_steps(want, view) + build(want, view)
 
 
 def leftover_steps(want: Wanted, view: View) -> list:

@@ -20,7 +20,8 @@ from ukrun.valueclass import value_class
 # rows' default_cpu, and QEMU_CPU below).
 QEMU_MEM = 512
 
-# The fd number the tap is handed over as (--tap-fd, ukvm): the runner dup2()s the tap to it
+# The fd number the tap is handed over as (qemu and kvm unless --tap-by-name, ukvm always,
+# hvt and spt with --tap-fd): the runner dup2()s the tap to it
 # right before execve, so the command line is known before anything is changed. With several
 # interfaces, interface N's tap goes to TAP_FD + N.
 TAP_FD = 3
@@ -100,13 +101,24 @@ class Target:
     default_tender: str | None  # None: the unikernel itself is executed (unix)
     needs_kvm: bool  # it runs the guest under KVM (/dev/kvm)
     sets_mac: bool  # False: --mac is ignored (the guest picks its own)
-    tap_fd: str  # "never", "optional" (--tap-fd) or "always"
+    # How the guest gets its tap: "never" as an fd (it opens the tap by name itself),
+    # "optional" (by name unless --tap-fd), "default" (as an fd unless --tap-by-name) or
+    # "always" as an fd. As an fd, the tap has a reader from before the run ends until the
+    # guest does, so a later run that finds it without one knows at once there is no guest.
+    tap_fd: str
     # The tender's file as its build names it, which `ukrun dockerfile` copies into an image
     # from the build context; None: no tender, or one the image's packages provide (QEMU).
     tender_file: str | None = None
     max_interfaces: int | None = None  # how many interfaces its command line can hand over
     default_mem: int | None = None  # MB when --mem is not given; None: the tender's own
     default_cpu: str | None = None  # the CPU model when --cpu is not given (QEMU)
+
+    def hands_fd(self, tap_fd: bool = False, tap_by_name: bool = False) -> bool:
+        """Whether this target's guest gets its taps as inherited fds, given --tap-fd and
+        --tap-by-name (which preflight lets only a target that has the choice take)."""
+        if self.tap_fd in ("never", "always"):
+            return self.tap_fd == "always"
+        return not tap_by_name if self.tap_fd == "default" else tap_fd
 
     def build(self, launch: Launch) -> list:
         """The command line that runs ``launch`` on this target (ValueError if it cannot)."""
@@ -116,6 +128,8 @@ class Target:
 TARGETS = {
     "unix": Target("unix", "unix", None, needs_kvm=False, sets_mac=False, tap_fd="never",
                    max_interfaces=1),
+    # Solo5's tenders attach by name unless --tap-fd: their --net:NAME=@FD checks an errno it
+    # never cleared (tenders/common/tap_attach.c), so it fails whenever one was left set.
     "hvt": Target("hvt", "solo5", "solo5-hvt", needs_kvm=True, sets_mac=True,
                   tap_fd="optional", tender_file="solo5-hvt"),
     "spt": Target("spt", "solo5", "solo5-spt", needs_kvm=False, sets_mac=True,
@@ -124,9 +138,9 @@ TARGETS = {
                    tap_fd="always", tender_file="ukvm-bin",  # what Solo5's ukvm build wrote
                    max_interfaces=1),
     "qemu": Target("qemu", "qemu", "qemu-system-x86_64", needs_kvm=False, sets_mac=True,
-                   tap_fd="optional", default_mem=QEMU_MEM, default_cpu="Westmere"),
+                   tap_fd="default", default_mem=QEMU_MEM, default_cpu="Westmere"),
     "kvm": Target("kvm", "qemu", "qemu-system-x86_64", needs_kvm=True, sets_mac=True,
-                  tap_fd="optional", default_mem=QEMU_MEM, default_cpu="host"),
+                  tap_fd="default", default_mem=QEMU_MEM, default_cpu="host"),
 }
 
 # The CPU model of each QEMU target unless given (--cpu's help).
