@@ -113,10 +113,11 @@ def _env(name: str, required: bool = True) -> str:
 
 def _refused(e: Exception) -> CniError:
     from ukrun.errors import NetworkError
+    from ukrun.network.release import GuestStillRunning
 
-    code = TRY_AGAIN if isinstance(e, NetworkError) and "has not finished" in str(e) else (
-        HANDOVER_REFUSED)
-    return CniError(code, str(e))
+    transient = isinstance(e, GuestStillRunning) or (
+        isinstance(e, NetworkError) and "has not finished" in str(e))
+    return CniError(TRY_AGAIN if transient else HANDOVER_REFUSED, str(e))
 
 
 def add(config: dict) -> dict:
@@ -143,7 +144,7 @@ def delete(config: dict) -> None:
     ifname, netns = _env("CNI_IFNAME"), _env("CNI_NETNS", required=False)
     try:
         if not handover.entered(netns):
-            return  # the namespace is gone, and everything ADD made in it with it
+            return  # the namespace is gone (or not named), and everything ADD made in it
         handover.give_back(ifname, config["tap"])
     except ValueError as e:  # a record that does not validate: not ukrun's to touch
         sys.stderr.write("ukrun-cni: DEL leaves %s as it is: %s\n" % (config["tap"], e))

@@ -125,11 +125,13 @@ def give_back(interface: str = "eth0", tap: str = "tap0") -> list:
 
 
 def entered(path: str | None) -> bool:
-    """Join the network namespace ``path`` (None or "": stay); False when it is gone."""
+    """Join the pod's network namespace ``path``; False when it is gone or not named (None or
+    "": the runtime has none left to give), so that nothing is done. NetworkError when it is
+    the node's own (ukrun.kernel.netns.enter_other)."""
     if not path:
-        return True
+        return False
     try:
-        netns.enter(path)
+        netns.enter_other(path)
     except FileNotFoundError:
         return False
     return True

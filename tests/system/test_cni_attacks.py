@@ -3,6 +3,7 @@ use (a CNI error result on stdout, non-zero exit), a foreign link named like the
 forged record. Chained after Debian's bridge plugin in namespaces the test makes.
 """
 import json
+import os
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -114,3 +115,77 @@ def test_parse_config_bytes(data):
         cni.parse_config(data, "ADD")
     except cni.CniError:
         pass
+
+
+def _node_with_an_eth0(pod):
+    """The node given an eth0 of its own, with an address: what a handover would strip."""
+    pod.node.ip("link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
+    pod.node.ip("addr", "add", "10.0.0.5/24", "dev", "eth0")
+    pod.node.ip("link", "set", "eth0", "up")
+    pod.node.ip("link", "set", "eth0p", "up")
+
+
+@needs_plugins
+def test_the_node_namespace_named_as_the_pod_is_refused(pod):
+    """CNI_NETNS naming the plugin's own namespace (what /proc/1/ns/net is on a node), and a
+    hook whose container shares the node's (a host-network pod): refused, nothing changed."""
+    import subprocess
+    import sys
+
+    _node_with_an_eth0(pod)
+    before = snapshot(pod.node)
+    status, result, err = pod.ukrun("ADD", pod.ukrun_config(), netns="/proc/self/ns/net")
+    assert status != 0 and result["code"] == cni.HANDOVER_REFUSED, (result, err)
+    assert "node's own network namespace" in result["msg"], result
+    assert snapshot(pod.node) == before
+    sleeper = subprocess.Popen(["ip", "netns", "exec", pod.node.name, "sleep", "30"])
+    try:
+        ukrun_exe = os.path.join(os.path.dirname(sys.executable), "ukrun")
+        state = json.dumps({"ociVersion": "1.0.2", "id": "host", "status": "creating",
+                            "pid": sleeper.pid}).encode()
+        proc = subprocess.run(["ip", "netns", "exec", pod.node.name, ukrun_exe, "hook"],
+                              input=state, capture_output=True, timeout=60)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and err.count("\n") == 1 and err.startswith("ukrun: error: ")
+    assert "node's own network namespace" in err, err
+    assert snapshot(pod.node) == before
+
+
+@needs_plugins
+def test_del_naming_no_namespace_leaves_the_node_alone(pod):
+    """DEL with an empty CNI_NETNS (the runtime has none left) does nothing, even where the
+    plugin's own namespace holds a handover it could give back."""
+    from nsutil import in_netns
+    from ukrun import handover
+
+    _node_with_an_eth0(pod)
+    with in_netns(pod.node.name):
+        handover.hand_over("eth0", "tap0", "tc").close()
+    handed = snapshot(pod.node)
+    status, result, err = pod.ukrun("DEL", pod.ukrun_config(), netns="")
+    assert (status, result) == (0, None), err
+    assert snapshot(pod.node) == handed
+
+
+@needs_plugins
+def test_del_while_the_guest_holds_the_tap_changes_nothing_and_says_try_again(pod):
+    from nsutil import in_netns
+    from ukrun.kernel.tap import open_tap
+
+    assert pod.ukrun("ADD", pod.ukrun_config())[0] == 0
+    with in_netns(pod.pod.name):
+        guest = open_tap("tap0")
+    try:
+        handed = snapshot(pod.pod)
+        status, result, err = pod.ukrun("DEL", pod.ukrun_config())
+        assert status != 0 and result["code"] == cni.TRY_AGAIN, (result, err)
+        assert "held by a running guest" in result["msg"], result
+        assert snapshot(pod.pod) == handed
+    finally:
+        guest.close()
+    status, result, err = pod.ukrun("DEL", pod.ukrun_config())
+    assert (status, result) == (0, None), err
+    assert "tap0" not in [link["ifname"] for link in pod.pod.ip_json("link", "show")]

@@ -731,7 +731,13 @@ def test_a_record_on_a_link_that_is_not_a_tap_makes_it_no_ukruns(container, ukru
     container.ip("link", "set", "tap0", "alias", record)
     os.unlink(ran)
     before = snapshot(container)
-    proc = container.exec(ukrun_exe, "unix", program, check=False)
+    proc = container.exec(ukrun_exe, "unix", "--tap", "tap0", program, check=False)
     assert proc.returncode == 1 and one_line_error(proc), proc.stderr
     assert "tap0 already exists" in proc.stderr
+    assert snapshot(container) == before and not os.path.exists(ran)
+    # With no --tap the run passes the foreign tap0 by for tap1, and finds eth0 as the
+    # first run left it, without its address (which only that record held): refused too.
+    proc = container.exec(ukrun_exe, "unix", program, check=False)
+    assert proc.returncode == 1 and one_line_error(proc), proc.stderr
+    assert "eth0 has no global IPv4 or IPv6 address" in proc.stderr
     assert snapshot(container) == before and not os.path.exists(ran)

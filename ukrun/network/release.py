@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import _socket  # not socket: see ukrun.kernel.rtnl
 
+from ukrun.errors import NetworkError
 from ukrun.kernel import inet, inet_text
 from ukrun.kernel.ffi import lib
 from ukrun.kernel.rtnl_objects import Address, Route
 from ukrun.network.record import Record
 from ukrun.network.wiring import Step, View, check_record_against, owns_bridge
+
+
+class GuestStillRunning(NetworkError):
+    """The tap has a reader: giving it back now would cut a live guest off half-way."""
 
 
 def _step(op: str, text: str, **args) -> Step:
@@ -80,7 +85,8 @@ def _routes(record: Record, index: int) -> tuple:
 def release_steps(snapshot, interface: str, tap: str, gen_mode: int | None = None) -> list:
     """The steps that give ``interface`` back from ``tap``'s record, in order; empty when
     there is nothing of ukrun's to give back (no tap, a foreign one, a record for another
-    interface): so a second call does nothing. ``gen_mode``: the IPv6 address generation
+    interface): so a second call does nothing. GuestStillRunning, with nothing to do, while a
+    guest holds the tap. ``gen_mode``: the IPv6 address generation
     mode the interface gets back (the namespace's default for new links; None: IPv6 is off
     and the mode is left as it is)."""
     record = recorded(snapshot, interface, tap)
@@ -89,6 +95,10 @@ def release_steps(snapshot, interface: str, tap: str, gen_mode: int | None = Non
     by_name = {link.name: link for link in snapshot.links}
     view = View(links=by_name, names={link.index: link.name for link in snapshot.links})
     check_record_against(record, view, tap)
+    # A tap has carrier exactly while some process holds it open: the guest still runs.
+    if by_name[tap].flags & lib.IFF_LOWER_UP:
+        raise GuestStillRunning("%s is still held by a running guest" % tap,
+                                "stop the container first; nothing was given back")
     link = by_name.get(interface)
     steps = []
     if link is not None and record.wiring == "tc":
