@@ -63,7 +63,7 @@ def parse_config(text: bytes, command: str) -> dict:
 
     try:
         config = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # nesting too deep: no JSON
         raise CniError(DECODE_FAILED, "the network configuration is not JSON", str(e)) from None
     if not isinstance(config, dict):
         raise CniError(DECODE_FAILED, "the network configuration is not a JSON object")

@@ -26,7 +26,7 @@ def read_state(text: bytes) -> dict:
 
     try:
         state = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise UsageError("the container state on stdin is not JSON: %s" % e,
                          "run ukrun hook as an OCI hook: the runtime writes the state") from None
     if not isinstance(state, dict):
@@ -49,15 +49,22 @@ def _bundle_config(state: dict) -> dict:
     try:
         with open(os.path.join(bundle, "config.json"), "rb") as f:
             config = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return config if isinstance(config, dict) else {}
 
 
+def _member(value, *keys):
+    """value[key][key]...: None where a step is not a JSON object (config.json is input)."""
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
 def container_user(state: dict) -> tuple:
     """(uid, gid) of the container's process, from its bundle's config.json; (None, None)."""
-    user = _bundle_config(state).get("process", {}).get("user", {})
-    ids = [user.get(key) if isinstance(user, dict) else None for key in ("uid", "gid")]
+    user = _member(_bundle_config(state), "process", "user")
+    ids = [_member(user, key) for key in ("uid", "gid")]
     return tuple(n if type(n) is int and 0 <= n < 2 ** 32 - 1 else None for n in ids)
 
 
@@ -67,9 +74,11 @@ def namespace_path(state: dict) -> str | None:
     pid = state.get("pid")
     if pid:
         return "/proc/%d/ns/net" % pid
-    for ns in _bundle_config(state).get("linux", {}).get("namespaces", []):
-        if isinstance(ns, dict) and ns.get("type") == "network" and ns.get("path"):
-            return ns["path"]
+    namespaces = _member(_bundle_config(state), "linux", "namespaces")
+    for ns in namespaces if isinstance(namespaces, list) else ():
+        path = _member(ns, "path")
+        if _member(ns, "type") == "network" and isinstance(path, str) and path:
+            return path
     return None
 
 

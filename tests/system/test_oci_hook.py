@@ -93,3 +93,25 @@ def test_hook_reads_the_bundles_user_and_namespace(tmp_path):
     assert oci_hook.namespace_path(state) == "/run/netns/kept"
     assert oci_hook.namespace_path(dict(state, pid=42)) == "/proc/42/ns/net"
     assert oci_hook.container_user({"bundle": str(tmp_path / "none")}) == (None, None)
+
+
+@pytest.mark.parametrize("config", [
+    '{"linux": []}', '{"linux": {"namespaces": [{"type": "network", "path": 7}]}}',
+    '{"linux": {"namespaces": {"type": "network"}}}', '{"process": {"user": [1000]}}',
+    '{"process": "root"}', "[" * 100000 + "]" * 100000, "not json",
+])
+def test_a_bundle_config_of_the_wrong_shape_names_no_user_and_no_namespace(tmp_path, config):
+    from ukrun import oci_hook
+
+    (tmp_path / "config.json").write_text(config)
+    state = {"pid": 0, "bundle": str(tmp_path)}
+    assert oci_hook.container_user(state) == (None, None)
+    assert oci_hook.namespace_path(state) is None
+
+
+def test_a_state_nested_too_deep_is_refused_in_one_line():
+    ukrun_exe = os.path.join(os.path.dirname(sys.executable), "ukrun")
+    proc = subprocess.run([ukrun_exe, "hook"], input=b"[" * 200000, capture_output=True,
+                          timeout=30)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and err.count("\n") == 1 and "not JSON" in err, err
