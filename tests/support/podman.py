@@ -155,15 +155,12 @@ class Podman:
     def _rootless_prefix(self):
         """unshare -m ... sh -c SCRIPT: the private mounts, then nsenter and setpriv (see the
         module docstring); "$@" is the podman command line."""
-        import pwd
-
-        user = pwd.getpwuid(self.uid).pw_name
         upper, work = os.path.join(self.workdir, "etc"), os.path.join(self.workdir, "etc-work")
         os.makedirs(upper, mode=0o755)
         os.makedirs(work, mode=0o755)
         for name in ("subuid", "subgid"):
             with open(os.path.join(upper, name), "w") as fh:
-                fh.write("%s:%d:%d\n" % (user, *SUBORDINATE_IDS))
+                fh.write("%d:%d:%d\n" % (self.uid, *SUBORDINATE_IDS))   # subuid(5): UID or name
             os.chmod(os.path.join(upper, name), 0o644)
         tun = os.path.join(self.workdir, "tun")
         os.mknod(tun, 0o20666, os.makedev(10, 200))
@@ -199,8 +196,8 @@ class Podman:
             fh.write(dockerfile_text)
         parent = ["--cgroup-parent", self.cgroup_parent] if self.cgroup_parent else []
         limits = [word for limit in ulimits() for word in ("--ulimit", limit)]
-        self.podman("build", "--network", "none", *parent, *limits, "-q", "-t", tag, "-f", path, context,
-                    timeout=timeout)
+        self.podman("build", "--network", "none", *parent, *limits, "-q", "-t", tag, "-f", path,
+                    context, timeout=timeout)
         return tag
 
     def import_base(self, tarball, tag=BASE_IMAGE):

@@ -16,7 +16,8 @@ def pod(tmp_path):
 
 @pytest.fixture(scope="session")
 def rootful_podman():
-    """Debian's podman as root, in a namespace and directories of its own (tests/support/podman.py)."""
+    """Debian's podman as root, in a namespace and directories of its own
+    (tests/support/podman.py)."""
     import tempfile
 
     from podman import Podman, missing_tools

@@ -2,13 +2,13 @@
 
 The image is the Docker engine tests' spt image (``ukrun dockerfile spt --from`` the Debian
 example, the suite's uguest standing in for solo5-spt), built by root's podman and loaded into
-the user's (cached in .cache/podman/). The user is uid 1000 with subordinate ids, podman runs in a namespace the test
-made (tests/support/podman.py), so slirp4netns's host side is that namespace, never the
-machine's. Inside, slirp4netns gives the container one interface, tap0 (10.0.2.100/24): ukrun
-hands it over with no --interface or --tap, on a tap of the next free name, tap1, and the
-guest answers UDP sent from the namespace through slirp4netns's own port forwarding, the one
-way in from outside (its virtual router then sends the frames to 10.0.2.100 on tap0, where
-only the guest holds that address now).
+the user's (kept in .cache/podman/). The user is uid 1000 with subordinate ids; podman runs in
+a namespace the test made (tests/support/podman.py), so slirp4netns's host side is that
+namespace, never the machine's. Inside, slirp4netns gives the container one interface, tap0
+(10.0.2.100/24): ukrun hands it over with no --interface or --tap, on a tap of the next free
+name, tap1, and the guest answers UDP sent from the namespace through slirp4netns's own port
+forwarding, the one way in from outside: its virtual router sends the frames to 10.0.2.100 on
+tap0, where only the guest holds that address now, and the answer goes back the same way.
 """
 import json
 import os
@@ -24,7 +24,7 @@ from podman import Podman, missing_tools
 pytestmark = [pytest.mark.engine, pytest.mark.skipif(
     missing_tools(rootless=True) is not None, reason=str(missing_tools(rootless=True)))]
 
-USER = 1000              # a user of this machine; its subordinate ids are the test's
+USER = 1000              # no passwd entry needed: its subordinate ids are the test's, by uid
 SLIRP_ADDRESS, SLIRP_GATEWAY = "10.0.2.100/24", "10.0.2.2"
 PORT = 10007             # in the test's namespace, forwarded by slirp4netns to the guest's 7
 # Rootless podman's default network, with slirp4netns forwarding ports itself. Podman's
