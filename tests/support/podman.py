@@ -237,7 +237,7 @@ class Podman:
                     os.rmdir(path)
 
     def _kill_pause_process(self):
-        pidfile = os.path.join(self.workdir, "run", "libpod", "tmp", "pause.pid")
+        pidfile = os.path.join(self.workdir, "run", "tmp", "pause.pid")   # in tmp_dir
         with contextlib.suppress(OSError, ValueError):
             with open(pidfile) as fh:
                 os.kill(int(fh.read().strip()), signal.SIGKILL)
