@@ -5,7 +5,7 @@ VPY    := $(VENV)/bin/python
 # System packages the tests, the demo and the benchmarks use (never needed by ukrun itself).
 SYSPKGS := iproute2 iputils-ping strace qemu-system-x86 busybox-static cpio man-db groff-base ethtool \
            docker.io debootstrap containernetworking-plugins runc python3-cffi-backend podman uidmap \
-           slirp4netns catatonit
+           slirp4netns catatonit netavark aardvark-dns
 PYPKGS  := cffi setuptools wheel pytest hypothesis argparse-manpage dockerfile
 PYTEST_ARGS ?=
 

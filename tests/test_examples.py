@@ -111,8 +111,12 @@ def test_oci_hook_files():
 
     hooks_d = json.loads(read("oci-hook", "ukrun.json"))
     assert hooks_d["version"] == "1.0.0" and hooks_d["stages"] == ["createRuntime"]
+    give_back = json.loads(read("oci-hook", "ukrun-give-back.json"))
+    assert give_back["version"] == "1.0.0" and give_back["stages"] == ["poststop"]
+    assert give_back["when"] == hooks_d["when"]  # the same containers, undone
     runc = json.loads(read("oci-hook", "config-hooks.json"))["hooks"]["createRuntime"]
-    for hook in (hooks_d["hook"], runc[0]):
+    for hook in (hooks_d["hook"], give_back["hook"], runc[0]):
         assert hook["args"][:2] == ["ukrun", "hook"]
         ns = parser.parse(hook["args"][1:])  # options ukrun hook takes
         assert ns.command == "hook" and ns.interface == "eth0"
+        assert ns.give_back == (hook is give_back["hook"])

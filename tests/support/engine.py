@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 
+from cgroups import kill_and_remove
 from nsutil import Netns, run, unique
 from wheelutil import build_wheel
 
@@ -199,33 +200,21 @@ class Engine:
     def _kill_cgroup_members(self):
         """Container processes dockerd did not stop (it was killed): every one is in a cgroup
         under our --cgroup-parent, in the machine's pids hierarchy."""
-        top = os.path.join("/sys/fs/cgroup/pids", self.cgroup_parent.lstrip("/"))
-        for _ in range(20):
-            pids = []
-            for dirpath, _, files in os.walk(top):
-                if "cgroup.procs" in files:
-                    with open(os.path.join(dirpath, "cgroup.procs")) as fh:
-                        pids += [int(p) for p in fh.read().split()]
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
-        for hierarchy in os.listdir("/sys/fs/cgroup") if os.path.isdir(top) else ():
-            path = os.path.join("/sys/fs/cgroup", hierarchy, self.cgroup_parent.lstrip("/"))
-            for dirpath, _, _ in sorted(os.walk(path), key=lambda w: -len(w[0])):
-                with contextlib.suppress(OSError):
-                    os.rmdir(dirpath)
+        kill_and_remove(self.cgroup_parent)
 
     def _remove_workdir(self):
-        with open("/proc/self/mountinfo") as fh:
-            mounted = [l.split()[4] for l in fh if l.split()[4].startswith(self.workdir + "/")]
-        # dockerd's mounts live in the wrapper's mount namespace and go with its processes;
-        # one visible here would make rm -rf reach into whatever is mounted there.
-        for point in sorted(mounted, key=len, reverse=True):
-            run("umount", "-l", point, check=False)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        remove_workdir(self.workdir)
+
+
+def remove_workdir(workdir):
+    """WORKDIR and everything in it, mounts left there unmounted first (never followed)."""
+    with open("/proc/self/mountinfo") as fh:
+        mounted = [l.split()[4] for l in fh if l.split()[4].startswith(workdir + "/")]
+    # An engine's mounts live in its own mount namespace and go with its processes; one
+    # visible here would make rm -rf reach into whatever is mounted there.
+    for point in sorted(mounted, key=len, reverse=True):
+        run("umount", "-l", point, check=False)
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 # ---- the base image's rootfs, cached ----

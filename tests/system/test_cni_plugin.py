@@ -21,19 +21,9 @@ import pytest
 import cnihost  # noqa: E402
 from cnihost import OTHER_UID, POD_IP, POD_UID, SYSTEM_PYTHON  # noqa: E402
 from guests import LineReader, ping, stop, udp_echo  # noqa: E402
-from snapshots import snapshot  # noqa: E402
+from snapshots import as_given_back, snapshot  # noqa: E402
 
 pytestmark = pytest.mark.skipif(cnihost.missing() is not None, reason=str(cnihost.missing()))
-
-
-def exactly(snap):
-    """A namespace snapshot without tx queue lengths: the kernel gives a device without a
-    queue (the bridge plugin's veth) one of 1000 the first time an ingress qdisc is added to
-    it, and no record can say it had none. (A run's own undo does not restore it either.)"""
-    for section in ("links", "addrs"):
-        for link in snap[section]:
-            link.pop("txqlen", None)
-    return snap
 
 
 def start_guest(pod, guest, *args, uid=POD_UID):
@@ -62,7 +52,7 @@ def tap_info(pod, tap="tap0"):
 
 
 def test_add_unprivileged_guest_restart_del(pod, tmp_path):
-    bridge_left = exactly(snapshot(pod.pod))
+    bridge_left = as_given_back(snapshot(pod.pod))
     code, result, err = pod.ukrun("ADD", pod.ukrun_config())
     assert code == 0, (result, err)
     assert result == pod.prev_result  # unchanged: the runtime still reports the pod's IP
@@ -97,10 +87,10 @@ def test_add_unprivileged_guest_restart_del(pod, tmp_path):
 
     code, result, err = pod.ukrun("DEL", pod.ukrun_config())
     assert (code, result) == (0, None), err
-    assert exactly(snapshot(pod.pod)) == bridge_left
+    assert as_given_back(snapshot(pod.pod)) == bridge_left
     code, result, err = pod.ukrun("DEL", pod.ukrun_config())  # idempotent
     assert (code, result) == (0, None), err
-    assert exactly(snapshot(pod.pod)) == bridge_left
+    assert as_given_back(snapshot(pod.pod)) == bridge_left
     code, result, _ = pod.ukrun("CHECK", pod.ukrun_config())
     assert code == 1 and result["code"] == 100 and "no record" in result["msg"], result
 
@@ -181,9 +171,9 @@ def test_same_process_undo_is_exact(pod):
     from nsutil import in_netns
     from ukrun import handover
 
-    before = exactly(snapshot(pod.pod))
+    before = as_given_back(snapshot(pod.pod))
     with in_netns(pod.pod.name):
         applied = handover.hand_over("eth0", "tap0", "tc", POD_UID, POD_UID)
         assert pod.pod.ip_json("-4", "addr", "show", "eth0") == []  # moved
         applied.undo()
-    assert exactly(snapshot(pod.pod)) == before
+    assert as_given_back(snapshot(pod.pod)) == before

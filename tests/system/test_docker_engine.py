@@ -14,12 +14,12 @@ import os
 import re
 import shutil
 import tempfile
-import time
 
 import pytest
 
 from engine import (BASE_IMAGE, IMAGE_PYTHON, IMAGE_UKRUN, Engine, EngineUnavailable, Images,
                     adapt_debian_example, dockerd_error, missing_tools)
+from containerbox import Box
 from guests import VM_READY, ping, ping_once, udp_echo
 from nsutil import kvm_usable, run, unique
 
@@ -65,62 +65,6 @@ def docker_args(ukrun_exe):
     return flags
 
 
-class Box:
-    """One container of the engine, seen through `docker logs` and `docker inspect`."""
-
-    def __init__(self, engine, cid):
-        self.engine, self.id = engine, cid
-
-    def logs(self):
-        proc = self.engine.docker("logs", self.id, check=False)
-        return proc.stdout, proc.stderr
-
-    def inspect(self, template):
-        return self.engine.docker("inspect", "-f", template, self.id).stdout.strip()
-
-    def ip(self):
-        return self.inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
-
-    def mac(self):
-        return self.inspect("{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}")
-
-    def running(self):
-        return self.inspect("{{.State.Running}}") == "true"
-
-    def explain(self):
-        out, err = self.logs()
-        return "container %s (%s)\nstdout:\n%s\nstderr:\n%s" % (
-            self.id[:12], self.inspect("{{.State.Status}} exit {{.State.ExitCode}}"),
-            out[-3000:], err[-3000:])
-
-    def wait_line(self, predicate, timeout, nth=1, what="line"):
-        """The NTH stdout line matching PREDICATE (lines of every run, restarts included)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = [l.rstrip("\r") for l in self.logs()[0].splitlines()]
-            hits = [l for l in lines if predicate(l)]
-            if len(hits) >= nth:
-                return hits[nth - 1]
-            if time.monotonic() > deadline:
-                raise AssertionError("no %s #%d within %ss\n%s" % (what, nth, timeout,
-                                                                  self.explain()))
-            time.sleep(0.2)
-
-    def ready(self, nth=1, timeout=60):
-        """uguest's JSON ready line (or pinger's probe report)."""
-        return json.loads(self.wait_line(
-            lambda l: l.startswith("{") and ('"ready"' in l or '"probes"' in l),
-            timeout, nth, "ready line"))
-
-    def wait_exit(self, timeout=60):
-        deadline = time.monotonic() + timeout
-        while self.running():
-            if time.monotonic() > deadline:
-                raise AssertionError("still running after %ss\n%s" % (timeout, self.explain()))
-            time.sleep(0.2)
-        return int(self.inspect("{{.State.ExitCode}}"))
-
-
 @pytest.fixture
 def start(engine):
     """start(image, flags, args=()) -> Box; every container and network goes at the end."""
@@ -128,7 +72,7 @@ def start(engine):
 
     def start(image, flags, args=()):
         cid = engine.docker("run", "-d", *flags, image, *args).stdout.strip()
-        made.append(Box(engine, cid))
+        made.append(Box(engine.docker, cid))
         return made[-1]
 
     def network(subnet):

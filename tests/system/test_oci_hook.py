@@ -19,22 +19,15 @@ import cnihost
 from cnihost import POD_IP, POD_UID, SYSTEM_PYTHON, UKRUN_ROOT
 from guests import ping, udp_echo
 from runcbundle import RUNC, bundle_config
-from snapshots import snapshot
+from snapshots import as_given_back, snapshot
 
 pytestmark = pytest.mark.skipif(
     cnihost.missing() is not None or not os.path.exists(RUNC),
     reason=str(cnihost.missing() or "runc is missing (make sysdeps installs it)"))
 
 
-def exactly(snap):  # as in test_cni_plugin: the kernel's queue length for a queueless veth
-    for section in ("links", "addrs"):
-        for link in snap[section]:
-            link.pop("txqlen", None)
-    return snap
-
-
 def test_runc_create_runtime_hook(pod):
-    bridge_left = exactly(snapshot(pod.pod))
+    bridge_left = as_given_back(snapshot(pod.pod))
     guest = pod.guest()
     bundle = tempfile.mkdtemp(prefix="ukrunc")
     name = "ukc%d" % os.getpid()
@@ -64,7 +57,7 @@ def test_runc_create_runtime_hook(pod):
         subprocess.run([RUNC, "kill", name, "KILL"], capture_output=True, timeout=30)
         proc.wait(timeout=30)
         subprocess.run([RUNC, "delete", "-f", name], capture_output=True, timeout=30)
-        assert exactly(snapshot(pod.pod)) == bridge_left  # the poststop hook gave it back
+        assert as_given_back(snapshot(pod.pod)) == bridge_left  # the poststop hook gave it back
     finally:
         subprocess.run([RUNC, "delete", "-f", name], capture_output=True, timeout=30)
         shutil.rmtree(bundle, ignore_errors=True)
