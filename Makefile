@@ -4,7 +4,8 @@ VENV   := .venv
 VPY    := $(VENV)/bin/python
 # System packages the tests, the demo and the benchmarks use (never needed by ukrun itself).
 SYSPKGS := iproute2 iputils-ping strace qemu-system-x86 busybox-static cpio man-db groff-base ethtool \
-           docker.io debootstrap
+           docker.io debootstrap containernetworking-plugins runc python3-cffi-backend podman uidmap \
+           slirp4netns catatonit
 PYPKGS  := cffi setuptools wheel pytest hypothesis argparse-manpage dockerfile
 PYTEST_ARGS ?=
 
@@ -13,9 +14,9 @@ PYTEST_ARGS ?=
 all: build
 
 # apt-get runs only when a package is missing, so repeated runs stay fast; docker.io's service is
-# kept from starting in the machine's own namespace (tests/engine/apt-install says how).
+# kept from starting in the machine's own namespace (tests/support/engine/apt-install says how).
 sysdeps:
-	@tests/engine/apt-install $(SYSPKGS)
+	@tests/support/engine/apt-install $(SYSPKGS)
 
 $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +34,7 @@ test: sysdeps build
 	$(VPY) -m pytest $(PYTEST_ARGS) tests
 
 demo: sysdeps build
-	$(VPY) tests/demo.py
+	$(VPY) tests/support/demo.py
 
 bench: sysdeps build
 	$(VPY) benchmarks/run.py

@@ -81,6 +81,8 @@ setup(
     # A script rather than a console_scripts entry point: its interpreter line skips site
     # where the installer keeps the flag, and it puts ukrun's directory back itself.
     scripts=["bin/ukrun"],
+    # The CNI plugin: one executable for the CNI bin directory, named for its "type".
+    entry_points={"console_scripts": ["ukrun-cni = ukrun.cni:main"]},
     data_files=[("share/man/man1", ["man/ukrun.1"])],
     zip_safe=False,
 )

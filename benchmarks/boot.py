@@ -1,7 +1,7 @@
 """2. Boot to first packet: from the guest's start to its first answered ping.
 
-Two guests: the userspace test guest (tests/guests/uguest.py, ARP/ICMP/UDP in Python) and the
-Linux VM guest under qemu TCG (tests/guests/build_vm.py). Each is started
+Two guests: the userspace test guest (tests/support/guests/uguest.py, ARP/ICMP/UDP in Python) and the
+Linux VM guest under qemu TCG (tests/support/guests/build_vm.py). Each is started
   - through `ukrun unix|qemu` (tc wiring) in a fresh container, and
   - by hand, with the same command line (`ukrun --dry-run` prints it), on a tap the bench wired
     beforehand with ip/tc (tap0 + ingress redirects both ways, eth0's address flushed),
@@ -24,7 +24,6 @@ import time
 
 from common import ROOT, WORKDIR, Host, before, deployed, in_netns, popen_in, stats, table
 
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 from guests import install_uguest, stop, vm_guest  # noqa: E402
 
 PREWIRE = [

@@ -1,10 +1,10 @@
 """Shared by the benchmark sections: C helpers compiled at bench time, ukrun installed from its
 wheel in a fresh venv (as a container image installs it), docker-like namespaces
-(tests/nsutil.py), spawning inside a namespace, statistics and tables.
+(tests/support/nsutil.py), spawning inside a namespace, statistics and tables.
 
 UKRUN_BENCH_BEFORE (environment): another ukrun to measure side by side with this checkout, in
 the same run ("before"): a source tree (`git worktree add /tmp/before COMMIT`), whose own
-tests/wheelutil.py builds its wheel, or a built .whl. The sections that compare add its rows.
+tests/support/wheelutil.py builds its wheel, or a built .whl. The sections that compare add its rows.
 
 Everything runs in namespaces made here (172.30.0.0/16 behind a docker0 bridge), never in the
 machine's own; the caller removes them in a finally.
@@ -20,7 +20,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 
 from nsutil import Container, DockerHost, in_netns, run, unique  # noqa: E402,F401
 from wheelutil import build_wheel  # noqa: E402
@@ -109,12 +109,18 @@ def before():
 
 def _other_wheel(source, build_dir):
     """(wheel, tree or None) for UKRUN_BENCH_BEFORE: a .whl as it is, or a source tree built
-    with that tree's own tests/wheelutil.py (what goes into its wheel is its own business)."""
+    with that tree's own wheelutil.py (what goes into its wheel is its own business), found in
+    tests/support/ or, in trees from before the tests had folders, in tests/."""
     if source.endswith(".whl"):
         return source, None
     code = ("import sys; sys.path.insert(0, %r); import wheelutil; print(wheelutil.build_wheel(%r))"
-            % (os.path.join(source, "tests"), build_dir))
+            % (_support_dir(source), build_dir))
     return run(PYTHON, "-c", code, timeout=600).stdout.strip().splitlines()[-1], source
+
+
+def _support_dir(tree):
+    support = os.path.join(tree, "tests", "support")
+    return support if os.path.isdir(support) else os.path.join(tree, "tests")
 
 
 def _commit(tree):

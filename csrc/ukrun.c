@@ -68,6 +68,21 @@ int ukrun_tap_set_owner(int fd, uint32_t uid)
     return ioctl(fd, TUNSETOWNER, (unsigned long)uid);
 }
 
+int ukrun_tap_set_group(int fd, uint32_t gid)
+{
+    /* The gid is the argument itself, as for TUNSETOWNER.  With a group set, a
+     * caller without CAP_NET_ADMIN must be in it (and be the owner, if any). */
+    return ioctl(fd, TUNSETGROUP, (unsigned long)gid);
+}
+
+int ukrun_setns_net(int fd)
+{
+    /* The calling thread joins the network namespace `fd` refers to (an open
+     * /proc/PID/ns/net or /run/netns/NAME); CLONE_NEWNET makes the kernel refuse
+     * an fd of any other kind of namespace. */
+    return setns(fd, CLONE_NEWNET);
+}
+
 /* A datagram socket only carries the ioctl to the interface; AF_INET is what
  * ethtool(8) uses, AF_UNIX serves where IPv4 is compiled out. */
 static int ioctl_socket(void)

@@ -16,6 +16,11 @@ int ukrun_tap_open(const char *name, int exclusive, char *actual);
 int ukrun_tap_set_persist(int fd, int persist);
 /* TUNSETOWNER: only euid `uid` (or CAP_NET_ADMIN) may attach to the tap from now on. */
 int ukrun_tap_set_owner(int fd, uint32_t uid);
+/* TUNSETGROUP: a caller without CAP_NET_ADMIN must be in group `gid` to attach. */
+int ukrun_tap_set_group(int fd, uint32_t gid);
+
+/* setns(fd, CLONE_NEWNET): the calling thread joins the network namespace of `fd`. */
+int ukrun_setns_net(int fd);
 
 /* SIOCETHTOOL with a struct ethtool_value: `cmd` is an ETHTOOL_S* (sets *data)
  * or ETHTOOL_G* (fills *data) command on interface `ifname`. */

@@ -5,15 +5,17 @@ import tempfile
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
+# The helpers (nsutil, guests, engine, ...) are plain modules in tests/support.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
+from clirun import STANDIN  # noqa: E402
 from nsutil import DockerHost, Netns, unique  # noqa: E402
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: runs a real guest end to end")
     config.addinivalue_line("markers", "engine: runs containers under a real Docker engine "
-                            "(tests/engine.py)")
+                            "(tests/support/engine.py)")
 
 
 @pytest.fixture
@@ -64,7 +66,7 @@ def shared_dir():
 
 @pytest.fixture
 def uguest(tmp_path):
-    """The userspace test guest (tests/guests/uguest.py), executable, in tmp_path."""
+    """The userspace test guest (tests/support/guests/uguest.py), executable, in tmp_path."""
     from guests import install_uguest
 
     return install_uguest(tmp_path)
@@ -85,3 +87,20 @@ def ukrun_exe():
         exe = shutil.which("ukrun")
     assert exe, "the ukrun console script is not installed (make build)"
     return exe
+
+
+@pytest.fixture
+def standin(tmp_path):
+    """clirun.STANDIN, executable, in tmp_path: reports its argv, capabilities and fds."""
+    path = tmp_path / "standin"
+    path.write_text(STANDIN.format(python=sys.executable))
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture
+def kernel_file(tmp_path):
+    """A unikernel for the targets that hand it to a tender or QEMU (never executed here)."""
+    path = tmp_path / "unikernel.bin"
+    path.write_bytes(b"\x7fELF not really")
+    return str(path)

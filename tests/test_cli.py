@@ -6,12 +6,12 @@ import re
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from clirun import report, ukrun
 from nsutil import in_netns, kvm_usable
 from snapshots import redirects, snapshot, wiring_state
 from ukrun import cli
@@ -48,8 +48,9 @@ def test_defaults_and_options_reach_the_runner():
     assert options["mac"] == ("random",) and options["wiring"] == "bridge"
     defaults = cli.field_values(cli.parse(["unix", "k"]))
     assert defaults["keep_caps"] is None  # NET_BIND_SERVICE when held
+    # None: the plan chooses them from the container's links (planning.choose_names)
     assert (defaults["interface"], defaults["tap"], defaults["bridge"]) == (
-        ("eth0",), ("tap0",), ("br0",))
+        None, None, ("br0",))
     assert (defaults["wiring"], defaults["mac"], defaults["ip_args"]) == (
         "tc", ("inherit",), "mirage")
 
@@ -79,7 +80,9 @@ def test_per_interface_options_default_by_position():
     paired = [o for o in options.OPTIONS if o.nth is not None]
     assert {o.dest for o in paired} == {"tap", "bridge", "mac", "net_name"}
     for option in paired:
-        assert option.action == "append" and option.default == (option.nth(0),), option.flag
+        # --tap's default is None: the plan names the taps (options.default_taps)
+        assert option.action == "append" and option.default == (
+            None if option.dest == "tap" else (option.nth(0),)), option.flag
     nth = {o.dest: [o.nth(n) for n in range(3)] for o in paired}
     assert nth == {"tap": ["tap0", "tap1", "tap2"], "bridge": ["br0", "br1", "br2"],
                    "mac": ["inherit"] * 3, "net_name": ["service", "service1", "service2"]}
@@ -92,7 +95,9 @@ def test_per_interface_options_default_by_position():
     (dict(tap=("a", "b")), "--tap is given 2 times for 1 interface"),
     (dict(interface=("eth0", "net1"), mac=("random",) * 3), "--mac is given 3 times for 2"),
     (dict(interface=("eth0", "eth0")), "--interface, --tap must all be different (eth0 more"),
-    (dict(interface=("eth0", "net1"), tap=("tap1",)),
+    (dict(interface=("eth0", "net1"), tap=("tap1", "tap1")),
+     "--interface, --tap must all be different (tap1 more"),
+    (dict(interface=("eth0", "tap1"), tap=("tap0", "tap1")),
      "--interface, --tap must all be different (tap1 more"),
     (dict(interface=("eth0", "net1"), wiring="bridge", bridge=("br1", "br1")),
      "--interface, --tap, --bridge must all be different (br1 more"),
@@ -375,58 +380,6 @@ IP_ARGS = ["--ipv4=172.30.0.2/16", "--ipv4-gateway=172.30.0.1"]
 NET_BIND_SERVICE = "0000000000000400"  # bit 10
 EMPTY = "0000000000000000"
 
-STANDIN = textwrap.dedent("""\
-    #!{python}
-    # A stand-in unikernel/tender: reports its argv, capabilities and fds as JSON, then exits.
-    import json, os, sys
-    fds = {{}}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            fds[name] = os.readlink("/proc/self/fd/" + name)
-        except OSError:  # the fd listdir used, closed by now
-            pass
-    status = {{}}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key.startswith("Cap") or key == "NoNewPrivs":
-                status[key] = value.strip()
-    iffs = {{}}  # the tap each inherited tun fd is attached to
-    for fd in sorted(fds):
-        if int(fd) > 2 and fds[fd] == "/dev/net/tun":
-            with open("/proc/self/fdinfo/" + fd) as f:
-                iffs[fd] = [l.split()[1] for l in f if l.startswith("iff:")]
-    print(json.dumps({{"argv": sys.argv, "status": status, "fds": fds, "iffs": iffs,
-                      "iff3": iffs.get("3"), "env": os.environ.get("UKRUN_TEST_MARK")}}))
-""")
-
-
-@pytest.fixture
-def standin(tmp_path):
-    path = tmp_path / "standin"
-    path.write_text(STANDIN.format(python=sys.executable))
-    path.chmod(0o755)
-    return str(path)
-
-
-@pytest.fixture
-def kernel_file(tmp_path):
-    """A unikernel for the targets that hand it to a tender or QEMU (never executed here)."""
-    path = tmp_path / "unikernel.bin"
-    path.write_bytes(b"\x7fELF not really")
-    return str(path)
-
-
-def ukrun(container, ukrun_exe, *argv, env=None):
-    full_env = dict(os.environ, UKRUN_TEST_MARK="kept", **(env or {}))
-    return container.exec(ukrun_exe, *argv, check=False, env=full_env)
-
-
-def report(proc):
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
 def expected_argv(target, standin, kernel_file, mac, tap="tap0", fd=False):
     """The documented command lines, written out here rather than taken from ukrun.guest.targets."""
     if target == "unix":
@@ -660,8 +613,11 @@ PREFLIGHT = {
                           "interface eth9 not found"),
     "interface without IPv4": (["unix", "{standin}"], _no_ipv4, None, 1,
                                "no global IPv4 or IPv6"),
-    "tap name taken": (["unix", "{standin}"], _taken("tap0"), None, 1, "tap0 already exists"),
-    "tap of someone else": (["unix", "{standin}"], _foreign_tap, None, 1, "tap0 already exists"),
+    # A tap named by --tap is refused when taken; the default moves on (test_default_names)
+    "tap name taken": (["unix", "--tap", "tap0", "{standin}"], _taken("tap0"), None, 1,
+                       "tap0 already exists"),
+    "tap of someone else": (["unix", "--tap", "tap0", "{standin}"], _foreign_tap, None, 1,
+                            "tap0 already exists"),
     "bridge name taken": (["unix", "--wiring", "bridge", "{standin}"], _taken("br0"), None, 1,
                           "br0 already exists"),
     "no CAP_NET_ADMIN": (["unix", "{standin}"], None,

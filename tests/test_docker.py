@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from dockerfile_check import parse_dockerfile
 from ukrun import cli, docker, docker_build
 from ukrun.kernel import devices
-from ukrun.kernel import tap
 from ukrun._version import __version__
 from ukrun.errors import NotExecutableError, NotFoundError, PrivilegeError, UsageError
 from ukrun.guest.targets import TARGETS
@@ -32,7 +31,7 @@ UNIKERNEL = {"unix": "app", "hvt": "app.hvt", "spt": "app.spt", "ukvm": "app.ukv
              "qemu": "app.virtio", "kvm": "app.virtio"}
 
 
-# ---- the strict reader (tests/dockerfile_check.py) ----
+# ---- the strict reader (tests/support/dockerfile_check.py) ----
 
 def instructions(parsed, name):
     return [value for word, _, value in parsed if word == name]

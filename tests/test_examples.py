@@ -70,3 +70,49 @@ def test_pod_manifest():
                                                             "add": ["NET_ADMIN"]}
     assert "devices.kubevirt.io/tun" in container["resources"]["limits"]
     assert "restart" in text.lower()
+
+
+def test_restricted_pod_manifest():
+    """What the Pod Security Standards "restricted" profile checks, for each container: no
+    capability but NET_BIND_SERVICE added and ALL dropped, non-root, no privilege
+    escalation, RuntimeDefault seccomp, no hostPath volume; the devices as resources."""
+    text = read("kubernetes", "pod-restricted.yaml")
+    pod = json.loads("\n".join(line for line in text.splitlines() if not line.startswith("#")))
+    spec = pod["spec"]
+    assert not any("hostPath" in v for v in spec.get("volumes", []))
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in spec["containers"]:
+        sc = container["securityContext"]
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["allowPrivilegeEscalation"] is False and sc["runAsNonRoot"] is True
+        assert sc.get("privileged", False) is False
+        assert not container.get("volumeMounts")
+        assert container["command"][0] == "ukrun"
+        assert set(container["resources"]["limits"]) == {"devices.kubevirt.io/tun",
+                                                         "devices.kubevirt.io/kvm"}
+
+
+def test_cni_conflist_chains_ukrun_after_the_pod_network():
+    from ukrun import cni
+
+    conflist = json.loads(read("cni", "10-uknet.conflist"))
+    first, last = conflist["plugins"]
+    assert last["type"] == "ukrun-cni" and first["type"] == "bridge"
+    # As a runtime hands it to the plugin: name and version from the list, a prevResult.
+    config = dict(last, name=conflist["name"], cniVersion=conflist["cniVersion"],
+                  prevResult={"cniVersion": "1.0.0", "interfaces": [{"name": "eth0"}],
+                              "ips": [{"address": "10.88.0.2/16"}]})
+    parsed = cni.parse_config(json.dumps(config).encode(), "ADD")
+    assert (parsed["owner"], parsed["group"], parsed["tap"]) == (1000, 1000, "tap0")
+
+
+def test_oci_hook_files():
+    from ukrun import parser
+
+    hooks_d = json.loads(read("oci-hook", "ukrun.json"))
+    assert hooks_d["version"] == "1.0.0" and hooks_d["stages"] == ["createRuntime"]
+    runc = json.loads(read("oci-hook", "config-hooks.json"))["hooks"]["createRuntime"]
+    for hook in (hooks_d["hook"], runc[0]):
+        assert hook["args"][:2] == ["ukrun", "hook"]
+        ns = parser.parse(hook["args"][1:])  # options ukrun hook takes
+        assert ns.command == "hook" and ns.interface == "eth0"

@@ -47,8 +47,10 @@ def wheel(tmp_path_factory):
     return build_wheel(str(tmp_path_factory.mktemp("wheel")))
 
 
-def test_wheel_is_under_200_kib(wheel):
-    assert os.path.getsize(wheel) < 200 * 1024
+def test_wheel_is_under_224_kib(wheel):
+    # 200 KiB until the CNI plugin and the OCI hook came (197 KiB then); the README, which
+    # the wheel carries as its description, grew with them.
+    assert os.path.getsize(wheel) < 224 * 1024
 
 
 def test_wheel_carries_the_init_executable(wheel):
@@ -183,10 +185,15 @@ NOT_ON_A_PLAIN_RUN = ["ukrun.report", "ukrun.parser", "ukrun.docker", "ukrun.doc
                       "ukrun.guest.binfmt", "ukrun.guest.formats.unikraft",
                       "ukrun.guest.formats.linux", "ukrun.guest.formats.template",
                       "ukrun.guest.targets.solo5", "ukrun.guest.targets.ukvm",
-                      "ukrun.guest.targets.qemu"]
+                      "ukrun.guest.targets.qemu",
+                      # the handover without exec, for ukrun cni and ukrun hook alone
+                      "ukrun.cni", "ukrun.oci_hook", "ukrun.handover", "ukrun.network.release",
+                      "ukrun.kernel.netns"]
 # Measured: ukrun's own code a plain unix run loads, as .pyc bytes (unmarshalling them is a
-# share of a run's start proportional to their size): 483 KB at c1283c9, 440 KB at 45e468d.
-RUN_PYC_BYTES = 470 * 1024
+# share of a run's start proportional to their size): 483 KB at c1283c9, 440 KB at 45e468d,
+# 473 KB once a run chooses its interface and tap from the links (planning.choose_names), 478 KB
+# once it also checks for a handover made without it (the capability-free entrypoint).
+RUN_PYC_BYTES = 481 * 1024
 
 
 def code_bytes(module: str) -> int:

@@ -19,6 +19,8 @@ LAYERS = [
     ["ukrun.parser"],                       # argparse, for help, errors and other commands
     ["ukrun.report", "ukrun.docker_build"],  # the commands besides a run
     ["ukrun.docker"],                       # what a target's image holds; docker run flags
+    ["ukrun.cni", "ukrun.oci_hook"],        # the handover as a CNI plugin, as an OCI hook
+    ["ukrun.handover"],                     # hand over without exec; give back from the record
     ["ukrun.runner"],                       # apply, undo, drop, exec
     ["ukrun.planning"],                     # Options, Plan, plan
     ["ukrun.preflight", "ukrun.run_line"],  # the checks that need no change; a run's argv

@@ -1,13 +1,11 @@
 """ukrun.valueclass: the dataclass subset ukrun uses, checked against dataclasses itself."""
 import dataclasses
-import glob
 import os
-import re
-import shutil
 import subprocess
 
 import pytest
 
+from pythons import claimed_pythons, interpreter
 from ukrun.valueclass import FrozenInstanceError, fields, fresh, is_value, value_class
 
 
@@ -201,28 +199,6 @@ assert repr(Lazy(1, 2, [], 3)) == "Lazy(x=1, y=2, tags=[], c=3, d='dee')"
 assert asked == ([2] if sys.version_info < (3, 14) else []), asked
 print("%d.%d" % sys.version_info[:2])
 '''
-
-
-def claimed_pythons():
-    """The versions setup.py's classifiers name, and python_requires' lower bound."""
-    with open(os.path.join(ROOT, "setup.py")) as f:
-        text = f.read()
-    versions = re.findall(r'"Programming Language :: Python :: (3\.\d+)"', text)
-    (lowest,) = re.findall(r'python_requires=">=(3\.\d+)"', text)
-    return versions, lowest
-
-
-def interpreter(version):
-    """An interpreter of ``version`` ("3.9") on this machine: pyenv's, else one on PATH."""
-    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    found = sorted(glob.glob(os.path.join(root, "versions", version + ".*", "bin", "python" + version)))
-    found += [p for p in [shutil.which("python" + version)] if p]
-    for path in found:
-        proc = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                              capture_output=True, text=True)
-        if proc.returncode == 0 and proc.stdout.strip() == version:  # pyenv shims may refuse
-            return path
-    return None
 
 
 def test_the_claims_are_one_range_from_python_requires():

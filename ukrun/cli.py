@@ -3,6 +3,7 @@
     ukrun TARGET [OPTIONS] UNIKERNEL [ARG...]     TARGET: unix | hvt | ukvm | spt | qemu | kvm
     ukrun inspect [--interface NAME]
     ukrun dockerfile | docker-args ...            (ukrun.docker)
+    ukrun cni | hook [OPTIONS]                    (ukrun.cni, ukrun.oci_hook)
 
 Everything after UNIKERNEL goes to the unikernel untouched, even words that start with '-'
 (ukrun.run_line.split_at_unikernel finds UNIKERNEL). A run's command line is parsed by
@@ -65,6 +66,14 @@ def _docker_command(ns) -> int:
 def execute(ns) -> int:
     if ns.command in ("dockerfile", "docker-args"):
         return _docker_command(ns)
+    if ns.command == "cni":
+        from ukrun import cni
+
+        return cni.main()
+    if ns.command == "hook":
+        from ukrun import oci_hook
+
+        return oci_hook.main(ns)
     if ns.command == "inspect":
         from ukrun import report
 

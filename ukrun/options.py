@@ -183,15 +183,17 @@ def _paired_help(text: str, first: str, more: str | None = None):
 
 # In the order --help lists them: the options every target takes, then the others.
 OPTIONS = [
-    Option("--interface", action="append", default=("eth0",), metavar="NAME",
+    Option("--interface", action="append", default=None, metavar="NAME",
            check=_each(_interface_name),
-           help=lambda t: "the container's interface to hand over%s (default: eth0)" % (
+           help=lambda t: "the container's interface to hand over%s (default: eth0; without "
+           "eth0, the container's only interface besides lo)" % (
                "" if t.max_interfaces == 1 else "; repeatable (a Multus pod's eth0, net1...): "
                "each gets its own tap, wiring and network device of the guest, in this order")),
-    Option("--tap", action="append", default=("tap0",), nth=lambda n: "tap%d" % n,
+    Option("--tap", action="append", default=None, nth=lambda n: "tap%d" % n,
            metavar="NAME", check=_each(_interface_name),
-           help=_paired_help("the tap device to create for the guest", "tap0",
-                             "tap0, tap1, ... by position")),
+           help=_paired_help("the tap device to create for the guest", "tap0, or the next "
+                             "free tapN when a link holds that name",
+                             "tapN for the Nth, or the next free one")),
     Option("--wiring", default="tc", choices=("tc", "bridge"),
            help="tc: ingress redirects both ways, no bridge; bridge: the old runner's "
                 "topology, the interface and the tap on a bridge (default: %(default)s)"),
@@ -298,7 +300,7 @@ def per_interface(o, target) -> tuple:
     takes fewer interfaces, or when two interfaces, taps or bridges (with --wiring bridge),
     or two Solo5 device names, are the same name.
     """
-    interfaces = items(o.interface)
+    interfaces = items(o.interface) if o.interface is not None else ("eth0",)
     if not interfaces:
         raise UsageError("--interface: no interface given")
     if target.max_interfaces is not None and len(interfaces) > target.max_interfaces:
@@ -308,7 +310,9 @@ def per_interface(o, target) -> tuple:
                          "hvt, spt, qemu and kvm take several; run one container per "
                          "interface otherwise")
     paired = [option for option in OPTIONS if option.nth is not None]
-    given = {option.dest: items(getattr(o, option.dest)) for option in paired}
+    given = {option.dest: () if getattr(o, option.dest) is None else items(getattr(
+        o, option.dest)) for option in paired}
+    given["tap"] = default_taps(interfaces, given["tap"])
     for option in paired:
         if len(given[option.dest]) > len(interfaces):
             raise UsageError("%s is given %d times for %d interface%s"
@@ -320,6 +324,21 @@ def per_interface(o, target) -> tuple:
         for option in paired}) for n, interface in enumerate(interfaces))
     _check_distinct(each, o.wiring == "bridge", target.name in _SOLO5)
     return each
+
+
+def default_taps(interfaces, given=(), taken=()) -> tuple:
+    """The taps of ``interfaces``: those ``given`` (one per interface, in order), then for
+    each interface N left the default tapN, or the next free tapK after it: never an
+    interface's name, a tap already chosen or a name in ``taken`` (links that exist)."""
+    used = set(interfaces) | set(given) | set(taken)
+    taps = list(given)
+    while len(taps) < len(interfaces):
+        k = len(taps)
+        while "tap%d" % k in used:
+            k += 1
+        taps.append("tap%d" % k)
+        used.add(taps[-1])
+    return tuple(taps)
 
 
 def _check_distinct(each: tuple, bridges: bool, net_names: bool) -> None:

@@ -78,7 +78,46 @@ def get_parser() -> argparse.ArgumentParser:
                    help="the interface to inspect; repeatable: the first one's configuration "
                         "is the answer's own, networks lists each one's (default: eth0)")
     _add_docker_commands(commands)
+    _add_handover_commands(commands)
     return parser
+
+
+# ---- ukrun cni and ukrun hook (ukrun.cni, ukrun.oci_hook) ----
+
+def _uid(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2 ** 32 - 1:
+        raise ValueError("%d is no uid/gid" % value)
+    return value
+
+
+def _add_handover_commands(commands) -> None:
+    commands.add_parser(
+        "cni", allow_abbrev=False,
+        help="the handover as a chained CNI plugin (also installed as ukrun-cni)",
+        description="A chained CNI plugin (spec 1.0.0): CNI_COMMAND ADD hands CNI_IFNAME in "
+        "CNI_NETNS over to a persistent tap, with the network configuration (and its "
+        "prevResult) on stdin, and prints prevResult unchanged; DEL gives it back from the "
+        "tap's record; CHECK verifies; VERSION answers. The configuration's own keys: tap "
+        "(default tap0), wiring (tc or bridge), owner and group (the uid and gid that alone "
+        "may attach to the tap without CAP_NET_ADMIN).")
+    p = commands.add_parser(
+        "hook", allow_abbrev=False,
+        help="the handover as an OCI hook (runc createRuntime, podman/CRI-O hooks.d)",
+        description="Read the container's OCI state on stdin, enter /proc/PID/ns/net and hand "
+        "the interface over to a persistent tap owned by the container's user (its bundle's "
+        "process.user), so that `ukrun TARGET` in the container needs no capability.")
+    p.add_argument("--interface", default="eth0", metavar="NAME",
+                   help="the interface to hand over (default: eth0)")
+    p.add_argument("--tap", default="tap0", metavar="NAME", help="the tap (default: tap0)")
+    p.add_argument("--wiring", default="tc", choices=("tc", "bridge"),
+                   help="how the tap is wired to the interface (default: tc)")
+    p.add_argument("--owner", type=_argparse_type(_uid), metavar="UID",
+                   help="the uid that alone may attach to the tap (default: the container's)")
+    p.add_argument("--group", type=_argparse_type(_uid), metavar="GID",
+                   help="the gid whose members alone may attach (default: the container's)")
+    p.add_argument("--give-back", action="store_true",
+                   help="undo the handover from the tap's record (a poststop hook)")
 
 
 # ---- ukrun dockerfile and ukrun docker-args (ukrun.docker does the work) ----

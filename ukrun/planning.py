@@ -14,19 +14,21 @@ from __future__ import annotations
 import os
 
 from ukrun import preflight
-from ukrun.errors import PrivilegeError, UkrunError
+from ukrun.errors import DiscoveryError, PrivilegeError, UkrunError
 from ukrun.guest import formats
 from ukrun.guest.formats import KERNEL_PARAMS, NO_DNS, TAKES_DNS, GuestNet
 from ukrun.guest.targets import TAP_FD, Launch, Nic, Target
 from ukrun.guest import programs
 from ukrun.kernel import caps, devices
+from ukrun.kernel.ffi import lib
+from ukrun.kernel.nslock import LOCK_NAME
 from ukrun.kernel.mac import parse_mac, random_mac
 from ukrun.network.discovery import NetConfig
 from ukrun.network.record import Record, RecordError
-from ukrun.network.survey import handover_notes, read_kernel
-from ukrun.network.wiring import View, Wanted, plan_steps
-from ukrun.options import field_options, items, per_interface
-from ukrun.valueclass import fresh, value_class
+from ukrun.network.survey import handover_notes, read_kernel, ukrun_links
+from ukrun.network.wiring import View, Wanted, hold_steps, plan_steps
+from ukrun.options import default_taps, field_options, items, per_interface
+from ukrun.valueclass import fields, fresh, value_class
 
 # How the plan's program is exec'd (ukrun.runner has the details of each).
 EXEC_MODES = ("direct", "forked", "dropped")
@@ -208,7 +210,7 @@ def choose_guest_mac(o: Options, each, target: Target, network: NetConfig, previ
 
 
 def _wanted(o: Options, each, view: View, network: NetConfig, guest_mac,
-            hold_tap: bool) -> Wanted:
+            hold_tap: bool, owner: tuple) -> Wanted:
     bridge = each.bridge if o.wiring == "bridge" else None
     record = Record(each.interface, o.wiring, bridge, network.ipv4, network.gateway4,
                     network.gateway4_onlink, guest_mac, network.mac, network.ipv6,
@@ -222,21 +224,86 @@ def _wanted(o: Options, each, view: View, network: NetConfig, guest_mac,
     # A bridge keeps frames for a port's own MAC: the interface must not share the guest's.
     new_mac = random_mac() if o.wiring == "bridge" and guest_mac == current_mac else None
     return Wanted(o.wiring, each.interface, each.tap, each.bridge, network.mtu, record,
-                  new_mac, hold_tap)
+                  new_mac, hold_tap, *owner)
 
 
-def _handover(o: Options, target: Target, each, view: View, network: NetConfig,
-              notes: list) -> Handover:
-    """What one interface's handover is made of; its notes go to ``notes``."""
+def handover_for(o: Options, target: Target, each, view: View, network: NetConfig,
+              notes: list, owner: tuple = (None, None), wire: bool = True) -> Handover:
+    """What one interface's handover is made of; its notes go to ``notes``. ``owner``: the
+    (uid, gid) a new tap is given (None: none). ``wire`` False: the interface was handed over
+    already (view.previous) and nothing is changed; the one step is opening the tap to hand
+    it over as an fd, which its owner may do without CAP_NET_ADMIN."""
     notes += handover_notes(network)
-    if not view.links[each.interface].up:
+    if wire and not view.links[each.interface].up:
         notes.append("%s is administratively down: this run sets it up (and down again if it "
                      "fails)" % each.interface)
     guest_mac = choose_guest_mac(o, each, target, network, view.previous, notes)
     by_fd = target.tap_fd == "always" or o.tap_fd
     tap_fd = TAP_FD + each.position if by_fd else None
-    steps = plan_steps(_wanted(o, each, view, network, guest_mac, by_fd), view)
+    if wire:
+        steps = plan_steps(_wanted(o, each, view, network, guest_mac, by_fd, owner), view)
+    else:
+        steps = hold_steps(each.tap) if by_fd else []
     return Handover(each, network, guest_mac, tap_fd, guest_device(target, each), tuple(steps))
+
+
+def _check_handed_over(each, found) -> None:
+    """A run without CAP_NET_ADMIN: every interface must have been handed over before."""
+    missing = [e.tap for e, (view, _) in zip(each, found) if view.previous is None]
+    if missing:
+        raise PrivilegeError(
+            "CAP_NET_ADMIN is required to wire the network, and no handover to %s was found"
+            % ", ".join(missing), "grant NET_ADMIN (docker run --cap-add=NET_ADMIN), or "
+            "install ukrun's CNI plugin (ukrun-cni) or OCI hook (ukrun hook) on the node")
+
+
+def default_interface(links, made: dict) -> tuple:
+    """The interface a run hands over when none is named, from the container's ``links``
+    (ukrun.kernel.rtnl Links): eth0 when there is one, else the only link that is not
+    loopback, ukrun's lock or what an earlier run made (``made``: ukrun.network.survey's
+    ukrun_links); with the note saying so (None for eth0). Pure; DiscoveryError with no such
+    link or several, naming them."""
+    if any(link.name == "eth0" for link in links):
+        return "eth0", None
+    others = [link.name for link in links if not link.flags & lib.IFF_LOOPBACK
+              and link.name not in made and link.name != LOCK_NAME]
+    if len(others) == 1:
+        return others[0], ("no eth0: handing over %s, the container's only interface "
+                           "besides lo" % others[0])
+    if not others:
+        raise DiscoveryError("interface eth0 not found, and the container has no other "
+                         "interface besides lo", "pass --interface NAME")
+    raise DiscoveryError("no eth0, and the container has %d interfaces: %s"
+                     % (len(others), ", ".join(others)),
+                     "pass --interface NAME (repeatable for several) to say which")
+
+
+def choose_names(o, links, notes: list):
+    """``o`` with its interface and taps named: the default interface (``default_interface``)
+    when --interface is not given, and for each interface without a --tap the tap an earlier
+    run recorded it on, else tapN or the next name no link holds (options.default_taps)."""
+    made = ukrun_links(links)
+    interfaces = items(o.interface) if o.interface is not None else ()
+    if not interfaces:
+        name, note = default_interface(links, made)
+        interfaces = (name,)
+        if note:
+            notes.append(note)
+    given = items(o.tap) if o.tap is not None else ()
+    recorded = {interface: tap for tap, interface in made.items()
+                if any(link.name == tap and link.kind == "tun" for link in links)}
+    taps = list(given)
+    for interface in interfaces[len(given):]:
+        tap = recorded.get(interface)
+        if tap is None or tap in taps:
+            break
+        taps.append(tap)
+    # A tap whose record does not validate stays a candidate: the survey refuses it there.
+    taken = [link.name for link in links if link.name not in taps
+             and not (link.name in made and made[link.name] is None)]
+    taps = default_taps(interfaces, tuple(taps), taken)
+    values = {name: getattr(o, name) for name in fields(o)}
+    return type(o)(**dict(values, interface=tuple(interfaces), tap=taps))
 
 
 def plan(options: Options) -> Plan:
@@ -258,7 +325,6 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
 
     o = options
     target = preflight.check_options(o)
-    each = per_interface(o, target)
     notes = []
     state = caps.current()  # the capabilities every check below reads: one look at /proc
     keep = preflight.kept_capabilities(o.keep_caps, notes, state)
@@ -267,7 +333,8 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
     devices.check_tun()
     if target.needs_kvm:
         devices.check_kvm(o.target)
-    caps.check_capabilities(keep, state)
+    wire = caps.can_wire(state)  # else: use what ukrun cni or ukrun hook handed over
+    caps.check_capabilities(keep, state, wire=wire)
     problem = caps.ambient_problem(keep)
     if problem:
         raise PrivilegeError(problem, caps.AMBIENT_HINT)
@@ -276,13 +343,18 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
         from ukrun.kernel.process import init_program as find_init
 
         init_program = find_init()
-    elif exec_mode == "dropped":
+    with Rtnl() as rtnl:
+        links = tuple(rtnl.links())  # one dump: the names are chosen from the survey's links
+        o = choose_names(o, links, notes)
+        each = per_interface(o, target)
+        found = read_kernel(rtnl, o, each, notes, wait=wire, links=links)
+    if exec_mode == "dropped":
         notes.append("without CAP_SETPCAP and with --init never, capabilities are dropped "
                      "before execve: an execve that fails cannot give %s back"
                      % ", ".join(e.interface for e in each))
-    with Rtnl() as rtnl:
-        found = read_kernel(rtnl, o, each, notes)
-    handovers = [_handover(o, target, e, view, network, notes)
+    if not wire:
+        _check_handed_over(each, found)
+    handovers = [handover_for(o, target, e, view, network, notes, (os.geteuid(), None), wire)
                  for e, (view, network) in zip(each, found)]
     nets = guest_nets(handovers)
     if with_notes or o.ip_args in TAKES_DNS:
@@ -302,6 +374,7 @@ def plan_for_run(options: Options, with_notes: bool = True) -> Plan:
     argv = target.build(launch)
     programs.check_exec_size(argv, os.environ)
     return Plan(o, target, tuple(handovers), argv, keep, notes, exec_mode, init_program, dns)
+
 
 
 

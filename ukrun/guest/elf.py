@@ -8,7 +8,7 @@ PT_DYNAMIC but no PT_INTERP: it relocates itself) carry none. ``ldd`` is not use
 the loader, and cannot say anything about a foreign-libc binary. A run's preflight reads the
 same headers (ukrun.guest.programs) to name a missing loader before execve fails with ENOENT.
 
-The numbers below are fixed by the System V gABI (``<elf.h>``); tests/test_elf.py checks them
+The numbers below are fixed by the System V gABI (``<elf.h>``); tests/guest/test_elf.py checks them
 against the system header. No ukrun C is involved, so this module stays cheap to import.
 """
 from __future__ import annotations

@@ -79,7 +79,7 @@ SEARCH = EXECUTE = stat.S_IXOTH
 
 # linux/resource.h and linux/limits.h, as Python names: the first cannot be included next to
 # glibc's headers (both define struct timeval), and glibc's <limits.h> #undefs ARG_MAX, which
-# is no limit on Linux but the floor below. tests/test_preflight.py checks them against the
+# is no limit on Linux but the floor below. tests/guest/test_programs.py checks them against the
 # system headers.
 STK_LIM = 8 * 1024 * 1024  # _STK_LIM
 ARG_MAX = 131072

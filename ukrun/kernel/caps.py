@@ -209,11 +209,17 @@ def raise_ambient(wanted: Iterable[int]) -> None:
 NET_ADMIN = "CAP_NET_ADMIN"
 
 
-def check_capabilities(kept: frozenset, state=None) -> None:
-    """CAP_NET_ADMIN to wire the network, and every capability to keep after the drop
-    (``state``: this thread's caps.CapState, read when None)."""
+def can_wire(state=None) -> bool:
+    # Whether this thread holds CAP_NET_ADMIN, effective: what wiring the network takes.
+    # Without it a run can only use a handover made before (ukrun cni, ukrun hook).
+    return cap_number(NET_ADMIN) in (state or current()).effective
+
+
+def check_capabilities(kept: frozenset, state=None, wire: bool = True) -> None:
+    """CAP_NET_ADMIN to wire the network (when ``wire``), and every capability to keep after
+    the drop (``state``: this thread's caps.CapState, read when None)."""
     state = state or current()
-    if cap_number(NET_ADMIN) not in state.effective:
+    if wire and not can_wire(state):
         raise PrivilegeError("%s is required to wire the network" % NET_ADMIN,
                              "docker run --cap-add=NET_ADMIN")
     # capset can only keep what is permitted, and inheritable only what is still bounded.

@@ -14,7 +14,7 @@ Readers raise NetlinkParseError too when the bytes do not fit the type asked for
 raises ValueError (never struct.error) for a field that does not fit its C type.
 
 Numbers come from the system headers through csrc/netlink.cdef; the struct formats below
-are checked against the C compiler's layouts by the tests (tests/sysheaders.py).
+are checked against the C compiler's layouts by the tests (tests/support/sysheaders.py).
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ whose bodies are decoded by type; ``encode`` (ukrun.kernel.netlink's) does the r
 the framing beneath it, ``parse`` raises only ``NetlinkParseError``, whatever the input.
 
 The struct formats below are checked against the C compiler's layouts by the tests
-(tests/sysheaders.py).
+(tests/support/sysheaders.py).
 """
 from __future__ import annotations
 

@@ -70,6 +70,12 @@ class Tap:
         _check_uid(uid)
         check(lib.ukrun_tap_set_owner(self.fd, uid), "giving tap %s to uid %d" % (self.name, uid))
 
+    def set_group(self, gid: int) -> None:
+        """TUNSETGROUP: from now on a caller without CAP_NET_ADMIN must be in group ``gid``
+        (its effective gid or a supplementary one) to attach, and be the owner if any."""
+        _check_uid(gid)
+        check(lib.ukrun_tap_set_group(self.fd, gid), "giving tap %s to group %d" % (self.name, gid))
+
     def __enter__(self) -> Tap:
         return self
 
@@ -81,17 +87,18 @@ class Tap:
 
 
 def open_tap(name: str, persist: bool = False, exclusive: bool = False,
-             owner: int | None = None) -> Tap:
+             owner: int | None = None, group: int | None = None) -> Tap:
     """Attach to tap ``name``, creating it when absent (IFF_TAP | IFF_NO_PI, O_CLOEXEC).
 
     ``exclusive`` refuses (EBUSY) to attach to one that already exists. ``owner``: the uid
     that alone may attach without CAP_NET_ADMIN (Tap.set_owner), set before the tap is made
-    persistent. Creating needs CAP_NET_ADMIN; attaching to a persistent tap does not when the
+    persistent; ``group`` likewise the group (Tap.set_group). Creating needs CAP_NET_ADMIN; attaching to a persistent tap does not when the
     caller's euid is the tap's owner and the caller is in its group, where it has them.
     """
     asked = ifname_bytes(validate_ifname(name))
-    if owner is not None:
-        _check_uid(owner)
+    for uid in (owner, group):
+        if uid is not None:
+            _check_uid(uid)
     actual = ffi.new("char[]", lib.IFNAMSIZ)
     fd = check(lib.ukrun_tap_open(asked, int(bool(exclusive)), actual), "opening tap %s" % name)
     tap = Tap(fd, name)
@@ -105,6 +112,8 @@ def open_tap(name: str, persist: bool = False, exclusive: bool = False,
         # persistent tap behind, least of all one without an owner.
         if owner is not None:
             tap.set_owner(owner)
+        if group is not None:
+            tap.set_group(group)
         if persist:
             tap.set_persist(True)
     except BaseException:

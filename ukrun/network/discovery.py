@@ -128,13 +128,14 @@ def _names(names):
     return (names,) if isinstance(names, str) else names  # "eth0" is no set of names
 
 
-def read(rtnl: Rtnl, interfaces=("eth0",), tc_links=None) -> Snapshot:
-    """The kernel's state in one request of each kind: the links, the addresses of
-    ``interfaces`` (one dump each), the main-table routes of both families (one dump); with
-    ``tc_links`` (names) also the qdiscs, and the ingress filters of those of them that have an
-    ingress qdisc (a link without one has none to list)."""
+def read(rtnl: Rtnl, interfaces=("eth0",), tc_links=None, links=None) -> Snapshot:
+    """The kernel's state in one request of each kind: the links (``links`` when the caller
+    has just dumped them), the addresses of ``interfaces`` (one dump each), the main-table
+    routes of both families (one dump); with ``tc_links`` (names) also the qdiscs, and the
+    ingress filters of those of them that have an ingress qdisc (a link without one has none
+    to list)."""
     interfaces, tc_links = _names(interfaces), _names(tc_links)
-    links = tuple(rtnl.links())
+    links = tuple(rtnl.links() if links is None else links)
     addresses = tuple(address for link in links if link.name in interfaces
                       for address in rtnl.addresses(link.index))
     routes = tuple(rtnl.routes(_socket.AF_UNSPEC))

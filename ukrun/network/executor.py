@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import _socket  # not socket: see ukrun.kernel.rtnl
 import errno
-import os
 
 from ukrun.kernel.tap import Tap, disable_offloads, open_tap
 
@@ -40,13 +39,14 @@ class Kernel:
         return index
 
     # --- taps ---
-    def op_create_tap(self, name: str) -> None:
+    def op_create_tap(self, name: str, owner: int | None = None,
+                      group: int | None = None) -> None:
         # exclusive: a tap that appeared since the plan was made is not ours to take over.
         # Not persistent yet: until its record is written (persist_tap), a run killed on the
         # way takes the tap with it, instead of leaving one no later run could call its own.
-        # Owned by the uid the guest runs as: no other uid attaches to it and reads the pod's
-        # traffic once the guest has gone (the owner needs no capability to attach).
-        self.taps[name] = open_tap(name, exclusive=True, owner=os.geteuid())
+        # Owned by the uid (and group) the guest runs as: no other uid attaches to it and reads
+        # the pod's traffic once the guest has gone (the owner needs no capability to attach).
+        self.taps[name] = open_tap(name, exclusive=True, owner=owner, group=group)
 
     def op_persist_tap(self, name: str) -> None:
         self.taps[name].set_persist(True)

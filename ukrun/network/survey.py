@@ -67,6 +67,27 @@ def find_record(links, interface: str, tap: str | None = None,
     return None
 
 
+def ukrun_links(links) -> dict:
+    """What earlier runs left in ``links``: {name of a tap or bridge an earlier run made:
+    the interface its record names, or None when the record does not validate}. A tap counts
+    when its alias is a record; its record's bridge (--wiring bridge) counts too. Neither is a
+    container's interface."""
+    made = {}
+    for link in links:
+        if link.kind != "tun":
+            continue
+        try:
+            record = Record.from_alias(link.alias, tap=link.name)
+        except ValueError:
+            made[link.name] = None  # the survey refuses it on the tap a run names
+            continue
+        if record is not None:
+            made[link.name] = record.interface
+            if record.bridge:
+                made.setdefault(record.bridge, record.interface)
+    return made
+
+
 def _check_names_free(each, wiring: str, by_name: dict, record: Record | None) -> None:
     if each.tap in by_name and record is None:
         raise NetworkError("%s already exists and was not made by ukrun" % each.tap,
@@ -102,7 +123,8 @@ def bare(snapshot: discovery.Snapshot, link) -> str | None:
     return None if own else link.name
 
 
-def read_kernel(rtnl, o, each: tuple, notes: list | None = None) -> tuple:
+def read_kernel(rtnl, o, each: tuple, notes: list | None = None, wait: bool = True,
+                attacher: tuple | None = None, links=None) -> tuple:
     """``survey`` of what the kernel holds now, read once (ukrun.network.discovery.read): a (View,
     NetConfig) for each interface of ``each``.
 
@@ -110,13 +132,16 @@ def read_kernel(rtnl, o, each: tuple, notes: list | None = None) -> tuple:
     run held it open across its execve): no carrier means no guest, at once. A tap handed over
     by name is opened by the guest itself some milliseconds after the earlier run's execve
     (which released the namespace lock): before taking its wiring over, this run waits up to
-    TAKEOVER_WAIT for such a guest to open it, and refuses if one does."""
+    TAKEOVER_WAIT for such a guest to open it, and refuses if one does; not with ``wait``
+    False (a run that changes nothing: a second guest's attach fails, EBUSY). ``links``: the links
+    the caller has just dumped (None: dump them here)."""
     interfaces = tuple(e.interface for e in each)
-    snapshot = discovery.read(rtnl, interfaces, tc_links=interfaces + tuple(e.tap for e in each))
-    found = survey(snapshot, o, each, notes)
+    snapshot = discovery.read(rtnl, interfaces, tc_links=interfaces + tuple(e.tap for e in each),
+                              links=links)
+    found = survey(snapshot, o, each, notes, attacher)
     taken = [e for e, (view, _) in zip(each, found)
              if view.previous is not None and view.previous.handed_as == "name"]
-    if taken:
+    if taken and wait:
         if notes is not None:
             notes.append("%s went to the guest by name: waiting up to %g s for a guest that "
                          "may still be opening it" % (", ".join(e.tap for e in taken),
@@ -134,11 +159,16 @@ def _live_guest(each) -> NetworkError:
                         "one guest per interface: stop the other container first")
 
 
-def survey(snapshot: discovery.Snapshot, o, each: tuple, notes: list | None = None) -> tuple:
+def survey(snapshot: discovery.Snapshot, o, each: tuple, notes: list | None = None,
+           attacher: tuple | None = None) -> tuple:
     """For each interface of ``each`` (ukrun.options.per_interface of the run ``o``), a
     (View, NetConfig): what the run starts from in ``snapshot``, the interface's configuration
     discovered from the same snapshot. Pure; refuses an interface that is no container's, a
-    record that does not validate, names taken by something else, and a tap a guest holds."""
+    record that does not validate, names taken by something else, and a tap a guest holds.
+    ``attacher``: the (euid, groups) the guest attaches to a tap with; None: this process's
+    (a handover for a later guest names that guest's: ukrun.handover.plan_handover)."""
+    if attacher is None:
+        attacher = (os.geteuid(), {os.getegid(), *os.getgroups()})
     by_name = {link.name: link for link in snapshot.links}
     names = {link.index: link.name for link in snapshot.links}
     ingress = frozenset(names[q.index] for q in snapshot.qdiscs
@@ -148,7 +178,7 @@ def survey(snapshot: discovery.Snapshot, o, each: tuple, notes: list | None = No
                           for f in filters if f.redirect_to)
     found = []
     for e in each:
-        record = _surveyed_record(snapshot, o, e, by_name, notes)
+        record = _surveyed_record(snapshot, o, e, by_name, notes, attacher)
         network = discovery.config(snapshot, e.interface, record)
         found.append((View(links=by_name, addresses=network.addresses, routes=network.routes,
                            ingress=ingress, redirects=redirects, previous=record, names=names),
@@ -156,7 +186,7 @@ def survey(snapshot: discovery.Snapshot, o, each: tuple, notes: list | None = No
     return tuple(found)
 
 
-def _surveyed_record(snapshot, o, e, by_name: dict, notes) -> Record | None:
+def _surveyed_record(snapshot, o, e, by_name: dict, notes, attacher) -> Record | None:
     """What an earlier run recorded for interface ``e``, checked: a record ukrun can trust, on
     a tap it can take over, that no guest holds."""
     link = interface_link(snapshot, e.interface)
@@ -169,7 +199,7 @@ def _surveyed_record(snapshot, o, e, by_name: dict, notes) -> Record | None:
     _check_names_free(e, o.wiring, by_name, record)
     if record is None:
         return None
-    problem = tap_problem(by_name[e.tap], os.geteuid(), {os.getegid(), *os.getgroups()})
+    problem = tap_problem(by_name[e.tap], *attacher)
     if problem:
         raise NetworkError("%s carries a record but cannot be the guest's tap: %s"
                            % (e.tap, problem),

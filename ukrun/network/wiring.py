@@ -20,6 +20,8 @@ import _socket  # not socket: see ukrun.kernel.rtnl
 import os
 
 from ukrun.kernel.ffi import lib
+from ukrun.kernel.rtnl_objects import Address, Route
+from ukrun.network.discovery import address_json, route_json
 from ukrun.network.record import WIRINGS, Record, RecordError
 from ukrun.valueclass import fields, fresh, is_value, value_class
 
@@ -44,6 +46,10 @@ def jsonable(value):
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
+    if isinstance(value, Address):  # the keys inspect writes ("address", not "interface")
+        return address_json(value)
+    if isinstance(value, Route):
+        return route_json(value)
     if is_value(value):
         return {k: jsonable(getattr(value, k)) for k in fields(value)}
     if value is None or isinstance(value, (bool, int, str)):
@@ -67,6 +73,10 @@ class Wanted:
     record: Record
     interface_mac: str | None = None  # a new MAC for the interface; None keeps it
     hold_tap: bool = False  # keep the tap open to hand it over as an fd
+    # Who may attach to a new tap without CAP_NET_ADMIN (TUNSETOWNER, TUNSETGROUP); None sets
+    # none: then any process in the namespace that can open /dev/net/tun may attach.
+    owner: int | None = None
+    group: int | None = None
 
 
 @value_class(frozen=True)
@@ -132,8 +142,9 @@ def tap_steps(want: Wanted, view: View) -> list:
     tap, old = want.tap, view.links.get(want.tap)
     steps = []
     if old is None:
-        steps.append(_step("create_tap", "create persistent tap %s" % tap,
-                           [_step("delete_tap", "delete tap %s" % tap, name=tap)], name=tap))
+        steps.append(_step("create_tap", "create persistent tap %s%s" % (tap, _owned(want)),
+                           [_step("delete_tap", "delete tap %s" % tap, name=tap)], name=tap,
+                           owner=want.owner, group=want.group))
     alias = want.record.to_alias()
     if old is None or old.alias != alias:
         undo = [_step("set_alias", "clear the record on %s" % tap, name=tap,
@@ -149,10 +160,21 @@ def tap_steps(want: Wanted, view: View) -> list:
                            undo, name=tap, mtu=want.mtu))
     # Solo5 >= 0.11 turns these off itself but needs CAP_NET_ADMIN, gone by the time it runs.
     steps.append(_step("disable_offloads", "turn off GRO/GSO/TSO on %s" % tap, name=tap))
-    if want.hold_tap:
-        steps.append(_step("hold_tap", "keep %s open to hand it over as an fd" % tap,
-                           [_step("close_tap", "close %s" % tap, name=tap)], name=tap))
-    return steps
+    return steps + (hold_steps(tap) if want.hold_tap else [])
+
+
+def hold_steps(tap: str) -> list:
+    # Open the tap to hand it over as an fd; its owner (and group) need no CAP_NET_ADMIN:
+    # the one step a run without it takes (ukrun.planning.handover_for).
+    return [_step("hold_tap", "keep %s open to hand it over as an fd" % tap,
+                  [_step("close_tap", "close %s" % tap, name=tap)], name=tap)]
+
+
+def _owned(want: Wanted) -> str:
+    # " for uid 1000 and gid 1000": who alone may attach to the new tap.
+    who = [what % n for what, n in (("uid %d", want.owner), ("gid %d", want.group))
+           if n is not None]
+    return " for %s" % " and ".join(who) if who else " that any process here may attach to"
 
 
 def _up_step(name: str, view: View) -> list:
