@@ -289,9 +289,8 @@ def _require(target, want, ids, what, path, permission):
 
 
 def _has_acl(path) -> bool:
-    """Whether PATH carries an access ACL (which may grant what its mode does not). Through
-    os.getxattr where CPython has it, else through the C core's getxattr(2): CPython before
-    3.11.3 has no os.getxattr on musl (Alpine's)."""
+    """Whether PATH carries an access ACL (which may grant what its mode does not): through
+    os.getxattr, or the C core's getxattr(2) where CPython lacks it (musl, before 3.11.3)."""
     try:
         if hasattr(os, "getxattr"):
             os.getxattr(path, _ACL_ACCESS)
