@@ -10,12 +10,14 @@ CPython, libffi and zlib. This builds (as root, like the rest of the test setup)
 - static libffi and zlib (-fPIC, so the extension modules can take them in);
 - CPython 3.11.2, Debian bookworm's orig tarball, ``--without-ensurepip PKG_CONFIG=false``;
 - the wheels the suite needs: cffi and pycparser as musllinux wheels, pytest, hypothesis, pip,
-  setuptools and wheel (pure Python), at the versions the glibc venv holds;
-- a venv of it (.cache/musl/venv) with ukrun installed editable from a copy of the source tree
-  (.cache/musl/tree), so the musl extension and ukrun-init never replace the glibc ones.
+  setuptools, wheel and argparse-manpage (pure Python), at the versions the glibc venv holds,
+  installed into the interpreter's own site-packages (pip for the --user installs) and into
+- a venv of it (.cache/musl/venv; its own site-packages, as the glibc .venv, so ``python -S``
+  runs of its ukrun script find cffi) with ukrun installed editable from a copy of the source
+  tree (.cache/musl/tree), so the musl extension and ukrun-init never replace the glibc ones.
 
 Everything lands in .cache/musl/ and is built only when missing (the copy of the tree is
-refreshed on every call). ``python tests/musl_python.py`` prints the venv's interpreter.
+refreshed on every call). ``python tests/support/musl_python.py`` prints the venv's interpreter.
 """
 import glob
 import os
@@ -25,8 +27,8 @@ import sys
 import tarfile
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from tree import ROOT
+
 CACHE = os.path.join(ROOT, ".cache", "musl")
 PREFIX = os.path.join(CACHE, "python")        # the musl CPython
 DEPS = os.path.join(CACHE, "deps")            # static libffi and zlib
@@ -38,11 +40,15 @@ SOURCES = os.path.join(CACHE, "sources")
 CC = os.path.join(TOOLS, "musl-cc")
 PYTHON = os.path.join(PREFIX, "bin", "python3.11")
 VENV_PYTHON = os.path.join(VENV, "bin", "python")
+SITE = os.path.join(PREFIX, "lib", "python3.11", "site-packages")
+VENV_SITE = os.path.join(VENV, "lib", "python3.11", "site-packages")
 TRIPLET = "x86_64-linux-musl"
-# Debian's source packages: (name, the directory its orig tarball unpacks to, a glob for it).
-SOURCE_PACKAGES = ("python3.11", "libffi", "zlib")
+# Debian's source packages (busybox is the musl image's, tests/support/muslimage.py).
+SOURCE_PACKAGES = ("python3.11", "libffi", "zlib", "busybox")
 # Pure-Python wheels installed as the glibc venv has them, plus the two binary ones.
 PURE = ("pip", "setuptools", "wheel", "pytest", "hypothesis")
+# Pure Python, but only a source distribution on PyPI: built by the glibc pip, no platform.
+SDIST_ONLY = ("argparse-manpage",)
 BINARY = ("cffi", "pycparser")
 PLATFORM = ["--platform", "musllinux_1_2_x86_64", "--python-version", "3.11",
             "--implementation", "cp", "--abi", "cp311", "--only-binary=:all:"]
@@ -208,7 +214,7 @@ def glibc_versions():
     from importlib import metadata
 
     pins = []
-    for name in PURE + BINARY:
+    for name in PURE + BINARY + SDIST_ONLY:
         try:
             pins.append("%s==%s" % (name, metadata.version(name)))
         except metadata.PackageNotFoundError:
@@ -216,17 +222,20 @@ def glibc_versions():
     return pins
 
 
-def install_wheels():
-    """Download the wheels with this (glibc) interpreter's pip and install them into the musl
-    CPython's own site-packages (pip --target): it has no ensurepip to bootstrap pip itself."""
-    site = os.path.join(PREFIX, "lib", "python3.11", "site-packages")
+def install_wheels(site):
+    """Download the wheels with this (glibc) interpreter's pip and install them into SITE, a
+    musl site-packages (pip --target): the musl CPython has no ensurepip run to give it pip."""
     if glob.glob(os.path.join(site, "cffi-*.dist-info")):
         return
     pins = glibc_versions()
-    log("downloading wheels:", *pins)
-    run(sys.executable, "-m", "pip", "download", "-q", "-d", WHEELS, *PLATFORM, *pins)
+    wheels, sdists = pins[:-len(SDIST_ONLY)], pins[-len(SDIST_ONLY):]
+    log("installing wheels into", site, *pins)
+    run(sys.executable, "-m", "pip", "download", "-q", "-d", WHEELS, *PLATFORM, *wheels)
+    run(sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", WHEELS, *sdists)
     run(sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", WHEELS,
-        "--target", site, "--upgrade", *PLATFORM, *pins)
+        "--target", site, "--upgrade", *PLATFORM, *wheels)
+    run(sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", WHEELS,
+        "--no-deps", "--target", site, *sdists)
     # --target puts scripts in site-packages/bin with this interpreter's name: not wanted.
     shutil.rmtree(os.path.join(site, "bin"), ignore_errors=True)
 
@@ -256,9 +265,11 @@ def copy_tree():
 
 
 def make_venv():
-    """A venv of the musl CPython (its site-packages seen), ukrun installed editable from TREE."""
+    """A venv of the musl CPython, the wheels in its own site-packages, ukrun installed
+    editable from TREE."""
     if not os.path.exists(VENV_PYTHON):
-        run(PYTHON, "-m", "venv", "--without-pip", "--system-site-packages", VENV)
+        run(PYTHON, "-m", "venv", "--without-pip", VENV)
+    install_wheels(VENV_SITE)
     run(VENV_PYTHON, "-m", "pip", "install", "-q", "--no-index", "--no-build-isolation",
         "--no-deps", "-e", TREE, cwd=TREE)
 
@@ -278,7 +289,7 @@ def build():
                 build_python(work)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-        install_wheels()
+        install_wheels(SITE)
         copy_tree()
         make_venv()
     return VENV_PYTHON
