@@ -69,6 +69,8 @@ def log(*words):
 
 
 def run(*argv, **kw):
+    """ARGV, checked; its output goes to stderr: stdout is for the interpreter's path alone."""
+    kw.setdefault("stdout", sys.stderr)
     subprocess.run(argv, check=True, **kw)
 
 
