@@ -85,8 +85,8 @@ def system_layout(wheel, tmp):
                             "sys.version_info[:2], sysconfig.get_config_var('EXT_SUFFIX'))"],
                            capture_output=True, text=True)
     if probe.returncode != 0 or probe.stdout.split() != [PY[len("python"):], EXT_SUFFIX]:
-        pytest.skip("no %s of Python %s with pip, for extensions %s, on this machine"
-                    % (SYSTEM_PYTHON, PY, EXT_SUFFIX))
+        pytest.skip("no %s of Python %s with pip that loads this run's extensions (%s) on "
+                    "this machine" % (SYSTEM_PYTHON, PY[len("python"):], EXT_SUFFIX))
     root = os.path.join(tmp, "root")
     pip_install(SYSTEM_PYTHON, wheel, "--root", root, env=clean_env())
     local = os.path.join(root, "usr", "local")
