@@ -16,6 +16,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <net/if.h>
 #include <linux/capability.h>
 #include <linux/securebits.h>

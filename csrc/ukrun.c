@@ -1,6 +1,6 @@
 /* The syscalls Python's standard library does not reach: TUNSETIFF with a
  * struct ifreq and the tun ioctls after it, SIOCETHTOOL, capget/capset and
- * the prctls of capabilities and securebits.
+ * the prctls of capabilities and securebits; getxattr, where CPython lacks it.
  * Contract (see ukrun.h): >= 0 on success, -1 with errno on failure. */
 #include "kernel.h"
 #include "ukrun.h"
@@ -176,4 +176,9 @@ int ukrun_ambient_clear_all(void)
 int ukrun_securebits(void)
 {
     return prctl(PR_GET_SECUREBITS, 0UL, 0UL, 0UL, 0UL);
+}
+
+ssize_t ukrun_xattr_size(const char *path, const char *name)
+{
+    return getxattr(path, name, NULL, 0);
 }

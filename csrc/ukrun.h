@@ -40,3 +40,8 @@ int ukrun_ambient_raise(int cap);
 int ukrun_ambient_clear_all(void);
 /* PR_GET_SECUREBITS: the calling thread's SECBIT_* mask. */
 int ukrun_securebits(void);
+
+/* getxattr(2) of `path` (symlinks followed) with no buffer: the size of extended attribute
+ * `name`'s value (ENODATA when there is none).  What os.getxattr does, for the CPythons
+ * that lack it (on musl before 3.11.3). */
+ssize_t ukrun_xattr_size(const char *path, const char *name);

@@ -645,6 +645,19 @@ def posix_acl(*entries):
     return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
 
 
+def set_xattr(path, name, value):
+    """os.setxattr, or libc's setxattr(2) through ctypes where CPython has none (on musl
+    before 3.11.3): the test sets a real ACL either way."""
+    if hasattr(os, "setxattr"):
+        return os.setxattr(path, name, value)
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setxattr(os.fsencode(path), name.encode(), value, len(value), 0) == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+
+
 @needs_root
 @needs_setpriv
 def test_a_posix_acl_gets_the_benefit_of_the_doubt(shared_dir):
@@ -652,7 +665,7 @@ def test_a_posix_acl_gets_the_benefit_of_the_doubt(shared_dir):
     undefined = 0xFFFFFFFF
     # user::rwx user:0:r-- group::--- mask::r-- other::--- (tags of linux/posix_acl_xattr.h)
     try:
-        os.setxattr(path, "system.posix_acl_access", posix_acl(
+        set_xattr(path, "system.posix_acl_access", posix_acl(
             (0x01, 7, undefined), (0x02, 4, 0), (0x04, 0, undefined), (0x10, 4, undefined),
             (0x20, 0, undefined)))
     except OSError as e:
@@ -660,6 +673,48 @@ def test_a_posix_acl_gets_the_benefit_of_the_doubt(shared_dir):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o740  # the group bits are now the mask
     assert programs.check_usable_unprivileged(path, "unikernel") == path
     assert probe(NO_DAC, [path])[path][0]  # and uid 0 can indeed read it
+
+
+@needs_root
+@needs_setpriv
+def test_the_acl_is_read_through_the_core_where_os_has_no_getxattr(shared_dir, monkeypatch):
+    """CPython before 3.11.3 on musl (Alpine's) has no os.getxattr: the C core's getxattr(2)
+    sees the same ACL, and a file without one is still refused (not an AttributeError)."""
+    path = write_owned(shared_dir, "guest", 0o700, OTHER, OTHER)
+    bare = write_owned(shared_dir, "bare", 0o700, OTHER, OTHER)
+    undefined = 0xFFFFFFFF
+    try:
+        set_xattr(path, "system.posix_acl_access", posix_acl(
+            (0x01, 7, undefined), (0x02, 4, 0), (0x04, 0, undefined), (0x10, 4, undefined),
+            (0x20, 0, undefined)))
+    except OSError as e:
+        pytest.skip("no POSIX ACLs on %s: %s" % (shared_dir, e.strerror))
+    monkeypatch.delattr(os, "getxattr", raising=False)
+    assert programs.check_usable_unprivileged(path, "unikernel") == path
+    e = flags(programs.check_usable_unprivileged, bare, "unikernel")
+    assert type(e) is NotExecutableError and "gives uid 0 no read (r) permission" in e.message
+
+
+# The issue's case, whole: a dry run of a 0700 program owned by uid 1000, in a CPython without
+# os.getxattr. The run is root without DAC capabilities once dropped, so it refuses in one line.
+NO_GETXATTR_CLI = """
+import os, sys
+if hasattr(os, "getxattr"):
+    del os.getxattr
+from ukrun.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@needs_root
+def test_a_dry_run_without_os_getxattr_refuses_in_one_line(container, shared_dir):
+    program = write_owned(shared_dir, "guest", 0o700, 1000, 1000)
+    proc = container.exec(sys.executable, "-c", NO_GETXATTR_CLI, "unix", "--dry-run", program,
+                          check=False)
+    assert proc.returncode == 126, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("ukrun: error: unikernel %s gives uid 0 no read" % program), line
+    assert "AttributeError" not in proc.stderr
 
 
 @needs_root

@@ -253,7 +253,7 @@ WHO = {
 def attach_each(netns, who, names):
     argv = WHO[who][0]
     out = netns.exec("unshare", "-m", "--propagation", "private", "sh", "-c", OPEN_TUN, "sh",
-                     "setpriv", *argv, "/usr/bin/python3", "-c", ATTACH_EACH, TREE, *names).stdout
+                     "setpriv", *argv, sys.executable, "-c", ATTACH_EACH, TREE, *names).stdout
     return json.loads(out)
 
 

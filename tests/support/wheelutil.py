@@ -11,8 +11,9 @@ SOURCES = ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "ukrun", "c
 BUILT = shutil.ignore_patterns("__pycache__", "*.so", "_core.c", "_core.o")
 
 
-def build_wheel(tmp):
-    """The path of a wheel built (no deps, no isolation: offline) under directory ``tmp``."""
+def build_wheel(tmp, python=sys.executable):
+    """The path of a wheel built by ``python`` (no deps, no isolation: offline) under
+    directory ``tmp``."""
     src, out = os.path.join(tmp, "src"), os.path.join(tmp, "wheel")
     os.makedirs(src)
     for name in SOURCES:
@@ -21,7 +22,7 @@ def build_wheel(tmp):
             shutil.copytree(path, os.path.join(src, name), ignore=BUILT)
         else:
             shutil.copy2(path, src)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+    subprocess.run([python, "-m", "pip", "wheel", "-q", "--no-deps",
                     "--no-build-isolation", "-w", out, src], check=True, capture_output=True)
     (wheel,) = [f for f in os.listdir(out) if f.startswith("ukrun-") and f.endswith(".whl")]
     return os.path.join(out, wheel)

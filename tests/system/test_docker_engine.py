@@ -21,6 +21,7 @@ from engine import (BASE_IMAGE, IMAGE_PYTHON, IMAGE_UKRUN, Engine, EngineUnavail
                     adapt_debian_example, dockerd_error, missing_tools)
 from containerbox import Box
 from guests import VM_READY, ping, ping_once, udp_echo
+import muslimage
 from nsutil import kvm_usable, run, unique
 
 pytestmark = pytest.mark.engine
@@ -156,6 +157,31 @@ def test_unix_guest(engine, images, start, docker_args, wiring):
     assert ready["attach"]["tap"] == "tap0"
     assert_kept(ready["status"])
     assert_answers(engine, ip)
+
+
+def test_musl_image_runs_the_unix_guest(engine, images, start, docker_args):
+    """`ukrun dockerfile unix`'s Alpine build on a base of musl's loader, the musl CPython and
+    BusyBox alone (tests/support/muslimage.py): the guest answers, and ukrun's extension in
+    the image is musl's. Prints the image sizes beside the Debian example's."""
+    from guests import UGUEST_SOURCE
+
+    assert muslimage.glibc_files(muslimage.rootfs()) == []
+    tag = muslimage.build_image(engine, images.context("musl"), UGUEST_SOURCE)
+    box = start(tag, docker_args("unix"))
+    ready = box.ready()
+    ip = box.ip()
+    assert ready["ipv4"] == ip + "/24" and ready["gateway"] == GATEWAY, ready
+    assert ready["attach"]["tap"] == "tap0"
+    assert_kept(ready["status"])
+    assert_answers(engine, ip)
+    probe = engine.docker("run", "--rm", "--entrypoint", muslimage.IMAGE_PYTHON, tag, "-c",
+                          "import sysconfig, ukrun._core as c; "
+                          "print(sysconfig.get_config_var('MULTIARCH'), c.__file__)").stdout
+    assert probe.split()[0] == "x86_64-linux-musl", probe
+    sizes = {name: muslimage.image_size(engine, image) for name, image in (
+        ("musl image", tag), ("musl base", muslimage.BASE),
+        ("debian example", images["example"]), ("debian base", images["base"]))}
+    print("\nimage sizes (MB): %s" % json.dumps({k: round(v / 1e6, 1) for k, v in sizes.items()}))
 
 
 def test_spt_with_docker_args_alone(engine, images, start, docker_args):

@@ -280,7 +280,7 @@ def test_an_unprivileged_process_cannot_take_the_namespace_lock(container):
 def test_an_unprivileged_process_cannot_hold_the_namespace_lock(container, ukrun_exe, shared_dir):
     program, ran = marker_program(shared_dir)
     squatter = container.popen("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                               "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/python3", "-c",
+                               "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c",
                                SQUATTER, text=True)
     try:
         require(squatter.stdout.readline().strip() == "holding", "the squatter did not start")
@@ -326,7 +326,7 @@ def test_a_process_without_privilege_cannot_take_the_guests_tap(docker_host, con
     tree = os.path.dirname(os.path.dirname(os.path.abspath(ukrun.__file__)))
     attacker = container.popen("unshare", "-m", "--propagation", "private", "sh", "-c", OPEN_TUN,
                                "sh", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                               "--inh-caps=-all", "--bounding-set=-all", "/usr/bin/python3", "-c",
+                               "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c",
                                ATTACHER, tree, container.ip4, text=True)
     try:
         first = attacker.stdout.readline().strip()
@@ -577,8 +577,7 @@ def test_stdin_closed_the_program_runs_as_if_started_directly(init, container, u
 
 
 # Lists the fds it holds (fstat, which opens none) and, once its parent is ukrun's init, the init's.
-FD_REPORT = textwrap.dedent("""\
-    #!/usr/bin/python3 -I
+FD_REPORT = "#!%s -I\n" % sys.executable + textwrap.dedent("""\
     import json, os, sys, time
     def held():
         found = []
@@ -733,7 +732,7 @@ def test_a_record_on_a_link_that_is_not_a_tap_makes_it_no_ukruns(container, ukru
     before = snapshot(container)
     proc = container.exec(ukrun_exe, "unix", "--tap", "tap0", program, check=False)
     assert proc.returncode == 1 and one_line_error(proc), proc.stderr
-    assert "tap0 already exists" in proc.stderr
+    assert "tap0 already exists" in proc.stderr  # not ukrun's: its record is not taken
     assert snapshot(container) == before and not os.path.exists(ran)
     # With no --tap the run passes the foreign tap0 by for tap1, and finds eth0 as the
     # first run left it, without its address (which only that record held): refused too.

@@ -20,6 +20,7 @@ from ukrun.errors import NotExecutableError, NotFoundError, UkrunError
 _BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
 # How many #! interpreters deep the checks follow; the kernel stops at 5 (ELOOP).
 _MAX_DEPTH = 4
+_ACL_ACCESS = "system.posix_acl_access"
 _DOS_HINT = "convert it: sed -i 's/\\r$//' %s"
 
 
@@ -288,8 +289,15 @@ def _require(target, want, ids, what, path, permission):
 
 
 def _has_acl(path) -> bool:
+    """Whether PATH carries an access ACL (which may grant what its mode does not): through
+    os.getxattr, or the C core's getxattr(2) where CPython lacks it (musl, before 3.11.3)."""
     try:
-        os.getxattr(path, "system.posix_acl_access")
+        if hasattr(os, "getxattr"):
+            os.getxattr(path, _ACL_ACCESS)
+        else:
+            from ukrun.kernel.ffi import check, lib
+
+            check(lib.ukrun_xattr_size(os.fsencode(path), _ACL_ACCESS.encode()), "getxattr")
     except OSError:
         return False
     return True

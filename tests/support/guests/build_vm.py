@@ -19,7 +19,6 @@ import gzip
 import hashlib
 import io
 import json
-import lzma
 import os
 import shutil
 import stat
@@ -168,6 +167,8 @@ def download(package, dest):
 
 def find_modules(tree):
     """{name: bytes} of MODULES found in an unpacked kernel package (.ko, .ko.xz decompressed)."""
+    import lzma  # here, not at the top: a musl CPython built without liblzma reuses the cache
+
     found = {}
     builtin = set()
     for dirpath, _, files in os.walk(os.path.join(tree, "lib", "modules")):
