@@ -47,10 +47,11 @@ def wheel(tmp_path_factory):
     return build_wheel(str(tmp_path_factory.mktemp("wheel")))
 
 
-def test_wheel_is_under_224_kib(wheel):
+def test_wheel_is_under_240_kib(wheel):
     # 200 KiB until the CNI plugin and the OCI hook came (197 KiB then); the README, which
-    # the wheel carries as its description, grew with them.
-    assert os.path.getsize(wheel) < 224 * 1024
+    # the wheel carries as its description, grew with them, and with the Podman and musl
+    # sections (226 KiB).
+    assert os.path.getsize(wheel) < 240 * 1024
 
 
 def test_wheel_carries_the_init_executable(wheel):

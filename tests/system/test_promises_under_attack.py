@@ -639,6 +639,12 @@ def test_a_sigterm_during_a_forked_run_reaches_the_program(container, ukrun_exe,
     # The counterpart of finding 6: under ukrun's init the pending signal is forwarded.
     program = trapping_program(shared_dir)
     status, out, err = run_with_sigterm_while_waiting(container, ukrun_exe, "always", program)
+    if status == 128 + signal.SIGTERM:
+        # The program got it before its shell had set the trap (a loaded machine): ukrun-init
+        # reports the TERM that killed it, and the network stays the guest's. A run that gave
+        # up before the program (ukrun's own 128 + 15) would have given eth0 back.
+        assert "tap0" in [link["ifname"] for link in container.ip_json("link", "show")], err
+        return
     assert status == 7 and "got-term" in out, (status, out, err)
 
 
