@@ -658,18 +658,23 @@ def set_xattr(path, name, value):
         raise OSError(err, os.strerror(err), path)
 
 
-@needs_root
-@needs_setpriv
-def test_a_posix_acl_gets_the_benefit_of_the_doubt(shared_dir):
-    path = write_owned(shared_dir, "guest", 0o700, OTHER, OTHER)
+def give_uid0_read_by_acl(path, shared_dir):
+    """user::rwx user:0:r-- group::--- mask::r-- other::--- (tags of linux/posix_acl_xattr.h);
+    skips where the file system has no POSIX ACLs."""
     undefined = 0xFFFFFFFF
-    # user::rwx user:0:r-- group::--- mask::r-- other::--- (tags of linux/posix_acl_xattr.h)
     try:
         set_xattr(path, "system.posix_acl_access", posix_acl(
             (0x01, 7, undefined), (0x02, 4, 0), (0x04, 0, undefined), (0x10, 4, undefined),
             (0x20, 0, undefined)))
     except OSError as e:
         pytest.skip("no POSIX ACLs on %s: %s" % (shared_dir, e.strerror))
+
+
+@needs_root
+@needs_setpriv
+def test_a_posix_acl_gets_the_benefit_of_the_doubt(shared_dir):
+    path = write_owned(shared_dir, "guest", 0o700, OTHER, OTHER)
+    give_uid0_read_by_acl(path, shared_dir)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o740  # the group bits are now the mask
     assert programs.check_usable_unprivileged(path, "unikernel") == path
     assert probe(NO_DAC, [path])[path][0]  # and uid 0 can indeed read it
@@ -682,13 +687,7 @@ def test_the_acl_is_read_through_the_core_where_os_has_no_getxattr(shared_dir, m
     sees the same ACL, and a file without one is still refused (not an AttributeError)."""
     path = write_owned(shared_dir, "guest", 0o700, OTHER, OTHER)
     bare = write_owned(shared_dir, "bare", 0o700, OTHER, OTHER)
-    undefined = 0xFFFFFFFF
-    try:
-        set_xattr(path, "system.posix_acl_access", posix_acl(
-            (0x01, 7, undefined), (0x02, 4, 0), (0x04, 0, undefined), (0x10, 4, undefined),
-            (0x20, 0, undefined)))
-    except OSError as e:
-        pytest.skip("no POSIX ACLs on %s: %s" % (shared_dir, e.strerror))
+    give_uid0_read_by_acl(path, shared_dir)
     monkeypatch.delattr(os, "getxattr", raising=False)
     assert programs.check_usable_unprivileged(path, "unikernel") == path
     e = flags(programs.check_usable_unprivileged, bare, "unikernel")
