@@ -261,25 +261,39 @@ def _check_handed_over(each, found) -> None:
             "install ukrun's CNI plugin (ukrun-cni) or OCI hook (ukrun hook) on the node")
 
 
+# What a container runtime gives a container as its interface: a veth (Docker, CNI bridge and
+# ptp), macvlan, ipvlan, netkit, or a tap (slirp4netns). A bridge, a bond, a dummy or a NIC
+# is a host's; run with --network host, ukrun would otherwise take the host's one interface.
+CONTAINER_KINDS = ("veth", "macvlan", "ipvlan", "netkit", "tun")
+
+
 def default_interface(links, made: dict) -> tuple:
     """The interface a run hands over when none is named, from the container's ``links``
     (ukrun.kernel.rtnl Links): eth0 when there is one, else the only link that is not
     loopback, ukrun's lock or what an earlier run made (``made``: ukrun.network.survey's
-    ukrun_links); with the note saying so (None for eth0). Pure; DiscoveryError with no such
-    link or several, naming them."""
+    ukrun_links), if it is of a kind a runtime gives a container (CONTAINER_KINDS, no parent
+    device, no master); with the note saying so (None for eth0). Pure; DiscoveryError with
+    no such link, several, or one that is no container's, naming them."""
     if any(link.name == "eth0" for link in links):
         return "eth0", None
-    others = [link.name for link in links if not link.flags & lib.IFF_LOOPBACK
+    others = [link for link in links if not link.flags & lib.IFF_LOOPBACK
               and link.name not in made and link.name != LOCK_NAME]
-    if len(others) == 1:
-        return others[0], ("no eth0: handing over %s, the container's only interface "
-                           "besides lo" % others[0])
     if not others:
         raise DiscoveryError("interface eth0 not found, and the container has no other "
-                         "interface besides lo", "pass --interface NAME")
-    raise DiscoveryError("no eth0, and the container has %d interfaces: %s"
-                     % (len(others), ", ".join(others)),
-                     "pass --interface NAME (repeatable for several) to say which")
+                             "interface besides lo", "pass --interface NAME")
+    if len(others) > 1:
+        raise DiscoveryError("no eth0, and the container has %d interfaces: %s"
+                             % (len(others), ", ".join(link.name for link in others)),
+                             "pass --interface NAME (repeatable for several) to say which")
+    only = others[0]
+    if only.kind not in CONTAINER_KINDS or only.parent_dev or only.master:
+        raise DiscoveryError("interface eth0 not found, and %s (%s) is no container's "
+                             "interface: is this the host's network (--network host)?"
+                             % (only.name, only.kind or "a NIC"),
+                             "run in a container's own network, or pass --interface %s"
+                             % only.name)
+    return only.name, ("no eth0: handing over %s, the container's only interface besides "
+                       "lo" % only.name)
 
 
 def choose_names(o, links, notes: list):

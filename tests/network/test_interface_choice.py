@@ -47,6 +47,21 @@ def test_several_without_eth0_are_refused_in_one_line_naming_them():
                             "(pass --interface NAME (repeatable for several) to say which)")
 
 
+@pytest.mark.parametrize("host_link", [
+    link(2, "docker0", kind="bridge"), link(2, "bond0", kind="bond"),
+    link(2, "dummy0", kind="dummy"), link(2, "ens3", kind=None),
+    Link(2, "enp1s0", MAC, 1500, lib.IFF_UP, None, "macvlan", None, parent_dev="0000:00:03.0"),
+    Link(2, "port0", MAC, 1500, lib.IFF_UP, 7, "veth", None),
+])
+def test_a_hosts_only_interface_is_never_taken(host_link):
+    """--network host on a host whose one interface is its bridge (docker0, say), a bond, a
+    NIC or a bridge's port: refused, naming it, never handed over."""
+    with pytest.raises(DiscoveryError) as e:
+        default_interface([LO, host_link], {})
+    assert str(e.value).startswith("interface eth0 not found, and %s" % host_link.name)
+    assert "--network host" in str(e.value) and "--interface %s" % host_link.name in str(e.value)
+
+
 def test_no_interface_at_all():
     with pytest.raises(DiscoveryError) as e:
         default_interface([LO, link(2, "ukrun-lock", kind="dummy")], {})
